@@ -1,0 +1,223 @@
+"""PyTorch's output-size formulas for one spatial axis, as plain integer math.
+
+These functions compute; they do not validate. :mod:`convcalc.layers` checks
+the parameters against torch's rules and calls them. All arithmetic is on
+Python ints, so sizes of any magnitude come out exact.
+
+Names follow torch: ``length`` is the input size along the axis, ``padding``
+is a ``(before, after)`` pair, ``dilation`` spreads the kernel taps apart.
+
+>>> conv_length(227, kernel_size=11, stride=4)
+55
+>>> pool_length(5, kernel_size=2, stride=2, padding=(1, 1), ceil_mode=True)
+3
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = [
+    "conv_formula",
+    "conv_length",
+    "conv_transpose_formula",
+    "conv_transpose_length",
+    "effective_kernel",
+    "pool_formula",
+    "pool_length",
+    "same_padding",
+    "smallest_length",
+    "uncovered_length",
+]
+
+Padding = tuple[int, int]
+
+
+def effective_kernel(kernel_size: int, dilation: int = 1) -> int:
+    """How many input positions one window spans: ``dilation*(kernel_size-1) + 1``.
+
+    >>> effective_kernel(3, dilation=2)
+    5
+    """
+    return dilation * (kernel_size - 1) + 1
+
+
+def same_padding(kernel_size: int, dilation: int = 1) -> Padding:
+    """The ``(before, after)`` padding torch uses for ``padding='same'``.
+
+    The total is ``dilation*(kernel_size-1)``; when it is odd the extra pixel
+    goes after (right, bottom, back), as torch does.
+
+    >>> same_padding(3)
+    (1, 1)
+    >>> same_padding(4)
+    (1, 2)
+    """
+    total = dilation * (kernel_size - 1)
+    return total // 2, total - total // 2
+
+
+def conv_length(
+    length: int, kernel_size: int, stride: int = 1, padding: Padding = (0, 0), dilation: int = 1
+) -> int:
+    """Output size of a convolution along one axis.
+
+    ``(length + before + after - dilation*(kernel_size-1) - 1) // stride + 1``.
+    A result below 1 means the layer is invalid for this input.
+
+    >>> conv_length(64, kernel_size=7, stride=2)
+    29
+    >>> conv_length(32, kernel_size=5, padding=(2, 2))
+    32
+    """
+    before, after = padding
+    return (length + before + after - effective_kernel(kernel_size, dilation)) // stride + 1
+
+
+def conv_transpose_length(
+    length: int,
+    kernel_size: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    output_padding: int = 0,
+) -> int:
+    """Output size of a transposed convolution along one axis.
+
+    ``(length-1)*stride - 2*padding + dilation*(kernel_size-1) + output_padding + 1``.
+
+    >>> conv_transpose_length(7, kernel_size=4, stride=2, padding=1)
+    14
+    """
+    return (length - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1
+
+
+def pool_length(
+    length: int,
+    kernel_size: int,
+    stride: int,
+    padding: Padding = (0, 0),
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> int:
+    """Output size of a max or average pool along one axis.
+
+    In floor mode this is the convolution formula. In ceil mode the division
+    rounds up, and then torch drops a last window that would start in the
+    right padding (at or past ``length + before``).
+
+    >>> pool_length(5, kernel_size=2, stride=2, padding=(1, 1))
+    3
+    >>> pool_length(6, kernel_size=2, stride=2, padding=(1, 1), ceil_mode=True)
+    4
+    """
+    before, after = padding
+    span = length + before + after - effective_kernel(kernel_size, dilation)
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= length + before:
+        out -= 1
+    return out
+
+
+def uncovered_length(
+    length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1
+) -> int:
+    """How many input pixels at the end of the axis no window ever reaches.
+
+    The last of ``out`` windows ends at padded position
+    ``(out-1)*stride + dilation*(kernel_size-1)``; the input occupies padded
+    positions ``before .. before+length-1``. Pixels past the last window are
+    lost to the floor in the output formula.
+
+    >>> uncovered_length(64, out=29, kernel_size=7, stride=2)
+    1
+    """
+    last_reached = (out - 1) * stride + dilation * (kernel_size - 1)
+    return max(0, before + length - 1 - last_reached)
+
+
+def smallest_length(output_length: Callable[[int], int], upper: int) -> int | None:
+    """The smallest input length in ``1..upper`` whose output length is at least 1.
+
+    ``output_length`` must be non-decreasing in the input length, as every
+    formula here is. Returns ``None`` when even ``upper`` gives no output.
+
+    >>> smallest_length(lambda n: conv_length(n, kernel_size=11, stride=4), upper=100)
+    11
+    """
+    if output_length(upper) < 1:
+        return None
+    low, high = 1, upper
+    while low < high:
+        middle = (low + high) // 2
+        if output_length(middle) >= 1:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _padding_text(padding: Padding) -> str:
+    before, after = padding
+    return f"2*{before}" if before == after else f"{before}+{after}"
+
+
+def _kernel_text(kernel_size: int, dilation: int) -> str:
+    return str(kernel_size) if dilation == 1 else f"({dilation}*({kernel_size}-1)+1)"
+
+
+def conv_formula(
+    length: int, out: int, kernel_size: int, stride: int, padding: Padding, dilation: int
+) -> str:
+    """The convolution formula with the numbers put in, as the notes write it.
+
+    >>> conv_formula(227, 55, kernel_size=11, stride=4, padding=(0, 0), dilation=1)
+    'floor((227 - 11 + 2*0) / 4) + 1 = 55'
+    """
+    return (
+        f"floor(({length} - {_kernel_text(kernel_size, dilation)} + {_padding_text(padding)})"
+        f" / {stride}) + 1 = {out}"
+    )
+
+
+def pool_formula(
+    length: int,
+    out: int,
+    kernel_size: int,
+    stride: int,
+    padding: Padding,
+    dilation: int,
+    ceil_mode: bool,
+) -> str:
+    """The pooling formula with the numbers put in.
+
+    In ceil mode, a window that torch drops (it would start in the right
+    padding) is said so.
+
+    >>> pool_formula(5, 3, kernel_size=2, stride=2, padding=(1, 1), dilation=1, ceil_mode=True)
+    'ceil((5 - 2 + 2*1) / 2) + 1 - 1 = 3 (last window would start in the padding)'
+    """
+    if not ceil_mode:
+        return conv_formula(length, out, kernel_size, stride, padding, dilation)
+    text = f"ceil(({length} - {_kernel_text(kernel_size, dilation)} + {_padding_text(padding)}) / {stride}) + 1"
+    before, after = padding
+    rounded_up = -(-(length + before + after - effective_kernel(kernel_size, dilation)) // stride) + 1
+    if rounded_up != out:
+        return f"{text} - 1 = {out} (last window would start in the padding)"
+    return f"{text} = {out}"
+
+
+def conv_transpose_formula(
+    length: int, out: int, kernel_size: int, stride: int, padding: int, dilation: int, output_padding: int
+) -> str:
+    """The transposed-convolution formula with the numbers put in.
+
+    >>> conv_transpose_formula(7, 14, kernel_size=4, stride=2, padding=1, dilation=1, output_padding=0)
+    '(7 - 1)*2 - 2*1 + 1*(4-1) + 0 + 1 = 14'
+    """
+    return (
+        f"({length} - 1)*{stride} - 2*{padding} + {dilation}*({kernel_size}-1)"
+        f" + {output_padding} + 1 = {out}"
+    )

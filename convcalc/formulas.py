@@ -22,6 +22,7 @@ __all__ = [
     "conv_length",
     "conv_transpose_formula",
     "conv_transpose_length",
+    "drops_last_window",
     "effective_kernel",
     "pool_formula",
     "pool_length",
@@ -57,9 +58,7 @@ def same_padding(kernel_size: int, dilation: int = 1) -> Padding:
     return total // 2, total - total // 2
 
 
-def conv_length(
-    length: int, kernel_size: int, stride: int = 1, padding: Padding = (0, 0), dilation: int = 1
-) -> int:
+def conv_length(length: int, kernel_size: int, stride: int = 1, padding: Padding = (0, 0), dilation: int = 1) -> int:
     """Output size of a convolution along one axis.
 
     ``(length + before + after - dilation*(kernel_size-1) - 1) // stride + 1``.
@@ -116,14 +115,10 @@ def pool_length(
     if not ceil_mode:
         return span // stride + 1
     out = -(-span // stride) + 1
-    if (out - 1) * stride >= length + before:
-        out -= 1
-    return out
+    return out - 1 if drops_last_window(length, kernel_size, stride, padding, dilation) else out
 
 
-def uncovered_length(
-    length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1
-) -> int:
+def uncovered_length(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1) -> int:
     """How many input pixels at the end of the axis no window ever reaches.
 
     The last of ``out`` windows ends at padded position
@@ -168,17 +163,14 @@ def _kernel_text(kernel_size: int, dilation: int) -> str:
     return str(kernel_size) if dilation == 1 else f"({dilation}*({kernel_size}-1)+1)"
 
 
-def conv_formula(
-    length: int, out: int, kernel_size: int, stride: int, padding: Padding, dilation: int
-) -> str:
+def conv_formula(length: int, out: int, kernel_size: int, stride: int, padding: Padding, dilation: int) -> str:
     """The convolution formula with the numbers put in, as the notes write it.
 
     >>> conv_formula(227, 55, kernel_size=11, stride=4, padding=(0, 0), dilation=1)
     'floor((227 - 11 + 2*0) / 4) + 1 = 55'
     """
     return (
-        f"floor(({length} - {_kernel_text(kernel_size, dilation)} + {_padding_text(padding)})"
-        f" / {stride}) + 1 = {out}"
+        f"floor(({length} - {_kernel_text(kernel_size, dilation)} + {_padding_text(padding)}) / {stride}) + 1 = {out}"
     )
 
 
@@ -193,20 +185,29 @@ def pool_formula(
 ) -> str:
     """The pooling formula with the numbers put in.
 
-    In ceil mode, a window that torch drops (it would start in the right
-    padding) is said so.
+    In ceil mode, a last window that torch drops (it would start in the right
+    padding) shows as ``- 1``; :func:`drops_last_window` says when.
 
     >>> pool_formula(5, 3, kernel_size=2, stride=2, padding=(1, 1), dilation=1, ceil_mode=True)
-    'ceil((5 - 2 + 2*1) / 2) + 1 - 1 = 3 (last window would start in the padding)'
+    'ceil((5 - 2 + 2*1) / 2) + 1 - 1 = 3'
     """
     if not ceil_mode:
         return conv_formula(length, out, kernel_size, stride, padding, dilation)
     text = f"ceil(({length} - {_kernel_text(kernel_size, dilation)} + {_padding_text(padding)}) / {stride}) + 1"
+    if drops_last_window(length, kernel_size, stride, padding, dilation):
+        text += " - 1"
+    return f"{text} = {out}"
+
+
+def drops_last_window(length: int, kernel_size: int, stride: int, padding: Padding, dilation: int = 1) -> bool:
+    """Whether ceil_mode's extra window would start in the right padding, so torch drops it.
+
+    >>> drops_last_window(5, kernel_size=2, stride=2, padding=(1, 1))
+    True
+    """
     before, after = padding
     rounded_up = -(-(length + before + after - effective_kernel(kernel_size, dilation)) // stride) + 1
-    if rounded_up != out:
-        return f"{text} - 1 = {out} (last window would start in the padding)"
-    return f"{text} = {out}"
+    return (rounded_up - 1) * stride >= length + before
 
 
 def conv_transpose_formula(
@@ -217,7 +218,4 @@ def conv_transpose_formula(
     >>> conv_transpose_formula(7, 14, kernel_size=4, stride=2, padding=1, dilation=1, output_padding=0)
     '(7 - 1)*2 - 2*1 + 1*(4-1) + 0 + 1 = 14'
     """
-    return (
-        f"({length} - 1)*{stride} - 2*{padding} + {dilation}*({kernel_size}-1)"
-        f" + {output_padding} + 1 = {out}"
-    )
+    return f"({length} - 1)*{stride} - 2*{padding} + {dilation}*({kernel_size}-1) + {output_padding} + 1 = {out}"

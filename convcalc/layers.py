@@ -64,6 +64,8 @@ class Axis:
     output_padding: int = 0
     uncovered: int | None = None
     """Input pixels at the end of the axis that no window reaches (None for transposed conv)."""
+    dropped_window: bool = False
+    """ceil_mode only: torch dropped a last window that would have started in the right padding."""
     formula: str = ""
 
 
@@ -176,9 +178,7 @@ class _Checker:
                     axis=name,
                 )
 
-    def channels(
-        self, groups: int, in_channels: int | None, out_channels: int | None, batch: int | None
-    ) -> int | None:
+    def channels(self, groups: int, in_channels: int | None, out_channels: int | None, batch: int | None) -> int | None:
         """Checks groups against the channels; returns the batch size to use."""
         _require_int("groups", groups, self.layer)
         if groups < 1:
@@ -218,9 +218,7 @@ def _pads_channels_by_zero(padding: PerAxis, dims: int) -> bool:
 
 def _require_int(parameter: str, value: object, layer: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidLayerError(
-            f"{layer}: {parameter} must be an int, got {value!r}", parameter=parameter
-        )
+        raise InvalidLayerError(f"{layer}: {parameter} must be an int, got {value!r}", parameter=parameter)
 
 
 def conv(
@@ -601,6 +599,7 @@ def _pool(
                 padding=(p, p),
                 dilation=d,
                 uncovered=formulas.uncovered_length(length, out, k, s, p, d),
+                dropped_window=ceil_mode and formulas.drops_last_window(length, k, s, (p, p), d),
                 formula=formulas.pool_formula(length, out, k, s, (p, p), d, ceil_mode),
             )
         )

@@ -10,14 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 import convcalc
 from tests import torch_oracle
-
-import torch
 
 EXAMPLES = 1500
 
@@ -126,7 +125,7 @@ def test_same_size_as_torch_or_both_reject(family: str, data: st.DataObject) -> 
 def test_macs_are_half_of_torch_flop_counter(family: str, data: st.DataObject) -> None:
     size, kwargs = data.draw(layers(family))
     ours = calculator(family, size, kwargs)
-    theirs, module = torch_oracle.run(family, size, kwargs)
+    _, module = torch_oracle.run(family, size, kwargs)
     if ours is None or module is None:
         event("invalid, nothing to count")
         return

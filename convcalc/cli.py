@@ -1,0 +1,283 @@
+"""The ``convcalc`` command: parses arguments, calls the core, prints the answer.
+
+Exit codes: 0 success, 1 an invalid layer for that input (or --verify found
+torch disagreeing), 2 a usage error. rich is imported only to draw tables and
+torch only for --verify, so quiet and JSON output start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from convcalc import __version__, layers
+from convcalc.errors import ConvcalcError
+from convcalc.text import size_text, verification_text
+
+__all__ = ["main"]
+
+EXIT_CODES = """\b
+Exit codes:
+  0  success
+  1  the layer is invalid for that input (torch would reject it),
+     or --verify found that torch disagrees
+  2  usage error: a malformed SIZE or option"""
+
+_SIZE = re.compile(r"[0-9]+(?:[xX×][0-9]+)*")
+_PER_AXIS = re.compile(r"-?[0-9]+(?:[xX×]-?[0-9]+)*")
+
+
+class SizeType(click.ParamType):
+    """SIZE: ``227``, ``32x64`` or ``16x32x64``, positive integers."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if not _SIZE.fullmatch(text):
+            self.fail(f"{value!r} is not a size: use 227, 32x64 or 16x32x64 (positive integers)", param, ctx)
+        sizes = tuple(int(part) for part in re.split("[xX×]", text))
+        if len(sizes) > 3 or 0 in sizes:
+            self.fail(f"{value!r} is not a size: give 1 to 3 positive integers, e.g. 32x64", param, ctx)
+        return sizes
+
+
+class PerAxisType(click.ParamType):
+    """An option value: one integer for every axis (``3``) or one per axis (``3x5``)."""
+
+    name = "N[xN...]"
+
+    def __init__(self, words: tuple[str, ...] = ()) -> None:
+        self.words = words
+        if words:
+            self.name = f"N[xN...]|{'|'.join(words)}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        if text in self.words:
+            return text
+        if not _PER_AXIS.fullmatch(text) or text.count("x") + text.count("X") + text.count("×") > 2:
+            choices = "".join(f", {word!r}" for word in self.words)
+            self.fail(f"{value!r} is not one integer or up to 3 joined by 'x' (e.g. 3 or 3x5){choices}", param, ctx)
+        return tuple(int(part) for part in re.split("[xX×]", text))
+
+
+def _geometry_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every layer command shares, in torch's argument order."""
+    for decorator in reversed(
+        [
+            click.option(
+                "--kernel-size",
+                "--k",
+                "-k",
+                "kernel_size",
+                type=PerAxisType(),
+                required=True,
+                help="kernel_size: one value for every axis, or one per axis (3x5).",
+            ),
+            click.option(
+                "--stride", "--s", "-s", "stride", type=PerAxisType(), help="stride [conv: 1, pool: kernel_size]."
+            ),
+            click.option("--padding", "--p", "-p", "padding", type=PerAxisType(("same", "valid")), help="padding [0]."),
+            click.option("--dilation", "--d", "-d", "dilation", type=PerAxisType(), help="dilation [1]."),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+def _output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every layer command shares after its own: shape, output form, verification."""
+    for decorator in reversed(
+        [
+            click.option("--batch", type=click.IntRange(min=1), help="Batch size N for full shapes [1]."),
+            click.option(
+                "--dims",
+                type=click.IntRange(1, 3),
+                help="Number of spatial axes [the longest of SIZE and the option values, else 2].",
+            ),
+            click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
+            click.option("--quiet", "-q", is_flag=True, help="Print only the output size, e.g. 28x60."),
+            click.option("--verify", is_flag=True, help="Run the real torch layer and check that it agrees."),
+        ]
+    ):
+        command = decorator(command)
+    return command
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=EXIT_CODES,
+)
+@click.version_option(__version__, "--version", "-V", prog_name="convcalc")
+def main() -> None:
+    """Exact PyTorch output sizes for CNN layers.
+
+    \b
+    convcalc conv 227 --k 11 --s 4        # 55x55, as a table
+    convcalc conv 32x64 --k 5 -q          # 28x60
+    convcalc pool $(convcalc conv 28 --k 5 -q) --k 2 -q   # 12x12
+
+    Sizes are spatial only; a lone 227 means 227x227.
+    """
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("size", type=SizeType())
+@_geometry_options
+@click.option("--groups", type=int, default=1, show_default=True, help="groups.")
+@click.option("--in-channels", type=click.IntRange(min=1), help="in_channels (needs --out-channels).")
+@click.option("--out-channels", type=click.IntRange(min=1), help="out_channels (needs --in-channels).")
+@click.option("--bias/--no-bias", default=True, show_default=True, help="bias (counts in params).")
+@click.option("--padding-mode", default="zeros", show_default=True, help="zeros, reflect, replicate or circular.")
+@click.option("--transposed", is_flag=True, help="ConvTranspose instead of Conv.")
+@click.option("--output-padding", type=PerAxisType(), help="output_padding, with --transposed [0].")
+@_output_options
+def conv(size: tuple[int, ...], **options: Any) -> None:
+    """Output size of Conv1d/2d/3d or ConvTranspose1d/2d/3d on SIZE.
+
+    \b
+    convcalc conv 227 --k 11 --s 4
+    convcalc conv 64 --k 7 --s 2 --in-channels 3 --out-channels 64
+    convcalc conv 32x64 --k 5 -q
+    convcalc conv 7x9 --transposed --k 4 --s 2 --p 1 --json
+    convcalc conv 100 --dims 1 --k 3 --p same
+    """
+    transposed = options.pop("transposed")
+    if options["output_padding"] is not None and not transposed:
+        _usage("--output-padding applies to transposed convolutions: add --transposed")
+    if (options["in_channels"] is None) != (options["out_channels"] is None):
+        _usage("give --in-channels and --out-channels together (or neither)")
+    if options["output_padding"] is None:
+        del options["output_padding"]
+    family = "conv_transpose" if transposed else "conv"
+    _run(family, size, options)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("size", type=SizeType())
+@_geometry_options
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["max", "avg"]),
+    default="max",
+    show_default=True,
+    help="MaxPool or AvgPool.",
+)
+@click.option(
+    "--ceil-mode",
+    is_flag=True,
+    help="ceil_mode: round the output up (torch drops a last window that would start in the padding).",
+)
+@click.option("--in-channels", type=click.IntRange(min=1), help="Channels C, for full shapes (a pool keeps them).")
+@_output_options
+def pool(size: tuple[int, ...], **options: Any) -> None:
+    """Output size of MaxPool1d/2d/3d or AvgPool1d/2d/3d on SIZE.
+
+    \b
+    convcalc pool 55 --k 3 --s 2
+    convcalc pool 5 --k 2 --s 2 --p 1 --ceil-mode
+    convcalc pool 24 --k 2 -q
+    convcalc pool 8x8x8 --type avg --k 2
+    """
+    kind = options.pop("kind")
+    if kind == "avg":
+        if options["dilation"] not in (None, (1,)):
+            _usage("AvgPool has no dilation: drop --dilation, or use --type max")
+        del options["dilation"]
+    _run(f"{kind}_pool", size, options)
+
+
+def _usage(message: str) -> NoReturn:
+    raise click.UsageError(message, click.get_current_context())
+
+
+def _spatial_axes(size: tuple[int, ...], values: dict[str, Any], dims: int | None) -> int:
+    """--dims, else the longest of SIZE and the per-axis values, else 2."""
+    if dims is not None:
+        return dims
+    longest = max([len(size)] + [len(value) for value in values.values() if isinstance(value, tuple)])
+    return longest if longest > 1 else 2
+
+
+def _broadcast(name: str, value: tuple[int, ...], dims: int) -> tuple[int, ...]:
+    if len(value) == 1:
+        return value * dims
+    if len(value) != dims:
+        option = "SIZE" if name == "size" else "--" + name.replace("_", "-")
+        _usage(f"{option} has {len(value)} values but the layer has {dims} spatial axes: give 1 or {dims}")
+    return value
+
+
+def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
+    as_json, quiet, verify, dims = (options.pop(name) for name in ("as_json", "quiet", "verify", "dims"))
+    if as_json and quiet:
+        _usage("--json and --quiet exclude each other")
+    kwargs = {name: value for name, value in options.items() if value is not None}
+    per_axis = {name: value for name, value in kwargs.items() if isinstance(value, tuple)}
+    dims = _spatial_axes(size, per_axis, dims)
+    size = _broadcast("size", size, dims)
+    kwargs |= {name: _broadcast(name, value, dims) for name, value in per_axis.items()}
+    if kwargs.get("batch") is not None and kwargs.get("in_channels") is None:
+        _usage("--batch needs --in-channels: the full shape needs the channels")
+
+    try:
+        result: layers.LayerResult | None = getattr(layers, family)(size, **kwargs)
+        error = None
+    except ConvcalcError as exc:
+        result, error = None, exc
+    verification = _verify(family, size, kwargs, result) if verify else None
+
+    if error is not None:
+        _fail(str(error), verification)
+    assert result is not None
+    if as_json:
+        data = result.as_dict()
+        if verification is not None:
+            data["verify"] = {
+                "torch_version": verification.torch_version,
+                "agrees": verification.agrees,
+                "torch_shape": None if verification.torch_shape is None else list(verification.torch_shape),
+                "torch_error": verification.torch_error,
+                "devices": list(verification.devices),
+            }
+        click.echo(json.dumps(data))
+    elif quiet:
+        click.echo(size_text(result.output))
+    else:
+        from rich.console import Console
+
+        from convcalc.render import layer_report
+
+        console = Console(highlight=False)
+        console.print(layer_report(result, verification, width=console.width))
+    if verification is not None and not verification.agrees:
+        shown = not (as_json or quiet)  # the table already ends with torch's verdict
+        _fail("torch disagrees with convcalc on this layer", None if shown else verification)
+
+
+def _verify(family: str, size: tuple[int, ...], kwargs: dict[str, Any], result: layers.LayerResult | None) -> Any:
+    from convcalc.verify import verify_layer
+
+    try:
+        return verify_layer(family, size, kwargs, result)
+    except ConvcalcError as exc:
+        _fail(str(exc), None)
+
+
+def _fail(message: str, verification: Any) -> NoReturn:
+    """Print the error (and torch's verdict) on stderr and exit 1."""
+    click.echo(f"Error: {message}", err=True)
+    if verification is not None:
+        click.echo(verification_text(verification), err=True)
+    sys.exit(1)

@@ -1,0 +1,88 @@
+"""Human output: the rich table for one layer, and the plain lines around it.
+
+Everything here formats numbers the core already computed; nothing is worked
+out anew. Machine output (``--json``, ``--quiet``) does not come through here.
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from convcalc.layers import LayerResult
+from convcalc.text import shape_text, size_text, verification_text
+from convcalc.verify import Verification
+
+__all__ = ["DROPPED_NOTE", "MACS_UNIT", "UNCOVERED_NOTE", "layer_report"]
+
+MACS_UNIT = "multiply-accumulates for the whole batch, bias not counted; FLOPs = 2 x MACs"
+UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reaches (the floor drops them)"
+DROPPED_NOTE = "- 1: with ceil_mode, torch drops a last window that would start in the right padding"
+
+
+def layer_report(result: LayerResult, verification: Verification | None = None, width: int = 80) -> RenderableType:
+    """The table of one layer, axis by axis, with its totals and torch's verdict below.
+
+    The formula is a column where the table fits in ``width``; on a narrower
+    terminal the formulas follow the table, one line per axis.
+    """
+    transposed = result.layer.startswith("ConvTranspose")
+    dilated = "dilation" in result.parameters  # AvgPool has none
+    columns = ["axis", "input", "kernel_size", "stride", "padding"]
+    columns += ["dilation"] if dilated else []
+    columns += ["output_padding"] if transposed else []
+    columns += ["output", "formula"]
+    columns += [] if transposed else ["uncovered"]
+    rows = []
+    for axis in result.axes:
+        before, after = axis.padding
+        row = [axis.name, f"{axis.input:,}", str(axis.kernel_size), str(axis.stride)]
+        row += [str(before) if before == after else f"{before}+{after}"]
+        row += [str(axis.dilation)] if dilated else []
+        row += [str(axis.output_padding)] if transposed else []
+        row += [f"{axis.output:,}", axis.formula]
+        row += [] if transposed else [str(axis.uncovered)]
+        rows.append(row)
+    needed = sum(max(len(cell) for cell in column) + 3 for column in zip(columns, *rows)) - 1
+    formula_lines = needed > width
+    if formula_lines:
+        at = columns.index("formula")
+        columns.pop(at)
+        formulas = [row.pop(at) for row in rows]
+
+    table = Table(
+        title=f"{result.layer}: {size_text(result.input)} -> {size_text(result.output)}",
+        box=box.SIMPLE_HEAD,
+        title_style="bold",
+        pad_edge=False,
+    )
+    for column in columns:
+        table.add_column(
+            column,
+            justify="left" if column in ("axis", "formula") else "right",
+            style="bold" if column == "output" else None,
+            no_wrap=True,
+        )
+    for row in rows:
+        table.add_row(*row)
+
+    parts: list[RenderableType] = [table]
+    if formula_lines:
+        parts.append(Text("\n".join(f"{axis.name}: {text}" for axis, text in zip(result.axes, formulas))))
+    if result.output_shape is not None:
+        totals = Table.grid(padding=(0, 2))
+        totals.add_column(style="bold")
+        totals.add_column()
+        totals.add_row("shape", f"{shape_text(result.input_shape or ())} -> {shape_text(result.output_shape)}")
+        totals.add_row("params", f"{result.params:,}")
+        totals.add_row("MACs", f"{result.macs:,}  ({MACS_UNIT})")
+        parts.append(totals)
+    if any(axis.uncovered for axis in result.axes):
+        parts.append(Text(UNCOVERED_NOTE, style="dim"))
+    if any(axis.dropped_window for axis in result.axes):
+        parts.append(Text(DROPPED_NOTE, style="dim"))
+    if verification is not None:
+        parts.append(Text(verification_text(verification), style="green" if verification.agrees else "red"))
+    return Group(*parts)

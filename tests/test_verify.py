@@ -1,0 +1,111 @@
+"""--verify: real torch runs the layer; convcalc says whether it agrees."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+
+import pytest
+from click.testing import CliRunner, Result
+
+import convcalc
+from convcalc import layers, verify
+from convcalc.cli import main
+
+
+def run(*args: str) -> Result:
+    return CliRunner(env={"COLUMNS": "120"}).invoke(main, list(args))
+
+
+def test_agreeing_layer_exits_0_and_says_so() -> None:
+    result = run("conv", "64", "--k", "7", "--s", "2", "--in-channels", "3", "--out-channels", "64", "--verify")
+    assert result.exit_code == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("verify: torch 2.")
+    assert last.endswith("agrees: it gives (1, 64, 29, 29) (ran on meta and cpu)")
+
+
+def test_agreeing_json_carries_torchs_verdict() -> None:
+    result = run("pool", "5", "--k", "2", "--s", "2", "--p", "1", "--ceil-mode", "--verify", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["verify"]["agrees"] is True
+    assert data["verify"]["torch_shape"] == [1, 1, 3, 3]
+    assert data["verify"]["devices"] == ["meta", "cpu"]
+
+
+def test_quiet_verify_prints_only_the_size_when_torch_agrees() -> None:
+    result = run("conv", "7x9", "--transposed", "--k", "4", "--s", "2", "--p", "1", "--verify", "-q")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "14x18\n", "")
+
+
+def test_invalid_layer_that_torch_rejects_too_exits_1_with_both_verdicts() -> None:
+    result = run("conv", "10", "--k", "11", "--verify")
+    assert result.exit_code == 1
+    first, second = result.stderr.splitlines()
+    assert first.startswith("Error: Conv2d: kernel_size 11 is larger than the padded input 10")
+    assert second.startswith("verify: torch 2.")
+    assert "agrees: it rejects the layer (RuntimeError: Calculated padded input size" in second
+
+
+def test_lax_meta_device_is_confirmed_on_the_cpu() -> None:
+    """On meta a transposed conv accepts output_padding >= stride and dilation; real torch does not."""
+    result = run("conv", "5", "--dims", "1", "--transposed", "--k", "3", "--output-padding", "2", "--verify")
+    assert result.exit_code == 1
+    assert "agrees: it rejects the layer (RuntimeError: output padding must be smaller" in result.stderr
+    assert "(ran on meta and cpu)" in result.stderr
+
+
+def test_transposed_output_of_zero_counts_as_rejected() -> None:
+    """CPU torch's oneDNN path returns an empty tensor here; convcalc and verify call it invalid."""
+    result = run("conv", "1", "--dims", "1", "--transposed", "--k", "2", "--p", "1", "--verify")
+    assert result.exit_code == 1
+    assert "ConvTranspose1d: the output would be 0 on axis L" in result.stderr
+    assert "agrees: it rejects the layer" in result.stderr
+
+
+def test_huge_input_costs_nothing_and_skips_the_cpu_run() -> None:
+    result = run("conv", "1000000x1000000", "--k", "3", "--in-channels", "3", "--out-channels", "8", "--verify")
+    assert result.exit_code == 0, result.stderr
+    assert "gives (1, 8, 999,998, 999,998) (ran on meta; a CPU run would be too large)" in result.stdout
+
+
+def test_disagreement_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calculator that is off by one must be caught."""
+    real = layers.conv
+
+    def off_by_one(*args: object, **kwargs: object) -> layers.LayerResult:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        return dataclasses.replace(result, output=tuple(n + 1 for n in result.output))
+
+    monkeypatch.setattr(layers, "conv", off_by_one)
+    result = run("conv", "227", "--k", "11", "--s", "4", "--verify", "-q")
+    assert result.exit_code == 1
+    assert result.stdout == "56x56\n"
+    assert result.stderr.splitlines() == [
+        "Error: torch disagrees with convcalc on this layer",
+        result.stderr.splitlines()[1],
+    ]
+    assert "DISAGREES: it gives (1, 1, 55, 55)" in result.stderr
+
+
+def test_disagreement_on_validity_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calculator that rejects a layer torch runs must be caught too."""
+
+    def rejects(*args: object, **kwargs: object) -> layers.LayerResult:
+        raise convcalc.InvalidLayerError("Conv2d: rejected by a broken calculator")
+
+    monkeypatch.setattr(layers, "conv", rejects)
+    result = run("conv", "32", "--k", "3", "--verify")
+    assert result.exit_code == 1
+    assert "DISAGREES: it gives (1, 1, 30, 30)" in result.stderr
+
+
+def test_verify_without_torch_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    result = run("conv", "227", "--k", "11", "--s", "4", "--verify")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == f"Error: {verify.TORCH_MISSING}\n"
+    assert "pip install 'convcalc[torch]'" in result.stderr

@@ -156,10 +156,10 @@ class _Checker:
         needs one per axis.
         """
         dims = len(self.size)
-        values = (value,) if isinstance(value, int) else tuple(value)
+        values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         for item in values:
             _require_int(parameter, item, self.layer)
-        if isinstance(value, int) or (one_for_all and len(values) == 1):
+        if not isinstance(value, (tuple, list)) or (one_for_all and len(values) == 1):
             return values * dims
         if len(values) != dims:
             raise self.fail(

@@ -72,7 +72,7 @@ def test_notes_cnn_snippet_28_conv5_pool2() -> None:
         ("conv 32 --k 3x5", "30x28\n"),
         ("conv 32 --k 3 --dims 3", "30x30x30\n"),
         ("conv 10 --k 3 --p -1 --padding-mode reflect", "6x6\n"),
-        ("conv 32×64 --k 5", "28x60\n"),
+        ("conv 32×64 --k 5", "28x60\n"),  # noqa: RUF001 (the multiplication sign is accepted on purpose)
     ],
 )
 def test_quiet_answers(command: str, answer: str) -> None:

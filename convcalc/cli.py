@@ -2,12 +2,12 @@
 
 Exit codes: 0 success, 1 an invalid layer for that input (or --verify found
 torch disagreeing), 2 a usage error. rich is imported only to draw tables and
-torch only for --verify, so quiet and JSON output start fast.
+torch only for --verify, and json only for --json: every import here is paid
+on every call, and a quiet command should cost little more than `import click`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -242,6 +242,8 @@ def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
         _fail(str(error), verification)
     assert result is not None
     if as_json:
+        import json
+
         data = result.as_dict()
         if verification is not None:
             data["verify"] = {

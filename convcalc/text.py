@@ -5,7 +5,10 @@ No rich here: quiet output, errors and JSON use these without paying for it.
 
 from __future__ import annotations
 
-from convcalc.verify import Verification
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from convcalc.verify import Verification
 
 __all__ = ["shape_text", "size_text", "verification_text"]
 

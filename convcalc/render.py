@@ -70,7 +70,11 @@ def layer_report(result: LayerResult, verification: Verification | None = None, 
 
     parts: list[RenderableType] = [table]
     if formula_lines:
-        parts.append(Text("\n".join(f"{axis.name}: {text}" for axis, text in zip(result.axes, formulas))))
+        if len(set(formulas)) == 1:
+            lines = [f"{', '.join(axis.name for axis in result.axes)}: {formulas[0]}"]
+        else:
+            lines = [f"{axis.name}: {text}" for axis, text in zip(result.axes, formulas)]
+        parts.append(Text("\n".join(lines)))
     if result.output_shape is not None:
         totals = Table.grid(padding=(0, 2))
         totals.add_column(style="bold")

@@ -1,0 +1,57 @@
+"""The docs cannot drift: every console example in them runs, and shows what convcalc prints."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from convcalc.cli import main
+
+ROOT = Path(__file__).parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+
+
+def examples() -> list[tuple[str, str, str]]:
+    """(page, command, expected output) for every `$ convcalc ...` line of a console block."""
+    found = []
+    for page in PAGES:
+        for block in BLOCK.findall(page.read_text()):
+            for chunk in re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]:
+                command, _, output = chunk.partition("\n")
+                found.append((page.name, command, output))
+    return found
+
+
+@pytest.mark.parametrize(("page", "command", "expected"), examples())
+def test_console_examples_print_what_the_docs_show(page: str, command: str, expected: str) -> None:
+    args = shlex.split(command)
+    assert args[0] == "convcalc", f"{page}: only convcalc commands belong in console blocks"
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(main, args[1:])
+    shown = "\n".join(line.rstrip() for line in (result.stdout + result.stderr).splitlines())
+    assert shown == expected.rstrip("\n"), f"{page}: {command}"
+
+
+def test_there_are_examples_on_every_page() -> None:
+    pages = {page for page, _, _ in examples()}
+    assert {"README.md", "usage.md", "formulas.md"} <= pages
+
+
+def test_ci_runs_the_test_command_the_readme_shows() -> None:
+    readme = (ROOT / "README.md").read_text()
+    test_command = next(line for line in readme.splitlines() if "pytest" in line and line.startswith("python3 -m venv"))
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_command_and_option_is_documented() -> None:
+    usage = (ROOT / "docs" / "usage.md").read_text()
+    for command in main.commands.values():
+        assert f"convcalc {command.name}" in usage
+        for param in command.params:
+            for name in param.opts:
+                if name.startswith("--"):
+                    assert f"`{name}" in usage, f"{name} of convcalc {command.name} is not in docs/usage.md"

@@ -128,9 +128,12 @@ def uncovered_length(length: int, out: int, kernel_size: int, stride: int, befor
 
     >>> uncovered_length(64, out=29, kernel_size=7, stride=2)
     1
+    >>> uncovered_length(1, out=1, kernel_size=1, stride=5, before=2)
+    1
     """
     last_reached = (out - 1) * stride + dilation * (kernel_size - 1)
-    return max(0, before + length - 1 - last_reached)
+    past_last = before + length - 1 - last_reached
+    return min(length, max(0, past_last))  # past_last may count left padding too, when windows end inside it
 
 
 def smallest_length(output_length: Callable[[int], int], upper: int) -> int | None:

@@ -204,14 +204,12 @@ class _Checker:
         return 1 if batch is None else batch
 
 
-def _pads_channels_by_zero(padding: PerAxis, dims: int) -> bool:
+def _pads_channels_by_zero(padding: Sequence[int], dims: int) -> bool:
     """Whether a padding sequence has one extra leading 0 that torch's F.pad spends on the channels.
 
     F.pad takes pads for up to 3 trailing axes of a non-constant pad, so a
     Conv1d or Conv2d given ``(0, p...)`` pads the channel axis by 0 and works.
     """
-    if isinstance(padding, int):
-        return False
     values = tuple(padding)
     return len(values) == dims + 1 <= 3 and values[0] == 0
 
@@ -285,7 +283,11 @@ def conv(
                 parameter="padding",
             )
     else:
-        if padding_mode != "zeros" and _pads_channels_by_zero(padding, len(kernel)):
+        if (
+            padding_mode != "zeros"
+            and isinstance(padding, (tuple, list))
+            and _pads_channels_by_zero(padding, len(kernel))
+        ):
             # F.pad reads one more pair as the channel axis; a zero there changes nothing
             padding = tuple(padding)[1:]
         # F.pad, which applies the other padding modes, needs one padding per axis

@@ -88,7 +88,8 @@ def verify_layer(
     if shape is not None and 0 in shape[2:]:
         # CPU torch's oneDNN path returns an empty tensor for a transposed conv whose output size is 0;
         # convcalc, like torch's other backends, counts that as invalid
-        shape, error = None, f"torch returned an empty output {list(shape)}"
+        error = f"torch returned an empty output {list(shape)}"
+        shape = None
     expected = None if result is None else (batch, out_channels, *result.output)
     return Verification(
         torch_version=torch.__version__,

@@ -8,10 +8,13 @@ import sys
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import convcalc
 from convcalc import layers, verify
 from convcalc.cli import main
+from tests import test_torch_agreement
 
 
 def run(*args: str) -> Result:
@@ -109,3 +112,18 @@ def test_verify_without_torch_says_how_to_install_it(monkeypatch: pytest.MonkeyP
     assert result.stdout == ""
     assert result.stderr == f"Error: {verify.TORCH_MISSING}\n"
     assert "pip install 'convcalc[torch]'" in result.stderr
+
+
+@pytest.mark.parametrize("family", ["conv", "conv_transpose", "max_pool", "avg_pool"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_verify_agrees_with_the_calculator_on_generated_layers(family: str, data: st.DataObject) -> None:
+    """Valid or not, --verify must find torch agreeing with the (torch-checked) calculator."""
+    size, kwargs = data.draw(test_torch_agreement.layers(family))
+    assume(not test_torch_agreement.backend_quirk(family, kwargs))
+    result = test_torch_agreement.calculator(family, size, kwargs)
+    verification = verify.verify_layer(family, size, kwargs, result)
+    assert verification.agrees, verification
+    assert (verification.torch_shape is None) == (result is None)
+    if result is not None:  # small layers: the meta device's answer is always confirmed on the CPU
+        assert verification.devices == ("meta", "cpu")

@@ -28,7 +28,7 @@ __all__ = ["CPU_LIMIT", "TORCH_MISSING", "Verification", "verify_layer"]
 CPU_LIMIT = 1 << 22
 """Most input or output elements a confirming CPU run may touch for a layer convcalc accepts."""
 
-TORCH_MISSING = "--verify needs PyTorch, which is not installed: pip install 'convcalc[torch]'"
+TORCH_MISSING = "--verify needs PyTorch, which is not installed: pip install torch (or pip install 'convcalc[torch]')"
 
 _CLASSES = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
 

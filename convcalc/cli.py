@@ -202,11 +202,11 @@ def _usage(message: str) -> NoReturn:
     raise click.UsageError(message, click.get_current_context())
 
 
-def _spatial_axes(size: tuple[int, ...], values: dict[str, Any], dims: int | None) -> int:
+def _spatial_axes(size: tuple[int, ...], values: dict[str, tuple[int, ...]], dims: int | None) -> int:
     """--dims, else the longest of SIZE and the per-axis values, else 2."""
     if dims is not None:
         return dims
-    longest = max([len(size)] + [len(value) for value in values.values() if isinstance(value, tuple)])
+    longest = max([len(size)] + [len(value) for value in values.values()])
     return longest if longest > 1 else 2
 
 

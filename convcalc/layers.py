@@ -178,6 +178,27 @@ class _Checker:
                     axis=name,
                 )
 
+    def window_too_large(
+        self,
+        axis: str,
+        length: int,
+        kernel_size: int,
+        dilation: int,
+        padding: tuple[int, int],
+        smallest: int | None,
+        fixes: str,
+    ) -> InvalidLayerError:
+        """The error for a window that does not fit the padded input, naming the smallest input that works."""
+        before, after = padding
+        span = formulas.effective_kernel(kernel_size, dilation)
+        dilated = f" (dilation {dilation}: it spans {span})" if dilation != 1 else ""
+        return self.fail(
+            f"kernel_size {kernel_size}{dilated} is larger than the padded input {length + before + after}{{where}} "
+            f"(input {length}, padding {before}+{after}): use an input of at least {smallest}, {fixes}",
+            parameter="kernel_size",
+            axis=axis,
+        )
+
     def channels(self, groups: int, in_channels: int | None, out_channels: int | None, batch: int | None) -> int | None:
         """Checks groups against the channels; returns the batch size to use."""
         _require_int("groups", groups, self.layer)
@@ -319,14 +340,9 @@ def conv(
     for name, length, k, s, (before, after), d in zip(check.names, check.size, kernel, strides, pads, dilations):
         out = formulas.conv_length(length, k, s, (before, after), d)
         if out < 1:
-            span = formulas.effective_kernel(k, d)
-            dilated = f" (dilation {d}: it spans {span})" if d != 1 else ""
-            raise check.fail(
-                f"kernel_size {k}{dilated} is larger than the padded input {length + before + after}{{where}} "
-                f"(input {length}, padding {before}+{after}): use an input of at least {span - before - after}, "
-                "more padding, or a smaller kernel_size or dilation",
-                parameter="kernel_size",
-                axis=name,
+            smallest = formulas.effective_kernel(k, d) - before - after
+            raise check.window_too_large(
+                name, length, k, d, (before, after), smallest, "more padding, or a smaller kernel_size or dilation"
             )
         axes.append(
             Axis(
@@ -583,14 +599,7 @@ def _pool(
                 lambda n: formulas.pool_length(n, k, s, (p, p), d, ceil_mode),
                 upper=formulas.effective_kernel(k, d),
             )
-            dilated = f" (dilation {d}: it spans {formulas.effective_kernel(k, d)})" if d != 1 else ""
-            raise check.fail(
-                f"kernel_size {k}{dilated} is larger than the padded input {length + 2 * p}{{where}} "
-                f"(input {length}, padding {p}+{p}): use an input of at least {smallest}, "
-                "or a smaller kernel_size",
-                parameter="kernel_size",
-                axis=name,
-            )
+            raise check.window_too_large(name, length, k, d, (p, p), smallest, "or a smaller kernel_size")
         axes.append(
             Axis(
                 name=name,

@@ -1,0 +1,592 @@
+"""What each supported ``torch.nn`` layer does to a full tensor shape.
+
+Every entry knows the layer's keyword arguments (torch's names and defaults),
+which of them follow from the incoming shape (``in_channels``, ``num_features``,
+...), and a function from the incoming shape to a :class:`Step`: the output
+shape, parameter and buffer counts, MACs, and what the layer does to the
+receptive field along each spatial axis. Errors are raised without the layer's
+position: :mod:`convcalc.stack` adds that once, at its boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from convcalc import layers
+from convcalc.errors import InvalidLayerError
+
+__all__ = ["LAYERS", "REQUIRED", "Kind", "Step", "Window"]
+
+REQUIRED = object()
+"""Marks a keyword argument that has no default."""
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a layer does to the receptive field on one axis, as in Araujo et al. (Distill, 2019).
+
+    ``rf_out = rf_in + (extent - 1) * jump_in`` and ``jump_out = jump_in * stride``.
+    """
+
+    extent: int = 1
+    stride: Fraction = Fraction(1)
+
+
+SAME = Window()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """One layer applied to one shape."""
+
+    output: Shape
+    params: int = 0
+    buffers: int = 0
+    macs: int = 0
+    windows: tuple[Window, ...] | None = None
+    """One Window per spatial axis; None for a layer that leaves the receptive field as it is."""
+    whole: bool = False
+    """True where every output depends on the whole input (Linear, Flatten, adaptive pooling)."""
+    uncovered: tuple[int, ...] = ()
+    """Input pixels per axis that no window reaches (conv and pooling)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kind:
+    """One torch.nn class: its keyword arguments and what it does to a shape."""
+
+    name: str
+    arguments: dict[str, Any]
+    """torch's keyword arguments in torch's order, with defaults (REQUIRED where none)."""
+    apply: Callable[[Shape, dict[str, Any]], Step]
+    inferred: dict[str, Callable[[Shape], int]] = field(default_factory=dict)
+    """Arguments that follow from the incoming shape, as torch's Lazy modules infer them."""
+
+
+def _fail(message: str) -> InvalidLayerError:
+    return InvalidLayerError(message)
+
+
+def _rank(shape: Shape, allowed: tuple[int, ...], what: str) -> None:
+    if len(shape) not in allowed:
+        ranks = " or ".join(f"{n}-D" for n in allowed)
+        raise _fail(f"needs a {ranks} input ({what}), got {len(shape)}-D {_text(shape)}")
+
+
+def _text(shape: Shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def _channel_axis(shape: Shape, dims: int) -> int:
+    """Index of the channel axis of a (N, C, *spatial) or unbatched (C, *spatial) input."""
+    return len(shape) - dims - 1
+
+
+def _check_match(argument: str, given: int, actual: int, what: str) -> None:
+    if given != actual:
+        raise _fail(
+            f"{argument} is {given} but the input has {actual} {what}: use {argument}: {actual}, or leave it out"
+        )
+
+
+def _windows(result: layers.LayerResult) -> tuple[Window, ...]:
+    return tuple(Window(axis.dilation * (axis.kernel_size - 1) + 1, Fraction(axis.stride)) for axis in result.axes)
+
+
+def _strip(error: InvalidLayerError, layer: str) -> InvalidLayerError:
+    """The core's message without its leading class name, which the stack names anyway."""
+    text = str(error)
+    prefix = f"{layer}: "
+    return InvalidLayerError(
+        text[len(prefix) :] if text.startswith(prefix) else text, parameter=error.parameter, axis=error.axis
+    )
+
+
+def _conv(dims: int, transposed: bool) -> Callable[[Shape, dict[str, Any]], Step]:
+    name = f"{'ConvTranspose' if transposed else 'Conv'}{dims}d"
+
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        c = _channel_axis(shape, dims)
+        _check_match("in_channels", args["in_channels"], shape[c], "channels")
+        batch = shape[0] if c == 1 else 1
+        call = layers.conv_transpose if transposed else layers.conv
+        try:
+            result = call(shape[c + 1 :], batch=batch, **args)
+        except InvalidLayerError as error:
+            raise _strip(error, name) from None
+        assert result.params is not None and result.macs is not None
+        if transposed:
+            windows = tuple(
+                Window((axis.dilation * (axis.kernel_size - 1)) // axis.stride + 1, Fraction(1, axis.stride))
+                for axis in result.axes
+            )
+        else:
+            windows = _windows(result)
+        return Step(
+            output=(*shape[:c], args["out_channels"], *result.output),
+            params=result.params,
+            macs=result.macs,
+            windows=windows,
+            uncovered=tuple(axis.uncovered or 0 for axis in result.axes),
+        )
+
+    return apply
+
+
+def _spatial_names(dims: int) -> str:
+    return ", ".join(layers.axis_names(dims))
+
+
+def _pool(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
+    name = f"{kind}Pool{dims}d"
+
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        if args.get("return_indices"):
+            raise _fail("return_indices: true makes the layer return a pair, which the next layer cannot take")
+        if args.get("divisor_override") == 0:
+            raise _fail("divisor_override must not be 0")
+        pool_args = {
+            key: args[key] for key in ("kernel_size", "stride", "padding", "dilation", "ceil_mode") if key in args
+        }
+        try:
+            if kind == "Max":
+                result = layers.max_pool(shape[-dims:], **pool_args)
+            elif kind == "Avg":
+                result = layers.avg_pool(shape[-dims:], **pool_args)
+            else:  # LPPool: AvgPool without padding; AvgPool3d's input rule applies to LPPool3d
+                result = layers.avg_pool(shape[-dims:], **pool_args)
+        except InvalidLayerError as error:
+            raise _strip(error, name.replace("LP", "Avg") if kind == "LP" else name) from None
+        return Step(
+            output=(*shape[:-dims], *result.output),
+            windows=_windows(result),
+            uncovered=tuple(axis.uncovered or 0 for axis in result.axes),
+        )
+
+    return apply
+
+
+def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        if args.get("return_indices"):
+            raise _fail("return_indices: true makes the layer return a pair, which the next layer cannot take")
+        size = args["output_size"]
+        sizes = [size] * dims if size is None or isinstance(size, int) else list(size)
+        if len(sizes) != dims:
+            raise _fail(f"output_size has {len(sizes)} values but the layer has {dims} spatial axes")
+        out = tuple(shape[-dims + i] if value is None else value for i, value in enumerate(sizes))
+        for value in out:
+            if value < 0:
+                raise _fail(f"output_size must be at least 0, got {value}")
+        return Step(output=(*shape[:-dims], *out), whole=True)
+
+    return apply
+
+
+def _linear(shape: Shape, args: dict[str, Any]) -> Step:
+    if not shape:
+        raise _fail("needs an input with at least 1 dimension")
+    _check_match("in_features", args["in_features"], shape[-1], "features in its last dimension")
+    weights = args["in_features"] * args["out_features"]
+    params = weights + (args["out_features"] if args["bias"] else 0)
+    return Step(
+        output=(*shape[:-1], args["out_features"]), params=params, macs=math.prod(shape[:-1]) * weights, whole=True
+    )
+
+
+def _wrap(dim: int, rank: int, argument: str) -> int:
+    size = max(rank, 1)
+    if not -size <= dim < size:
+        raise _fail(f"{argument} {dim} is out of range for a {rank}-D input: use {-size}..{size - 1}")
+    return dim % size
+
+
+def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
+    start = _wrap(args["start_dim"], len(shape), "start_dim")
+    end = _wrap(args["end_dim"], len(shape), "end_dim")
+    if start > end:
+        raise _fail(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}")
+    if not shape:
+        return Step(output=(1,), whole=True)
+    return Step(output=(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :]), whole=True)
+
+
+def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
+    dim = _wrap(args["dim"], len(shape), "dim")
+    sizes = list(args["unflattened_size"])
+    if sum(1 for n in sizes if n == -1) > 1:
+        raise _fail("unflattened_size may have only one -1")
+    if any(n < -1 for n in sizes):
+        raise _fail(f"unflattened_size must be sizes or a single -1, got {sizes}")
+    known = math.prod(n for n in sizes if n != -1)
+    if -1 in sizes:
+        if known == 0 or shape[dim] % known:
+            raise _fail(f"unflattened_size {sizes} does not divide the size {shape[dim]} of dim {args['dim']}")
+        sizes[sizes.index(-1)] = shape[dim] // known
+    elif known != shape[dim]:
+        raise _fail(
+            f"unflattened_size {sizes} multiplies to {known}, not to the size {shape[dim]} of dim {args['dim']}"
+        )
+    return Step(output=(*shape[:dim], *sizes, *shape[dim + 1 :]), whole=True)
+
+
+def _same(shape: Shape, args: dict[str, Any]) -> Step:
+    return Step(output=shape)
+
+
+def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]], Step]:
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        if not 0 <= args["p"] <= 1:
+            raise _fail(f"p must be between 0 and 1, got {args['p']}")
+        if ranks is not None:
+            _rank(shape, ranks, "(N, C, L) or unbatched")
+        return Step(output=shape)
+
+    return apply
+
+
+def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
+    if args["dim"] is not None:
+        _wrap(args["dim"], len(shape), "dim")
+    return Step(output=shape)
+
+
+def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
+    _rank(shape, (3, 4), "(N, C, H, W) or unbatched")
+    return Step(output=shape)
+
+
+def _glu(shape: Shape, args: dict[str, Any]) -> Step:
+    dim = _wrap(args["dim"], len(shape), "dim")
+    if shape[dim] % 2:
+        raise _fail(f"halves dim {args['dim']}, whose size {shape[dim]} is odd")
+    return Step(output=(*shape[:dim], shape[dim] // 2, *shape[dim + 1 :]))
+
+
+def _prelu(shape: Shape, args: dict[str, Any]) -> Step:
+    count = args["num_parameters"]
+    if count != 1:
+        channels = shape[1] if len(shape) >= 2 else 1
+        _check_match("num_parameters", count, channels, "channels")
+    return Step(output=shape, params=count)
+
+
+def _batch_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        ranks = (2, 3) if dims == 1 else (dims + 2,)
+        _rank(shape, ranks, "(N, C) or (N, C, L)" if dims == 1 else f"(N, C, {_spatial_names(dims)})")
+        if args["affine"] or args["track_running_stats"]:  # otherwise there is nothing of that size to match
+            _check_match("num_features", args["num_features"], shape[1], "channels")
+        c = args["num_features"]
+        return Step(
+            output=shape,
+            params=2 * c if args["affine"] else 0,
+            buffers=2 * c + 1 if args["track_running_stats"] else 0,
+        )
+
+    return apply
+
+
+def _instance_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        channels = shape[_channel_axis(shape, dims)]
+        if args["affine"]:  # without affine, torch only warns about a mismatch
+            _check_match("num_features", args["num_features"], channels, "channels")
+        if math.prod(shape[-dims:]) == 1:
+            raise _fail("needs more than 1 spatial element per channel: use a larger input")
+        c = args["num_features"]
+        return Step(
+            output=shape,
+            params=(2 if args["bias"] else 1) * c if args["affine"] else 0,
+            buffers=2 * c + 1 if args["track_running_stats"] else 0,
+        )
+
+    return apply
+
+
+def _group_norm(shape: Shape, args: dict[str, Any]) -> Step:
+    groups, channels = args["num_groups"], args["num_channels"]
+    if groups < 1 or channels % groups:
+        raise _fail(f"num_channels {channels} is not divisible by num_groups {groups}")
+    _rank(shape, tuple(range(2, 9)), "(N, C, *)")
+    _check_match("num_channels", channels, shape[1], "channels")
+    return Step(output=shape, params=((2 if args["bias"] else 1) * channels) if args["affine"] else 0)
+
+
+def _layer_norm(shape: Shape, args: dict[str, Any]) -> Step:
+    normalized = args["normalized_shape"]
+    normalized = (normalized,) if isinstance(normalized, int) else tuple(normalized)
+    if tuple(shape[len(shape) - len(normalized) :]) != normalized or len(normalized) > len(shape):
+        raise _fail(
+            f"normalized_shape {list(normalized)} is not the trailing shape of the input: "
+            f"use normalized_shape: {list(shape[-len(normalized) :]) if normalized else []}"
+        )
+    count = math.prod(normalized)
+    params = ((2 if args["bias"] else 1) * count) if args["elementwise_affine"] else 0
+    return Step(output=shape, params=params)
+
+
+_UPSAMPLE_RANKS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
+_UPSAMPLE_MODES = ("nearest", "linear", "bilinear", "bicubic", "trilinear", "area", "nearest-exact")
+
+
+def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
+    mode = args["mode"]
+    if mode not in _UPSAMPLE_MODES:
+        raise _fail(f"mode must be one of {', '.join(_UPSAMPLE_MODES)}, got {mode!r}")
+    if args["align_corners"] is not None and mode in ("nearest", "area", "nearest-exact"):
+        raise _fail(f"align_corners applies only to the interpolating modes, not to {mode!r}")
+    _rank(shape, (3, 4, 5), "(N, C, *spatial) with 1 to 3 spatial axes")
+    if mode in _UPSAMPLE_RANKS and len(shape) != _UPSAMPLE_RANKS[mode]:
+        raise _fail(f"mode {mode!r} needs a {_UPSAMPLE_RANKS[mode]}-D input, got {len(shape)}-D")
+    dims = len(shape) - 2
+    size, scale = args["size"], args["scale_factor"]
+    if size is not None and scale:
+        raise _fail("give size or scale_factor, not both")
+    if size is None and not scale:
+        raise _fail("give size or scale_factor")
+    if size is not None:
+        sizes = [size] * dims if isinstance(size, int) else list(size)
+        if len(sizes) != dims:
+            raise _fail(f"size has {len(sizes)} values but the input has {dims} spatial axes")
+        out = tuple(sizes)
+    else:
+        scales = [scale] * dims if isinstance(scale, (int, float)) else list(scale)
+        if len(scales) != dims:
+            raise _fail(f"scale_factor has {len(scales)} values but the input has {dims} spatial axes")
+        out = tuple(math.floor(float(length) * float(factor)) for length, factor in zip(shape[2:], scales))
+    if mode != "area" and any(n <= 0 for n in out):
+        raise _fail(f"the output size {_text(out)} must be at least 1 on every axis: use a larger size or scale_factor")
+    if any(n < 0 for n in out):
+        raise _fail(f"the output size {_text(out)} must not be negative")
+    extent = 1 if mode.startswith("nearest") else 2
+    windows = tuple(
+        Window(extent if mode != "area" else -(-length // max(n, 1)) + 1, Fraction(length, n) if n else Fraction(1))
+        for length, n in zip(shape[2:], out)
+    )
+    return Step(output=(*shape[:2], *out), windows=windows)
+
+
+def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
+    r = args["upscale_factor"]
+    if len(shape) < 3:
+        raise _fail(f"needs an input with at least 3 dimensions (*, C, H, W), got {len(shape)}-D")
+    if r < 1:
+        raise _fail(f"upscale_factor must be at least 1, got {r}")
+    c = shape[-3]
+    if c % (r * r):
+        raise _fail(f"the channels {c} are not divisible by upscale_factor squared, {r * r}")
+    windows = (SAME,) * (len(shape) - 4) + (Window(1, Fraction(1, r)),) * 2 if len(shape) >= 4 else None
+    return Step(output=(*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r), windows=windows)
+
+
+def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
+    r = args["downscale_factor"]
+    if len(shape) < 3:
+        raise _fail(f"needs an input with at least 3 dimensions (*, C, H, W), got {len(shape)}-D")
+    if r < 1:
+        raise _fail(f"downscale_factor must be at least 1, got {r}")
+    for axis, size in (("height", shape[-2]), ("width", shape[-1])):
+        if size % r:
+            raise _fail(f"the {axis} {size} is not divisible by downscale_factor {r}")
+    windows = (SAME,) * (len(shape) - 4) + (Window(r, Fraction(r)),) * 2 if len(shape) >= 4 else None
+    return Step(output=(*shape[:-3], shape[-3] * r * r, shape[-2] // r, shape[-1] // r), windows=windows)
+
+
+def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], Step]:
+    def apply(shape: Shape, args: dict[str, Any]) -> Step:
+        padding = args["padding"]
+        pads = [padding] * (2 * dims) if isinstance(padding, int) else list(padding)
+        if len(pads) != 2 * dims:
+            raise _fail(
+                f"padding needs 1 or {2 * dims} values (left, right, top, bottom, front, back), got {len(pads)}"
+            )
+        if mode == "constant":
+            if len(shape) < dims:
+                raise _fail(f"needs an input with at least {dims} dimensions, got {len(shape)}-D")
+        elif mode == "circular":
+            _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        else:
+            _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+        out = list(shape)
+        for i in range(dims):
+            axis = len(shape) - 1 - i  # pads run from the last axis backwards
+            before, after = pads[2 * i], pads[2 * i + 1]
+            length = shape[axis]
+            if mode == "reflect" and (before >= length or after >= length):
+                raise _fail(
+                    f"padding ({before}, {after}) must be smaller than the input {length} on dim {axis} for reflection"
+                )
+            if mode == "circular" and (before > length or after > length):
+                raise _fail(
+                    f"padding ({before}, {after}) wraps around more than once on the input {length} of dim {axis}"
+                )
+            out[axis] = length + before + after
+        sizes = [out[len(shape) - 1 - i] for i in range(dims)]
+        if mode == "constant" or mode == "circular":
+            if any(n < 0 for n in sizes):
+                raise _fail(f"negative padding leaves a negative size: {_text(tuple(out))}")
+        elif mode == "reflect" and dims > 1:
+            # torch's 2-D and 3-D reflection pads check only that some axis is at least 1
+            if all(n < 1 for n in sizes) or any(n < 0 for n in sizes):
+                raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
+        elif mode == "replicate" and dims > 1:
+            if all(n < 1 for n in sizes) or any(n < 0 for n in sizes):
+                raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
+        elif any(n < 1 for n in sizes):
+            raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
+        return Step(output=tuple(out))  # the receptive field keeps its size; padding only shifts it
+
+    return apply
+
+
+def _kinds() -> dict[str, Kind]:
+    kinds: dict[str, Kind] = {}
+
+    def add(
+        name: str, arguments: dict[str, Any], apply: Callable[[Shape, dict[str, Any]], Step], **inferred: Any
+    ) -> None:
+        kinds[name] = Kind(name=name, arguments=arguments, apply=apply, inferred=inferred)
+
+    def channels(dims: int) -> Callable[[Shape], int]:
+        return lambda shape: shape[len(shape) - dims - 1] if len(shape) > dims else 0
+
+    for d in (1, 2, 3):
+        conv = {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0}
+        add(
+            f"Conv{d}d",
+            conv | {"dilation": 1, "groups": 1, "bias": True, "padding_mode": "zeros"},
+            _conv(d, transposed=False),
+            in_channels=channels(d),
+        )
+        add(
+            f"ConvTranspose{d}d",
+            conv | {"output_padding": 0, "groups": 1, "bias": True, "dilation": 1, "padding_mode": "zeros"},
+            _conv(d, transposed=True),
+            in_channels=channels(d),
+        )
+        add(
+            f"MaxPool{d}d",
+            {
+                "kernel_size": REQUIRED,
+                "stride": None,
+                "padding": 0,
+                "dilation": 1,
+                "return_indices": False,
+                "ceil_mode": False,
+            },
+            _pool(d, "Max"),
+        )
+        avg = {"kernel_size": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True}
+        add(f"AvgPool{d}d", avg | ({"divisor_override": None} if d > 1 else {}), _pool(d, "Avg"))
+        add(
+            f"LPPool{d}d",
+            {"norm_type": REQUIRED, "kernel_size": REQUIRED, "stride": None, "ceil_mode": False},
+            _pool(d, "LP"),
+        )
+        add(f"AdaptiveAvgPool{d}d", {"output_size": REQUIRED}, _adaptive(d, "Avg"))
+        add(f"AdaptiveMaxPool{d}d", {"output_size": REQUIRED, "return_indices": False}, _adaptive(d, "Max"))
+        add(
+            f"BatchNorm{d}d",
+            {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1, "affine": True, "track_running_stats": True},
+            _batch_norm(d),
+            num_features=lambda shape: shape[1] if len(shape) > 1 else 0,
+        )
+        add(
+            f"InstanceNorm{d}d",
+            {
+                "num_features": REQUIRED,
+                "eps": 1e-5,
+                "momentum": 0.1,
+                "affine": False,
+                "track_running_stats": False,
+                "bias": True,
+            },
+            _instance_norm(d),
+            num_features=channels(d),
+        )
+        for prefix, mode in (
+            ("Zero", "constant"),
+            ("Reflection", "reflect"),
+            ("Replication", "replicate"),
+            ("Circular", "circular"),
+        ):
+            add(f"{prefix}Pad{d}d", {"padding": REQUIRED}, _padding_layer(d, mode))
+        add(f"ConstantPad{d}d", {"padding": REQUIRED, "value": REQUIRED}, _padding_layer(d, "constant"))
+        add(f"Dropout{d}d", {"p": 0.5, "inplace": False}, _dropout((2, 3) if d == 1 else None))
+
+    add(
+        "Linear",
+        {"in_features": REQUIRED, "out_features": REQUIRED, "bias": True},
+        _linear,
+        in_features=lambda shape: shape[-1] if shape else 0,
+    )
+    add("Flatten", {"start_dim": 1, "end_dim": -1}, _flatten)
+    add("Unflatten", {"dim": REQUIRED, "unflattened_size": REQUIRED}, _unflatten)
+    add("Identity", {}, _same)
+    for name in ("Dropout", "AlphaDropout", "FeatureAlphaDropout"):
+        add(name, {"p": 0.5, "inplace": False}, _dropout(None))
+    add(
+        "GroupNorm",
+        {"num_groups": REQUIRED, "num_channels": REQUIRED, "eps": 1e-5, "affine": True, "bias": True},
+        _group_norm,
+        num_channels=lambda shape: shape[1] if len(shape) > 1 else 0,
+    )
+    add(
+        "LayerNorm",
+        {"normalized_shape": REQUIRED, "eps": 1e-5, "elementwise_affine": True, "bias": True},
+        _layer_norm,
+    )
+    add(
+        "Upsample",
+        {"size": None, "scale_factor": None, "mode": "nearest", "align_corners": None, "recompute_scale_factor": None},
+        _upsample,
+    )
+    add("PixelShuffle", {"upscale_factor": REQUIRED}, _pixel_shuffle)
+    add("PixelUnshuffle", {"downscale_factor": REQUIRED}, _pixel_unshuffle)
+    add("PReLU", {"num_parameters": 1, "init": 0.25}, _prelu)
+    for name in ("Softmax", "LogSoftmax", "Softmin"):
+        add(name, {"dim": None}, _softmax)
+    add("Softmax2d", {}, _softmax2d)
+    add("GLU", {"dim": -1}, _glu)
+    activations: dict[str, dict[str, Any]] = {
+        "ReLU": {"inplace": False},
+        "ReLU6": {"inplace": False},
+        "LeakyReLU": {"negative_slope": 0.01, "inplace": False},
+        "RReLU": {"lower": 0.125, "upper": 1 / 3, "inplace": False},
+        "ELU": {"alpha": 1.0, "inplace": False},
+        "CELU": {"alpha": 1.0, "inplace": False},
+        "SELU": {"inplace": False},
+        "GELU": {"approximate": "none"},
+        "SiLU": {"inplace": False},
+        "Mish": {"inplace": False},
+        "Sigmoid": {},
+        "Tanh": {},
+        "Hardtanh": {"min_val": -1.0, "max_val": 1.0, "inplace": False},
+        "Hardswish": {"inplace": False},
+        "Hardsigmoid": {"inplace": False},
+        "Softplus": {"beta": 1.0, "threshold": 20.0},
+        "Softsign": {},
+        "Softshrink": {"lambd": 0.5},
+        "Hardshrink": {"lambd": 0.5},
+        "Tanhshrink": {},
+        "LogSigmoid": {},
+        "Threshold": {"threshold": REQUIRED, "value": REQUIRED, "inplace": False},
+    }
+    for name, arguments in activations.items():
+        add(name, arguments, _same)
+    return kinds
+
+
+LAYERS: dict[str, Kind] = _kinds()
+"""Every supported torch.nn class by name."""

@@ -1,0 +1,112 @@
+"""Reading a stack file: the one module that touches YAML.
+
+The file is YAML (so JSON works too), read with PyYAML's safe loader only: a
+tag that would build a Python object is refused. Every problem is reported
+with the file's name and, where YAML knows it, the line.
+
+    input: [1, 3, 227, 227]
+    layers:
+      - Conv2d: {out_channels: 96, kernel_size: 11, stride: 4}
+      - ReLU
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from convcalc.errors import ConvcalcError
+from convcalc.stack import LayerSpec, StackSpecError, resolve
+
+__all__ = ["StackFileError", "load_stack"]
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader, where PyYAML has it, is ~10x faster
+
+
+class StackFileError(ConvcalcError):
+    """The stack file cannot be read as a stack: its name and line say where."""
+
+
+def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[LayerSpec]]:
+    """The input shape and the checked layer specs of a stack file's text."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = f", line {mark.line + 1}" if mark else ""
+        problem = error.problem or "not valid YAML"
+        if isinstance(error, yaml.constructor.ConstructorError):
+            problem = f"refused: {problem} (only plain YAML data is read, no tags that build objects)"
+        raise StackFileError(f"{name}{line}: {problem}") from None
+    except yaml.YAMLError as error:
+        raise StackFileError(f"{name}: not valid YAML ({error})") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict) or node is None:
+        raise StackFileError(f"{name}: expected a mapping with 'input' and 'layers', e.g. input: [1, 3, 224, 224]")
+    unknown = sorted(set(map(str, data)) - {"input", "layers"})
+    if unknown:
+        raise StackFileError(
+            f"{name}, line {_line(node, unknown[0])}: unknown key {unknown[0]!r}: use input and layers"
+        )
+    if "layers" not in data or not isinstance(data["layers"], list):
+        raise StackFileError(f"{name}: 'layers' must be a list of layers")
+    shape = data.get("input")
+    if not isinstance(shape, list) or not shape or not all(_positive(n) for n in shape):
+        raise StackFileError(
+            f"{name}, line {_line(node, 'input')}: input must be a list of positive integers, batch first, "
+            f"e.g. [1, 3, 224, 224]; got {shape!r}"
+        )
+    items = []
+    lines = _item_lines(node)
+    for position, item in enumerate(data["layers"], start=1):
+        line = lines[position - 1] if position <= len(lines) else None
+        items.append((*_item(item, position, f"{name}, line {line}"), line))
+    try:
+        specs = resolve(items)
+    except StackSpecError as error:
+        where = f", line {error.line}" if error.line else ""
+        raise StackFileError(f"{name}{where}: {error}") from None
+    return tuple(shape), specs
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _item(item: Any, position: int, where: str) -> tuple[str, dict[str, Any]]:
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, dict) and len(item) == 1:
+        ((layer, arguments),) = item.items()
+        if arguments is None:
+            arguments = {}
+        if isinstance(layer, str) and isinstance(arguments, dict) and all(isinstance(k, str) for k in arguments):
+            return layer, arguments
+    raise StackFileError(
+        f"{where}: layer {position} must be a layer name (ReLU) or a one-key mapping to its keywords "
+        f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {item!r}"
+    )
+
+
+def _value_node(node: yaml.Node, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if getattr(key_node, "value", None) == key:
+                return value_node
+    return None
+
+
+def _line(node: yaml.Node, key: str) -> int:
+    value = _value_node(node, key)
+    return (value or node).start_mark.line + 1
+
+
+def _item_lines(node: yaml.Node) -> list[int]:
+    layers = _value_node(node, "layers")
+    if not isinstance(layers, yaml.SequenceNode):
+        return []
+    return [item.start_mark.line + 1 for item in layers.value]

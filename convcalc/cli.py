@@ -33,9 +33,12 @@ _PER_AXIS = re.compile(r"-?[0-9]+(?:[xX×]-?[0-9]+)*")
 
 
 class SizeType(click.ParamType):
-    """SIZE: ``227``, ``32x64`` or ``16x32x64``, positive integers."""
+    """SIZE: ``227``, ``32x64`` or ``16x32x64``, positive integers (up to ``most`` of them)."""
 
     name = "SIZE"
+
+    def __init__(self, most: int = 3) -> None:
+        self.most = most
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
         if isinstance(value, tuple):
@@ -44,8 +47,8 @@ class SizeType(click.ParamType):
         if not _SIZE.fullmatch(text):
             self.fail(f"{value!r} is not a size: use 227, 32x64 or 16x32x64 (positive integers)", param, ctx)
         sizes = tuple(int(part) for part in re.split("[xX×]", text))
-        if len(sizes) > 3 or 0 in sizes:
-            self.fail(f"{value!r} is not a size: give 1 to 3 positive integers, e.g. 32x64", param, ctx)
+        if len(sizes) > self.most or 0 in sizes:
+            self.fail(f"{value!r} is not a size: give 1 to {self.most} positive integers, e.g. 32x64", param, ctx)
         return sizes
 
 
@@ -196,6 +199,85 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
             _usage("AvgPool has no dilation: drop --dilation, or use --type max")
         del options["dilation"]
     _run(f"{kind}_pool", size, options)
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("file", metavar="FILE|-")
+@click.option(
+    "--input", "input_shape", type=SizeType(most=8), help="Input shape, batch first, e.g. 8x3x224x224 [the file's]."
+)
+@click.option("--dtype", default="float32", show_default=True, help="Element type for the memory figures.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print one CSV line per layer.")
+@click.option("--markdown", is_flag=True, help="Print a Markdown table.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the output shape, e.g. 1x1000.")
+def stack(
+    file: str,
+    input_shape: tuple[int, ...] | None,
+    dtype: str,
+    as_json: bool,
+    as_csv: bool,
+    markdown: bool,
+    quiet: bool,
+) -> None:
+    """Shapes, parameters, MACs and receptive fields of a whole network, layer by layer.
+
+    FILE is a stack file (YAML or JSON), - for standard input:
+
+    \b
+    input: [1, 3, 227, 227]
+    layers:
+      - Conv2d: {out_channels: 96, kernel_size: 11, stride: 4}
+      - ReLU
+      - MaxPool2d: {kernel_size: 3, stride: 2}
+
+    \b
+    convcalc stack examples/vgg16.yaml
+    convcalc stack examples/alexnet.yaml --input 8x3x224x224 --json
+    cat net.yaml | convcalc stack - -q
+    """
+    from convcalc.stack import DTYPES, StackSpecError, run_stack
+    from convcalc.stackfile import StackFileError, load_stack
+
+    if sum((as_json, as_csv, markdown, quiet)) > 1:
+        _usage("--json, --csv, --markdown and --quiet exclude each other")
+    if dtype not in DTYPES:
+        _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    name = "<stdin>" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as error:
+        _fail(f"{name}: cannot read the file: {error.strerror or error}", None)
+    except UnicodeDecodeError:
+        _fail(f"{name}: not a text file (expected UTF-8 YAML or JSON)", None)
+    try:
+        shape, specs = load_stack(text, name)
+        result = run_stack(input_shape or shape, specs)
+    except (StackFileError, StackSpecError) as error:
+        _fail(str(error) if isinstance(error, StackFileError) else f"{name}: {error}", None)
+
+    if as_json:
+        import json
+
+        from convcalc.export import stack_dict
+
+        click.echo(json.dumps(stack_dict(result, dtype)))
+    elif as_csv or markdown:
+        from convcalc.export import stack_csv, stack_markdown
+
+        click.echo(stack_csv(result) if as_csv else stack_markdown(result), nl=False)
+    elif quiet:
+        if result.error is None:
+            click.echo(size_text(result.output))
+    else:
+        from rich.console import Console
+
+        from convcalc.render import stack_report
+
+        Console(highlight=False).print(stack_report(result, dtype))
+    if result.error is not None:
+        line = specs[result.error.index - 1].line
+        _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
 
 
 def _usage(message: str) -> NoReturn:

@@ -12,10 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from convcalc.layers import LayerResult
-from convcalc.text import shape_text, size_text, verification_text
+from convcalc.stack import StackResult
+from convcalc.text import STACK_COLUMNS, bytes_text, shape_text, size_text, stack_cells, verification_text
 from convcalc.verify import Verification
 
-__all__ = ["DROPPED_NOTE", "MACS_UNIT", "UNCOVERED_NOTE", "layer_report"]
+__all__ = ["DROPPED_NOTE", "MACS_UNIT", "STACK_NOTES", "UNCOVERED_NOTE", "layer_report", "stack_report"]
 
 MACS_UNIT = "multiply-accumulates for the whole batch, bias not counted; FLOPs = 2 x MACs"
 UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reaches (the floor drops them)"
@@ -89,4 +90,39 @@ def layer_report(result: LayerResult, verification: Verification | None = None, 
         parts.append(Text(DROPPED_NOTE, style="dim"))
     if verification is not None:
         parts.append(Text(verification_text(verification), style="green" if verification.agrees else "red"))
+    return Group(*parts)
+
+
+STACK_NOTES = (
+    "RF: receptive field, input pixels one output unit sees per spatial axis; jump: input pixels between "
+    "neighbouring output units. MACs: multiply-accumulates, conv and linear layers only."
+)
+
+
+def stack_report(result: StackResult, dtype: str = "float32") -> RenderableType:
+    """The stack table, one row per layer that ran, with the totals below."""
+    table = Table(
+        title=f"{shape_text(result.input)} -> {shape_text(result.output)}",
+        box=box.SIMPLE_HEAD,
+        title_style="bold",
+        pad_edge=False,
+    )
+    for column in STACK_COLUMNS:
+        numeric = column in ("#", "params", "MACs")
+        table.add_column(column, justify="right" if numeric else "left", style="bold" if column == "output" else None)
+    for row in result.rows:
+        table.add_row(*stack_cells(row))
+    totals = Table.grid(padding=(0, 2))
+    totals.add_column(style="bold")
+    totals.add_column()
+    totals.add_row("params", f"{result.total_params:,} trainable")
+    totals.add_row("buffers", f"{result.total_buffers:,} non-trainable (e.g. BatchNorm running statistics)")
+    totals.add_row("MACs", f"{result.total_macs:,}  ({MACS_UNIT})")
+    totals.add_row("parameter memory", f"{bytes_text(result.parameter_bytes(dtype))} ({dtype}, params and buffers)")
+    totals.add_row(
+        "activation memory", f"{bytes_text(result.activation_bytes(dtype))} ({dtype}, every layer's output, one pass)"
+    )
+    parts: list[RenderableType] = [table, totals, Text(STACK_NOTES, style="dim")]
+    if any(any(row.uncovered) for row in result.rows):
+        parts.append(Text("!: the layer leaves input pixels at the end of an axis that no window covers", style="dim"))
     return Group(*parts)

@@ -11,8 +11,8 @@ error, which names the layer by position, type and input shape.
 >>> result = run_stack((1, 3, 227, 227), specs)
 >>> [row.output for row in result.rows]
 [(1, 96, 55, 55), (1, 96, 27, 27)]
->>> result.rows[-1].receptive_field, result.rows[-1].jump
-((19, 19), (8, 8))
+>>> result.rows[-1].receptive_field, [str(jump) for jump in result.rows[-1].jump]
+((19, 19), ['8', '8'])
 """
 
 from __future__ import annotations

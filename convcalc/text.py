@@ -5,12 +5,22 @@ No rich here: quiet output, errors and JSON use these without paying for it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from convcalc.stack import Row
     from convcalc.verify import Verification
 
-__all__ = ["shape_text", "size_text", "verification_text"]
+__all__ = [
+    "STACK_COLUMNS",
+    "arguments_text",
+    "bytes_text",
+    "field_text",
+    "shape_text",
+    "size_text",
+    "stack_cells",
+    "verification_text",
+]
 
 
 def size_text(sizes: tuple[int, ...]) -> str:
@@ -23,12 +33,12 @@ def size_text(sizes: tuple[int, ...]) -> str:
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
-    """A full shape with thousands separators.
+    """A full shape as torch prints one (no thousands separators: their commas would read as axes).
 
     >>> shape_text((1, 64, 1024, 1024))
-    '(1, 64, 1,024, 1,024)'
+    '(1, 64, 1024, 1024)'
     """
-    return "(" + ", ".join(f"{n:,}" for n in shape) + ")"
+    return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
 def verification_text(verification: Verification) -> str:
@@ -42,3 +52,97 @@ def verification_text(verification: Verification) -> str:
     skipped = "; a CPU run would be too large" if verification.cpu_skipped else ""
     verdict = "agrees" if verification.agrees else "DISAGREES"
     return f"verify: {torch} {verdict}: it {outcome} (ran on {where}{skipped})"
+
+
+_SHORT = {
+    "kernel_size": "k",
+    "stride": "s",
+    "padding": "p",
+    "dilation": "d",
+    "groups": "g",
+    "output_padding": "op",
+    "output_size": "out",
+    "scale_factor": "scale",
+    "upscale_factor": "r",
+    "downscale_factor": "r",
+}
+_CHANNELS = {"in_channels": "out_channels", "in_features": "out_features"}
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "x".join("None" if v is None else str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
+    """The arguments that matter, short: ``3 -> 64, k=11 s=4 p=2``.
+
+    Channels and features show as ``in -> out`` (the inferred ``in`` too: it
+    answers where a Linear's 25088 comes from); other keywords only where the
+    file gave them.
+
+    >>> arguments = {"in_channels": 3, "out_channels": 64, "kernel_size": (11, 11), "stride": 4}
+    >>> arguments_text(arguments, given=("out_channels", "kernel_size", "stride"))
+    '3 -> 64, k=11x11 s=4'
+    """
+    parts = []
+    for source, target in _CHANNELS.items():
+        if source in arguments:
+            parts.append(f"{arguments[source]} -> {arguments[target]}")
+    shown = [
+        f"{_SHORT.get(name, name)}={_value_text(arguments[name])}"
+        for name in given
+        if name not in _CHANNELS and name not in _CHANNELS.values() and name != "inplace"
+    ]
+    if shown:
+        parts.append(" ".join(shown))
+    return ", ".join(parts)
+
+
+def field_text(values: tuple[Any, ...]) -> str:
+    """A receptive field or jump per axis: ``11x11``, ``1/2x1/2``, or ``whole``.
+
+    >>> field_text((11, 11)), field_text((None,)), field_text(())
+    ('11x11', 'whole', '-')
+    """
+    if not values:
+        return "-"
+    if any(value is None for value in values):
+        return "whole"
+    return "x".join(str(value) for value in values)
+
+
+def bytes_text(count: int) -> str:
+    """Bytes in binary units: ``527.8 MiB``.
+
+    >>> bytes_text(553_430_176)
+    '527.8 MiB'
+    """
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:,.1f} {unit}" if unit != "B" else f"{count} B"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def stack_cells(row: Row) -> list[str]:
+    """One row of a stack table as text: index, type, arguments, output, params, MACs, RF, jump, uncovered."""
+    mark = "!" if any(row.uncovered) else ""
+    return [
+        str(row.index),
+        row.type,
+        arguments_text(row.arguments, row.given),
+        shape_text(row.output),
+        f"{row.params:,}",
+        f"{row.macs:,}",
+        field_text(row.receptive_field),
+        field_text(row.jump),
+        mark,
+    ]
+
+
+STACK_COLUMNS = ["#", "layer", "arguments", "output", "params", "MACs", "RF", "jump", "!"]

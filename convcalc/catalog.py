@@ -176,13 +176,20 @@ def _pool(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
 
 def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
     def apply(shape: Shape, args: dict[str, Any]) -> Step:
-        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         if args.get("return_indices"):
             raise _fail("return_indices: true makes the layer return a pair, which the next layer cannot take")
         size = args["output_size"]
         sizes = [size] * dims if size is None or isinstance(size, int) else list(size)
         if len(sizes) != dims:
             raise _fail(f"output_size has {len(sizes)} values but the layer has {dims} spatial axes")
+        if dims == 1 and None in sizes:
+            raise _fail("output_size must be an integer for a 1-D adaptive pool, got None")
+        if not isinstance(size, int) and len(shape) <= dims:
+            raise _fail(f"needs an input with at least {dims + 1} dimensions, got {len(shape)}-D")
+        if kind == "Avg" and dims > 1 and all(value == 1 for value in sizes) and len(shape) >= dims:
+            # torch takes a mean over the last axes here, whatever the rank
+            return Step(output=(*shape[:-dims], *sizes), whole=True)
+        _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         out = tuple(shape[-dims + i] if value is None else value for i, value in enumerate(sizes))
         for value in out:
             if value < 0:
@@ -320,6 +327,8 @@ def _group_norm(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(f"num_channels {channels} is not divisible by num_groups {groups}")
     _rank(shape, tuple(range(2, 9)), "(N, C, *)")
     _check_match("num_channels", channels, shape[1], "channels")
+    if shape[0] * channels // groups * math.prod(shape[2:]) == 1:
+        raise _fail("needs more than 1 value per group: use a larger input or batch")
     return Step(output=shape, params=((2 if args["bias"] else 1) * channels) if args["affine"] else 0)
 
 

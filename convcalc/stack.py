@@ -220,6 +220,11 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackRe
         arguments.update({key: _tuples(value) for key, value in spec.arguments.items()})
         try:
             step = kind.apply(shape, arguments)
+            if 0 in step.output:
+                raise InvalidLayerError(
+                    f"the output {_text(step.output)} is empty along a dimension; torch makes such a tensor, "
+                    "but convcalc stops at it, as most layers after it reject it"
+                )
         except InvalidLayerError as error:
             message = f"layer {index} ({spec.type}) on input {_text(shape)}: {error}"
             failure = StackError(message, index=index, layer=spec.type, input_shape=shape)

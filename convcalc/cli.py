@@ -269,7 +269,7 @@ def stack(
     elif quiet:
         if result.error is None:
             click.echo(size_text(result.output))
-    else:
+    elif result.rows:  # with no layer run, the error below says it all
         from rich.console import Console
 
         from convcalc.render import stack_report

@@ -54,7 +54,9 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
         )
     if "layers" not in data or not isinstance(data["layers"], list):
         raise StackFileError(f"{name}: 'layers' must be a list of layers")
-    shape = data.get("input")
+    if "input" not in data:
+        raise StackFileError(f"{name}: 'input' is missing: give the input shape, batch first, e.g. [1, 3, 224, 224]")
+    shape = data["input"]
     if not isinstance(shape, list) or not shape or not all(_positive(n) for n in shape):
         raise StackFileError(
             f"{name}, line {_line(node, 'input')}: input must be a list of positive integers, batch first, "

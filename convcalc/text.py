@@ -67,6 +67,7 @@ _SHORT = {
     "downscale_factor": "r",
 }
 _CHANNELS = {"in_channels": "out_channels", "in_features": "out_features"}
+_FEATURES = ("num_features", "num_channels")
 
 
 def _value_text(value: Any) -> str:
@@ -81,8 +82,8 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
     """The arguments that matter, short: ``3 -> 64, k=11 s=4 p=2``.
 
     Channels and features show as ``in -> out`` (the inferred ``in`` too: it
-    answers where a Linear's 25088 comes from); other keywords only where the
-    file gave them.
+    answers where a Linear's 25088 comes from), a norm's channels as one
+    number; other keywords only where the file gave them.
 
     >>> arguments = {"in_channels": 3, "out_channels": 64, "kernel_size": (11, 11), "stride": 4}
     >>> arguments_text(arguments, given=("out_channels", "kernel_size", "stride"))
@@ -92,10 +93,11 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
     for source, target in _CHANNELS.items():
         if source in arguments:
             parts.append(f"{arguments[source]} -> {arguments[target]}")
+    parts += [str(arguments[name]) for name in _FEATURES if name in arguments]
     shown = [
         f"{_SHORT.get(name, name)}={_value_text(arguments[name])}"
         for name in given
-        if name not in _CHANNELS and name not in _CHANNELS.values() and name != "inplace"
+        if name not in _CHANNELS and name not in _CHANNELS.values() and name not in _FEATURES and name != "inplace"
     ]
     if shown:
         parts.append(" ".join(shown))

@@ -1,0 +1,178 @@
+"""convcalc stack: whole outputs, every output form, and every file error."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from convcalc.cli import main
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+GOLDEN = Path(__file__).parent / "golden"
+REGENERATE = os.environ.get("CONVCALC_REGENERATE_GOLDEN") == "1"
+
+
+def run(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner(env={"COLUMNS": "120"}).invoke(main, list(args), input=stdin)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_example_tables_match_golden_files(example: Path) -> None:
+    result = run("stack", str(example))
+    assert result.exit_code == 0, result.stderr
+    path = GOLDEN / f"stack_{example.stem}.txt"
+    if REGENERATE:
+        path.write_text(result.stdout)
+    assert result.stdout == path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("example", "params", "output"),
+    [
+        ("alexnet", 61_100_840, [1, 1000]),  # torchvision.models.alexnet
+        ("vgg16", 138_357_544, [1, 1000]),  # torchvision.models.vgg16
+        ("lenet5", 61_706, [1, 10]),
+    ],
+)
+def test_examples_have_the_published_parameter_counts(example: str, params: int, output: list[int]) -> None:
+    data = json.loads(run("stack", str(ROOT / "examples" / f"{example}.yaml"), "--json").stdout)
+    assert (data["total_params"], data["output"]) == (params, output)
+
+
+def test_json_schema_is_stable() -> None:
+    data = json.loads(run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json").stdout)
+    assert list(data) == [
+        "input", "output", "total_params", "total_buffers", "total_macs", "dtype", "parameter_bytes",
+        "activation_bytes", "layers", "error",
+    ]  # fmt: skip
+    assert list(data["layers"][0]) == [
+        "index", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field", "jump",
+        "uncovered",
+    ]  # fmt: skip
+    first = data["layers"][0]
+    assert first["index"] == 1 and first["type"] == "Conv2d"
+    assert first["arguments"]["in_channels"] == 1  # inferred, and written out
+    assert first["output"] == [1, 6, 28, 28]
+    assert first["receptive_field"] == [5, 5] and first["jump"] == [1, 1]
+    assert data["layers"][6]["receptive_field"] == [None, None]  # Flatten: the whole input
+    assert data["parameter_bytes"] == 4 * 61_706
+    assert data["error"] is None
+
+
+def test_linear_after_flatten_shows_where_its_in_features_come_from() -> None:
+    out = run("stack", str(ROOT / "examples" / "vgg16.yaml")).stdout
+    assert "25088 -> 4096" in out  # 512 * 7 * 7
+
+
+def test_quiet_prints_the_output_shape() -> None:
+    result = run("stack", str(ROOT / "examples" / "vgg16.yaml"), "-q")
+    assert (result.exit_code, result.stdout) == (0, "1x1000\n")
+
+
+def test_input_override_and_stdin() -> None:
+    text = (ROOT / "examples" / "alexnet.yaml").read_text()
+    result = run("stack", "-", "--input", "8x3x224x224", "-q", stdin=text)
+    assert (result.exit_code, result.stdout) == (0, "8x1000\n")
+
+
+def test_json_file_works_too() -> None:
+    text = json.dumps({"input": [2, 3, 10], "layers": [{"Conv1d": {"out_channels": 4, "kernel_size": 3}}, "ReLU"]})
+    assert run("stack", "-", "-q", stdin=text).stdout == "2x4x8\n"
+
+
+def test_csv_and_markdown() -> None:
+    path = str(ROOT / "examples" / "lenet5.yaml")
+    csv_lines = run("stack", path, "--csv").stdout.splitlines()
+    assert csv_lines[0] == "index,type,arguments,output,params,macs,receptive_field,jump,uncovered"
+    assert csv_lines[1] == '1,Conv2d,"1 -> 6, k=5",1x6x28x28,156,117600,5x5,1x1,0x0'
+    assert len(csv_lines) == 13
+    markdown = run("stack", path, "--markdown").stdout.splitlines()
+    assert markdown[0] == "| # | layer | arguments | output | params | MACs | RF | jump |"
+    assert markdown[2] == "| 1 | Conv2d | 1 -> 6, k=5 | (1, 6, 28, 28) | 156 | 117,600 | 5x5 | 1x1 |"
+    assert markdown[-1] == "Total: 61,706 params, 416,520 MACs; output (1, 10)."
+
+
+def test_dtype_changes_the_memory_figures() -> None:
+    data = json.loads(run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json", "--dtype", "float16").stdout)
+    assert data["parameter_bytes"] == 2 * 61_706
+    assert run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--dtype", "float13").exit_code == 2
+
+
+def test_invalid_stack_prints_the_rows_before_the_failing_layer() -> None:
+    text = (
+        "input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n  - MaxPool2d: {kernel_size: 7}\n"
+    )
+    result = run("stack", "-", stdin=text)
+    assert result.exit_code == 1
+    assert "3 -> 4, k=3" in result.stdout
+    assert result.stderr == (
+        "Error: <stdin>, line 4: layer 2 (MaxPool2d) on input (1, 4, 6, 6): kernel_size 7 is larger than the padded "
+        "input 6 on axis H (input 6, padding 0+0): use an input of at least 7, or a smaller kernel_size\n"
+    )
+    data = json.loads(run("stack", "-", "--json", stdin=text).stdout)
+    assert data["error"]["index"] == 2 and data["error"]["input"] == [1, 4, 6, 6]
+    assert len(data["layers"]) == 1
+
+
+FILE_ERRORS = [
+    ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2D: {out_channels: 4, kernel_size: 3}\n",
+     "line 3: layer 1: unknown layer 'Conv2D' (did you mean Conv2d?)"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - ReLU\n  - Conv2d: {out_chanels: 4, kernel_size: 3}\n",
+     "line 4: layer 2 (Conv2d): unknown keyword 'out_chanels' (did you mean out_channels?); Conv2d takes: "
+     "in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: four, kernel_size: 3}\n",
+     "line 3: layer 1 (Conv2d): out_channels must be an integer, got 'four'"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {kernel_size: 3}\n", "line 3: layer 1 (Conv2d): missing out_channels"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - [Conv2d]\n", "line 3: layer 1 must be a layer name (ReLU) or a one-key"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - !!python/object/apply:os.system [echo hi]\n",
+     "line 3: refused: could not determine a constructor for the tag"),
+    ("input: [1, 3, 8\nlayers: [", "line 2: did not find expected ',' or ']'"),
+    ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of positive integers, batch first"),
+    ("layers: []\n", "'input' is missing: give the input shape, batch first"),
+    ("input: [1, 3]\n", "'layers' must be a list of layers"),
+    ("input: [1, 3]\nlayers: []\nouput: 3\n", "line 3: unknown key 'ouput': use input and layers"),
+    ("- ReLU\n", "expected a mapping with 'input' and 'layers'"),
+    ("", "expected a mapping with 'input' and 'layers'"),
+    ("input: [3, 8, 8]\nlayers:\n  - Linear: {in_features: 7, out_features: 3}\n",
+     "line 3: layer 1 (Linear) on input (3, 8, 8): in_features is 7 but the input has 8 features in its last "
+     "dimension: use in_features: 8, or leave it out"),
+    ("input: [1, 3, 8, 8]\nlayers:\n  - Conv1d: {out_channels: 4, kernel_size: 3}\n",
+     "line 3: layer 1 (Conv1d) on input (1, 3, 8, 8): needs a 2-D or 3-D input ((N, C, L) or unbatched), got 4-D"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), FILE_ERRORS)
+def test_file_errors_exit_1_with_one_line_naming_file_and_line(text: str, message: str) -> None:
+    result = run("stack", "-", stdin=text)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"Error: <stdin>{', ' if message.startswith('line') else ': '}{message}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_unreadable_and_binary_files(tmp_path: Path) -> None:
+    missing = run("stack", str(tmp_path / "nope.yaml"))
+    assert missing.exit_code == 1
+    assert missing.stderr == f"Error: {tmp_path / 'nope.yaml'}: cannot read the file: No such file or directory\n"
+    binary = tmp_path / "junk.yaml"
+    binary.write_bytes(b"\xff\xfe\x00junk")
+    result = run("stack", str(binary))
+    assert (result.exit_code, result.stderr) == (1, f"Error: {binary}: not a text file (expected UTF-8 YAML or JSON)\n")
+
+
+def test_output_forms_exclude_each_other() -> None:
+    result = run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json", "--csv")
+    assert result.exit_code == 2
+    assert "exclude each other" in result.stderr
+
+
+def test_stack_never_imports_torch() -> None:
+    from tests.test_cli import _modules_loaded
+
+    loaded = _modules_loaded("stack", str(ROOT / "examples" / "vgg16.yaml"))
+    assert "yaml" in loaded and "torch" not in loaded

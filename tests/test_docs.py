@@ -55,3 +55,12 @@ def test_every_command_and_option_is_documented() -> None:
             for name in param.opts:
                 if name.startswith("--"):
                     assert f"`{name}" in usage, f"{name} of convcalc {command.name} is not in docs/usage.md"
+
+
+def test_every_supported_layer_is_in_the_stack_reference() -> None:
+    from convcalc.catalog import LAYERS
+
+    reference = (ROOT / "docs" / "stack.md").read_text()
+    missing = [name for name in LAYERS if f"| `{name}` |" not in reference]
+    assert not missing, f"docs/stack.md lacks {missing}"
+    assert f"{len(LAYERS)} torch.nn classes" in (ROOT / "CHANGELOG.md").read_text()

@@ -81,7 +81,11 @@ class Row:
     """Non-trainable state (e.g. BatchNorm's running statistics), not counted in params."""
     macs: int
     receptive_field: tuple[int | None, ...]
-    """Per spatial axis of the stack's input: input pixels one output unit sees; None for the whole input."""
+    """Per spatial axis of the stack's input: input pixels one output unit sees; None for the whole input.
+
+    Exact (Araujo et al., Distill 2019) while every stride is whole; after a
+    transposed conv or an upsampling, the widest field any unit can have (an
+    upper bound: units of different phases see less)."""
     jump: tuple[Fraction | None, ...]
     """Per spatial axis: input pixels between neighbouring output units (the effective stride)."""
     uncovered: tuple[int, ...]
@@ -212,6 +216,7 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackRe
     axes = max(len(shape) - 2, 0)
     field: list[int | None] = [1] * axes
     jump: list[Fraction | None] = [Fraction(1)] * axes
+    chains: list[list[Fraction]] = [[] for _ in range(axes)]
     rows: list[Row] = []
     for index, spec in enumerate(specs, start=1):
         kind = LAYERS[spec.type]
@@ -236,8 +241,9 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackRe
                 current, distance = field[axis], jump[axis]
                 if current is None or distance is None:
                     continue
-                field[axis] = current + math.ceil((window.extent - 1) * distance)
+                field[axis] = current + _widest(chains[axis], window.extent - 1)
                 jump[axis] = distance * window.stride
+                _chain(chains[axis], window.stride)
         rows.append(
             Row(
                 index=index,
@@ -256,6 +262,27 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackRe
         )
         shape = step.output
     return StackResult(input=tuple(input_shape), rows=tuple(rows))
+
+
+def _widest(chain: list[Fraction], units: int) -> int:
+    """The most input pixels between two units ``units`` apart, through the layers' strides so far.
+
+    Each stride ``q`` maps a distance of ``m`` units to at most ``ceil(m*q)``
+    units of the layer before; with whole strides this is exact (``m*q``).
+    """
+    for stride in reversed(chain):
+        units = math.ceil(units * stride)
+    return units
+
+
+def _chain(chain: list[Fraction], stride: Fraction) -> None:
+    """Add a stride to the chain, merging whole strides, which compose exactly."""
+    if stride == 1:
+        return
+    if chain and stride.denominator == 1 and chain[-1].denominator == 1:
+        chain[-1] *= stride
+    else:
+        chain.append(stride)
 
 
 def _text(shape: Shape) -> str:

@@ -1,0 +1,112 @@
+"""Receptive fields against torch itself: which input pixels reach one output unit.
+
+With every weight positive and an all-ones input, an input pixel is in an
+output unit's receptive field exactly when its gradient for that unit is not
+zero. The receptive field convcalc reports is the widest such span over all
+output units (units at the borders see less, through padding), and the jump is
+the distance between neighbouring units' fields.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from convcalc.stack import resolve, run_stack
+
+LENGTH = 64
+
+
+@st.composite
+def windowed_layers(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    family = draw(st.sampled_from(["Conv1d", "Conv1d", "AvgPool1d", "ConvTranspose1d", "Upsample", "ReLU"]))
+    if family == "Conv1d":
+        return family, {
+            "out_channels": 1,
+            "kernel_size": draw(st.integers(1, 5)),
+            "stride": draw(st.integers(1, 3)),
+            "dilation": draw(st.integers(1, 2)),
+            "padding": draw(st.integers(0, 2)),
+        }
+    if family == "ConvTranspose1d":
+        return family, {"out_channels": 1, "kernel_size": draw(st.integers(1, 4)), "stride": draw(st.integers(1, 3))}
+    if family == "AvgPool1d":
+        return family, {"kernel_size": draw(st.integers(1, 3)), "stride": draw(st.integers(1, 3))}
+    if family == "Upsample":
+        return family, {"scale_factor": draw(st.integers(2, 3)), "mode": "nearest"}
+    return family, {}
+
+
+def build(items: list[tuple[str, dict[str, Any]]]) -> nn.Module:
+    """The stack in torch, every weight and bias 1, in float64."""
+    layers = []
+    for name, args in items:
+        full = dict(args) | ({"in_channels": 1} if name.startswith("Conv") else {})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layer = getattr(nn, name)(**full)
+        for parameter in layer.parameters():
+            nn.init.constant_(parameter, 1.0)
+        layers.append(layer)
+    return nn.Sequential(*layers).double()
+
+
+def torch_fields(items: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """For every output unit, the span of input pixels whose gradient is not zero."""
+    network = build(items)
+    x = torch.ones(1, 1, LENGTH, dtype=torch.float64, requires_grad=True)
+    out = network(x)
+    spans = []
+    for unit in range(out.shape[-1]):
+        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
+        seen = torch.nonzero(grad[0, 0]).flatten()
+        spans.append(int(seen.max() - seen.min() + 1) if len(seen) else 0)
+    return spans
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(windowed_layers(), min_size=1, max_size=4))
+def test_receptive_field_is_the_widest_span_torch_shows(items: list[tuple[str, dict[str, Any]]]) -> None:
+    result = run_stack((1, 1, LENGTH), resolve((name, args, None) for name, args in items))
+    assume(result.error is None)
+    (field,) = result.rows[-1].receptive_field
+    (jump,) = result.rows[-1].jump
+    assert field is not None and jump is not None
+    assume(field + 4 * jump < LENGTH / 2)  # room for units whose field no border cuts
+    spans = torch_fields(items)
+    if all(name in ("Conv1d", "AvgPool1d", "ReLU") for name, _ in items):  # whole strides: exact
+        assert max(spans) == field, f"{items}: torch spans {spans}"
+    else:  # fractional strides: an upper bound, reached where the phases line up
+        assert max(spans) <= field, f"{items}: torch spans {spans}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(windowed_layers(), min_size=1, max_size=3))
+def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dict[str, Any]]]) -> None:
+    assume(all(name in ("Conv1d", "AvgPool1d", "ReLU") for name, _ in items))  # whole strides
+    result = run_stack((1, 1, LENGTH), resolve((name, args, None) for name, args in items))
+    assume(result.error is None and result.output[-1] >= 4)
+    (jump,) = result.rows[-1].jump
+    starts = torch_starts(items)
+    middle = len(starts) // 2
+    first, second = starts[middle - 1], starts[middle]
+    assert first is not None and second is not None
+    assert second - first == jump, f"{items}: torch starts {starts}"
+
+
+def torch_starts(items: list[tuple[str, dict[str, Any]]]) -> list[int | None]:
+    """For every output unit, the first input pixel whose gradient is not zero (None: it sees only padding)."""
+    network = build(items)
+    x = torch.ones(1, 1, LENGTH, dtype=torch.float64, requires_grad=True)
+    out = network(x)
+    starts = []
+    for unit in range(out.shape[-1]):
+        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
+        seen = torch.nonzero(grad[0, 0])
+        starts.append(int(seen.min()) if len(seen) else None)
+    return starts

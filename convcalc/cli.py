@@ -211,6 +211,7 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
 @click.option("--csv", "as_csv", is_flag=True, help="Print one CSV line per layer.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output shape, e.g. 1x1000.")
+@click.option("--verify", is_flag=True, help="Build the layers in torch on the meta device and check every one.")
 def stack(
     file: str,
     input_shape: tuple[int, ...] | None,
@@ -219,6 +220,7 @@ def stack(
     as_csv: bool,
     markdown: bool,
     quiet: bool,
+    verify: bool,
 ) -> None:
     """Shapes, parameters, MACs and receptive fields of a whole network, layer by layer.
 
@@ -255,13 +257,29 @@ def stack(
         result = run_stack(input_shape or shape, specs)
     except (StackFileError, StackSpecError) as error:
         _fail(str(error) if isinstance(error, StackFileError) else f"{name}: {error}", None)
+    verification = None
+    if verify:
+        from convcalc.verify import verify_stack
+
+        try:
+            verification = verify_stack(specs, result)
+        except ConvcalcError as error:
+            _fail(str(error), None)
 
     if as_json:
         import json
+        from dataclasses import asdict
 
         from convcalc.export import stack_dict
 
-        click.echo(json.dumps(stack_dict(result, dtype)))
+        data = stack_dict(result, dtype)
+        if verification is not None:
+            data["verify"] = {
+                "torch_version": verification.torch_version,
+                "agrees": verification.agrees,
+                "layers": [asdict(check) for check in verification.layers],
+            }
+        click.echo(json.dumps(data))
     elif as_csv or markdown:
         from convcalc.export import stack_csv, stack_markdown
 
@@ -274,10 +292,16 @@ def stack(
 
         from convcalc.render import stack_report
 
-        Console(highlight=False).print(stack_report(result, dtype))
+        Console(highlight=False).print(stack_report(result, dtype, verification))
     if result.error is not None:
         line = specs[result.error.index - 1].line
-        _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
+        click.echo(f"Error: {name}{f', line {line}' if line else ''}: {result.error}", err=True)
+    if verification is not None and (result.error is not None or not verification.agrees):
+        from convcalc.text import stack_verification_text
+
+        click.echo(f"{'' if verification.agrees else 'Error: '}{stack_verification_text(verification)}", err=True)
+    if result.error is not None or (verification is not None and not verification.agrees):
+        sys.exit(1)
 
 
 def _usage(message: str) -> NoReturn:

@@ -13,8 +13,17 @@ from rich.text import Text
 
 from convcalc.layers import LayerResult
 from convcalc.stack import StackResult
-from convcalc.text import STACK_COLUMNS, bytes_text, shape_text, size_text, stack_cells, verification_text
-from convcalc.verify import Verification
+from convcalc.text import (
+    STACK_COLUMNS,
+    bytes_text,
+    check_text,
+    shape_text,
+    size_text,
+    stack_cells,
+    stack_verification_text,
+    verification_text,
+)
+from convcalc.verify import StackVerification, Verification
 
 __all__ = ["DROPPED_NOTE", "MACS_UNIT", "STACK_NOTES", "UNCOVERED_NOTE", "layer_report", "stack_report"]
 
@@ -99,19 +108,23 @@ STACK_NOTES = (
 )
 
 
-def stack_report(result: StackResult, dtype: str = "float32") -> RenderableType:
-    """The stack table, one row per layer that ran, with the totals below."""
+def stack_report(
+    result: StackResult, dtype: str = "float32", verification: StackVerification | None = None
+) -> RenderableType:
+    """The stack table, one row per layer that ran, with the totals below (and torch's verdict per layer)."""
+    checks = {} if verification is None else {check.index: check for check in verification.layers}
     table = Table(
         title=f"{shape_text(result.input)} -> {shape_text(result.output)}",
         box=box.SIMPLE_HEAD,
         title_style="bold",
         pad_edge=False,
     )
-    for column in STACK_COLUMNS:
+    for column in STACK_COLUMNS + (["torch"] if verification else []):
         numeric = column in ("#", "params", "MACs")
         table.add_column(column, justify="right" if numeric else "left", style="bold" if column == "output" else None)
     for row in result.rows:
-        table.add_row(*stack_cells(row))
+        verdict = [check_text(checks[row.index]) if row.index in checks else "-"] if verification else []
+        table.add_row(*stack_cells(row), *verdict)
     totals = Table.grid(padding=(0, 2))
     totals.add_column(style="bold")
     totals.add_column()
@@ -125,4 +138,6 @@ def stack_report(result: StackResult, dtype: str = "float32") -> RenderableType:
     parts: list[RenderableType] = [table, totals, Text(STACK_NOTES, style="dim")]
     if any(any(row.uncovered) for row in result.rows):
         parts.append(Text("!: the layer leaves input pixels at the end of an axis that no window covers", style="dim"))
+    if verification is not None:
+        parts.append(Text(stack_verification_text(verification), style="green" if verification.agrees else "red"))
     return Group(*parts)

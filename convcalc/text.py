@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from convcalc.stack import Row
-    from convcalc.verify import Verification
+    from convcalc.verify import LayerCheck, StackVerification, Verification
 
 __all__ = [
     "STACK_COLUMNS",
     "arguments_text",
     "bytes_text",
+    "check_text",
     "field_text",
     "shape_text",
     "size_text",
     "stack_cells",
+    "stack_verification_text",
     "verification_text",
 ]
 
@@ -148,3 +150,22 @@ def stack_cells(row: Row) -> list[str]:
 
 
 STACK_COLUMNS = ["#", "layer", "arguments", "output", "params", "MACs", "RF", "jump", "!"]
+
+
+def check_text(check: LayerCheck) -> str:
+    """torch's verdict on one layer of a stack, short: ``ok`` or what torch did instead."""
+    if check.agrees:
+        return "ok" if check.torch_shape is not None else "ok, rejects"
+    if check.torch_shape is None:
+        return f"DIFFERS: torch rejects ({check.torch_error})"
+    return f"DIFFERS: torch gives {shape_text(check.torch_shape)}, {check.torch_params:,} params"
+
+
+def stack_verification_text(verification: StackVerification) -> str:
+    """One line for a whole stack: torch agrees on every layer, or on how many not."""
+    wrong = [check for check in verification.layers if not check.agrees]
+    torch = f"torch {verification.torch_version}"
+    if not wrong:
+        return f"verify: {torch} agrees on all {len(verification.layers)} layers (meta device, eval mode)"
+    where = ", ".join(f"layer {check.index} ({check.type})" for check in wrong)
+    return f"verify: {torch} DISAGREES on {where}"

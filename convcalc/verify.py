@@ -23,7 +23,15 @@ from typing import Any
 from convcalc.errors import ConvcalcError
 from convcalc.layers import LayerResult
 
-__all__ = ["CPU_LIMIT", "TORCH_MISSING", "Verification", "verify_layer"]
+__all__ = [
+    "CPU_LIMIT",
+    "TORCH_MISSING",
+    "LayerCheck",
+    "StackVerification",
+    "Verification",
+    "verify_layer",
+    "verify_stack",
+]
 
 CPU_LIMIT = 1 << 22
 """Most input or output elements a confirming CPU run may touch for a layer convcalc accepts."""
@@ -135,3 +143,93 @@ def _run(
     except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError) as exc:
         message = str(exc).strip().splitlines()
         raise _Rejected(f"{type(exc).__name__}: {message[0] if message else ''}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerCheck:
+    """torch's answer for one layer of a stack."""
+
+    index: int
+    type: str
+    torch_shape: tuple[int, ...] | None
+    torch_params: int | None
+    torch_error: str | None
+    agrees: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class StackVerification:
+    """torch's answer for every layer that convcalc ran, and for the layer where it stopped."""
+
+    torch_version: str
+    layers: tuple[LayerCheck, ...]
+
+    @property
+    def agrees(self) -> bool:
+        return all(check.agrees for check in self.layers)
+
+
+def verify_stack(specs: list[Any], result: Any) -> StackVerification:
+    """Build the stack's layers in torch on the meta device, run them one by one, and compare.
+
+    ``specs`` are the :class:`~convcalc.stack.LayerSpec` list and ``result``
+    the :class:`~convcalc.stack.StackResult` that convcalc computed. Layers run
+    in eval mode. Where convcalc stops at a layer, torch must refuse it too; as
+    the meta device accepts some layers real torch refuses, a layer the meta
+    device runs there is tried once more on the CPU, on an expanded zero tensor.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ConvcalcError(TORCH_MISSING) from None
+    from convcalc.catalog import LAYERS
+
+    checks = []
+    x = torch.empty(result.input, device="meta")
+    for row in result.rows:
+        module, shape, error = _run_layer(torch, row.type, row.arguments, x, "meta")
+        params = None if module is None else sum(p.numel() for p in module.parameters())
+        agrees = shape == row.output and params == row.params
+        checks.append(LayerCheck(index=row.index, type=row.type, torch_shape=shape, torch_params=params,
+                                 torch_error=error, agrees=agrees))  # fmt: skip
+        if shape is None:
+            break
+        x = torch.empty(shape, device="meta")
+    else:
+        if result.error is not None:
+            spec = specs[result.error.index - 1]
+            kind = LAYERS[spec.type]
+            arguments = dict(kind.arguments) | {key: infer(tuple(x.shape)) for key, infer in kind.inferred.items()}
+            arguments |= {key: tuple(v) if isinstance(v, list) else v for key, v in spec.arguments.items()}
+            _, shape, error = _run_layer(torch, spec.type, arguments, x, "meta")
+            if shape is not None:  # the meta device is lax for some layers: ask real torch
+                real = torch.zeros((), dtype=torch.float32).expand(*x.shape)
+                _, shape, error = _run_layer(torch, spec.type, arguments, real, "cpu")
+            checks.append(LayerCheck(index=result.error.index, type=spec.type, torch_shape=shape, torch_params=None,
+                                     torch_error=error, agrees=shape is None))  # fmt: skip
+    return StackVerification(torch_version=torch.__version__, layers=tuple(checks))
+
+
+def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device: str) -> tuple[Any, Any, str | None]:
+    """(module, output shape, None) where torch runs the layer; (None, None, its error) where it refuses."""
+    from convcalc.catalog import REQUIRED
+
+    kwargs = {key: value for key, value in arguments.items() if value is not REQUIRED}
+    try:
+        cls = getattr(torch.nn, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                module = cls(**kwargs, device=device)
+            except TypeError:  # layers without parameters take no device
+                module = cls(**kwargs)
+            module.eval()
+            with torch.no_grad():
+                out = module(x)
+    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError) as exc:
+        message = str(exc).strip().splitlines()
+        return None, None, f"{type(exc).__name__}: {message[0] if message else ''}"
+    shape = tuple(out.shape)
+    if 0 in shape:
+        return None, None, f"torch made an empty output {list(shape)}"
+    return module, shape, None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -127,3 +128,54 @@ def test_verify_agrees_with_the_calculator_on_generated_layers(family: str, data
     assert (verification.torch_shape is None) == (result is None)
     if result is not None:  # small layers: the meta device's answer is always confirmed on the CPU
         assert verification.devices == ("meta", "cpu")
+
+
+EXAMPLES = sorted(Path(__file__).parent.parent.joinpath("examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
+def test_stack_verify_agrees_on_every_example(example: Path) -> None:
+    result = run("stack", str(example), "--verify", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["verify"]["agrees"] is True
+    assert [check["index"] for check in data["verify"]["layers"]] == [layer["index"] for layer in data["layers"]]
+
+
+def test_stack_verify_confirms_the_failing_layer() -> None:
+    text = (
+        "input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n  - MaxPool2d: {kernel_size: 7}\n"
+    )
+    result = CliRunner(env={"COLUMNS": "160"}).invoke(main, ["stack", "-", "--verify"], input=text)
+    assert result.exit_code == 1
+    assert "ok, rejects" not in result.stdout  # the failing layer has no row
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: <stdin>, line 4: layer 2 (MaxPool2d)")
+    assert lines[1].startswith("verify: torch 2.") and lines[1].endswith(
+        "agrees on all 2 layers (meta device, eval mode)"
+    )
+
+
+def test_stack_verify_huge_input_allocates_nothing() -> None:
+    vgg = str(Path(__file__).parent.parent / "examples" / "vgg16.yaml")
+    result = run("stack", vgg, "--verify", "--input", "256x3x1024x1024", "-q")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "256x1000\n", "")
+
+
+def test_stack_verify_catches_a_wrong_calculator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convcalc import catalog
+
+    relu = catalog.LAYERS["ReLU"]
+    broken = dataclasses.replace(relu, apply=lambda shape, args: catalog.Step(output=(*shape[:-1], shape[-1] + 1)))
+    monkeypatch.setitem(catalog.LAYERS, "ReLU", broken)
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n  - ReLU\n"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["stack", "-", "--verify"], input=text)
+    assert result.exit_code == 1
+    assert "DIFFERS: torch gives (1, 4, 6, 6), 0 params" in result.stdout
+    assert result.stderr.splitlines()[-1].endswith("DISAGREES on layer 2 (ReLU)")
+
+
+def test_stack_verify_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)
+    result = run("stack", str(EXAMPLES[0]), "--verify")
+    assert (result.exit_code, result.stderr) == (1, f"Error: {verify.TORCH_MISSING}\n")

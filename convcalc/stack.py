@@ -17,7 +17,6 @@ error, which names the layer by position, type and input shape.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -173,6 +172,8 @@ def _type_problem(name: str, value: Any) -> str | None:
 
 
 def _closest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only when a name is wrong: it costs every run several milliseconds
+
     options = list(choices)
     lowered = {choice.lower(): choice for choice in options}
     match = lowered.get(word.lower()) or next(iter(difflib.get_close_matches(word, options, n=1, cutoff=0.6)), None)

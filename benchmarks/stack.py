@@ -59,6 +59,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         cases = {
             'python -c "import click, rich, yaml"': [python, "-c", "import click, rich, yaml"],
+            "... and rich's table: import click, rich.console, rich.table, yaml": [
+                python,
+                "-c",
+                "import click, rich.console, rich.table, yaml",
+            ],
             "convcalc stack vgg16.yaml (table)": [*convcalc, "stack", VGG],
             "convcalc stack vgg16.yaml --json": [*convcalc, "stack", VGG, "--json"],
         }

@@ -121,7 +121,12 @@ def stack_report(
     )
     for column in STACK_COLUMNS + (["torch"] if verification else []):
         numeric = column in ("#", "params", "MACs")
-        table.add_column(column, justify="right" if numeric else "left", style="bold" if column == "output" else None)
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            style="bold" if column == "output" else None,
+            no_wrap=column not in ("arguments", "torch"),  # a shape or a count must never break
+        )
     for row in result.rows:
         verdict = [check_text(checks[row.index]) if row.index in checks else "-"] if verification else []
         table.add_row(*stack_cells(row), *verdict)

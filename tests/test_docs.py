@@ -13,31 +13,35 @@ from convcalc.cli import main
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```console\n(.*?)```", re.DOTALL)
+BLOCK = re.compile(r"(?:<!-- columns: (\d+) -->\n)?```console\n(.*?)```", re.DOTALL)
 
 
-def examples() -> list[tuple[str, str, str]]:
-    """(page, command, expected output) for every `$ convcalc ...` line of a console block."""
+def examples() -> list[tuple[str, str, str, str]]:
+    """(page, terminal width, command, expected output) for every `$ convcalc ...` line of a console block.
+
+    A block is run at 100 columns, or at the width an HTML comment before it
+    names: ``<!-- columns: 120 -->``.
+    """
     found = []
     for page in PAGES:
-        for block in BLOCK.findall(page.read_text()):
+        for width, block in BLOCK.findall(page.read_text()):
             for chunk in re.split(r"^\$ ", block, flags=re.MULTILINE)[1:]:
                 command, _, output = chunk.partition("\n")
-                found.append((page.name, command, output))
+                found.append((page.name, width or "100", command, output))
     return found
 
 
-@pytest.mark.parametrize(("page", "command", "expected"), examples())
-def test_console_examples_print_what_the_docs_show(page: str, command: str, expected: str) -> None:
+@pytest.mark.parametrize(("page", "width", "command", "expected"), examples())
+def test_console_examples_print_what_the_docs_show(page: str, width: str, command: str, expected: str) -> None:
     args = shlex.split(command)
     assert args[0] == "convcalc", f"{page}: only convcalc commands belong in console blocks"
-    result = CliRunner(env={"COLUMNS": "100"}).invoke(main, args[1:])
+    result = CliRunner(env={"COLUMNS": width}).invoke(main, args[1:])
     shown = "\n".join(line.rstrip() for line in (result.stdout + result.stderr).splitlines())
     assert shown == expected.rstrip("\n"), f"{page}: {command}"
 
 
 def test_there_are_examples_on_every_page() -> None:
-    pages = {page for page, _, _ in examples()}
+    pages = {page for page, _, _, _ in examples()}
     assert {"README.md", "usage.md", "formulas.md"} <= pages
 
 

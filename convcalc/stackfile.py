@@ -19,13 +19,33 @@ import yaml
 from convcalc.errors import ConvcalcError
 from convcalc.stack import LayerSpec, StackSpecError, resolve
 
-__all__ = ["StackFileError", "load_stack"]
+__all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader, where PyYAML has it, is ~10x faster
 
 
+MAX_NODES = 1_000_000
+"""Most YAML values a stack file may expand to, aliases counted each time they are used."""
+
+
 class StackFileError(ConvcalcError):
     """The stack file cannot be read as a stack: its name and line say where."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` stands for once every alias is copied out (each shared node counted once per use)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_NODES + 1  # a node that contains itself expands without end
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(key, sizes) + _expanded_size(value, sizes) for key, value in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = min(size, MAX_NODES + 1)
+    return sizes[id(node)]
 
 
 def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[LayerSpec]]:
@@ -33,6 +53,11 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_NODES:
+            raise StackFileError(
+                f"{name}: refused: the file expands to more than {MAX_NODES:,} YAML values "
+                "(aliases that repeat aliases, as in a 'billion laughs' file)"
+            )
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark

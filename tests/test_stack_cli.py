@@ -176,3 +176,24 @@ def test_stack_never_imports_torch() -> None:
 
     loaded = _modules_loaded("stack", str(ROOT / "examples" / "vgg16.yaml"))
     assert "yaml" in loaded and "torch" not in loaded
+
+
+def test_alias_bombs_are_refused_quickly() -> None:
+    """A 'billion laughs' file: nine levels of ten aliases each would build 10**9 values."""
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for level in range(1, 10):
+        previous = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([previous] * 10)}]")
+    text = "\n".join(lines) + "\ninput: [1, 3, 8, 8]\nlayers: [ReLU]\n"
+    result = run("stack", "-", stdin=text)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: <stdin>: refused: the file expands to more than 1,000,000 YAML values "
+        "(aliases that repeat aliases, as in a 'billion laughs' file)\n"
+    )
+
+
+def test_a_few_aliases_are_fine() -> None:
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - &conv {Conv2d: {out_channels: 3, kernel_size: 3, padding: 1}}\n  - ReLU\n  - *conv\n"
+    result = run("stack", "-", "-q", stdin=text)
+    assert (result.exit_code, result.stdout) == (0, "1x3x8x8\n")

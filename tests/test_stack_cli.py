@@ -194,6 +194,7 @@ def test_alias_bombs_are_refused_quickly() -> None:
 
 
 def test_a_few_aliases_are_fine() -> None:
-    text = "input: [1, 3, 8, 8]\nlayers:\n  - &conv {Conv2d: {out_channels: 3, kernel_size: 3, padding: 1}}\n  - ReLU\n  - *conv\n"
+    conv = "&conv {Conv2d: {out_channels: 3, kernel_size: 3, padding: 1}}"
+    text = f"input: [1, 3, 8, 8]\nlayers:\n  - {conv}\n  - ReLU\n  - *conv\n"
     result = run("stack", "-", "-q", stdin=text)
     assert (result.exit_code, result.stdout) == (0, "1x3x8x8\n")

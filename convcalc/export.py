@@ -5,7 +5,6 @@ Plain text only (no rich), so these outputs start fast and never carry styling.
 
 from __future__ import annotations
 
-import csv
 import io
 from fractions import Fraction
 from typing import Any
@@ -62,6 +61,8 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
 
 def stack_csv(result: StackResult) -> str:
     """One header line, then one line per layer that ran."""
+    import csv  # only for --csv
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "type", "arguments", "output", "params", "macs", "receptive_field", "jump", "uncovered"])

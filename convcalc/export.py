@@ -9,7 +9,7 @@ import io
 from fractions import Fraction
 from typing import Any
 
-from convcalc.stack import StackResult
+from convcalc.stack import Row, StackResult
 from convcalc.text import STACK_COLUMNS, stack_cells
 
 __all__ = ["stack_csv", "stack_dict", "stack_markdown"]
@@ -26,7 +26,11 @@ def _plain(value: Any) -> Any:
 
 
 def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
-    """The whole result as JSON data. Keys are a stable interface: add, never rename."""
+    """The whole result as JSON data. Keys are a stable interface: add, never rename.
+
+    ``layers`` keeps the nesting of blocks: a Residual's or Repeat's layers are
+    in its ``blocks``, each with a ``label`` such as ``3.body.2``.
+    """
     error = result.error
     return {
         "input": list(result.input),
@@ -37,26 +41,50 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "dtype": dtype,
         "parameter_bytes": result.parameter_bytes(dtype),
         "activation_bytes": result.activation_bytes(dtype),
-        "layers": [
-            {
-                "index": row.index,
-                "type": row.type,
-                "arguments": {name: _plain(value) for name, value in row.arguments.items()},
-                "input": list(row.input),
-                "output": list(row.output),
-                "params": row.params,
-                "buffers": row.buffers,
-                "macs": row.macs,
-                "receptive_field": list(row.receptive_field),
-                "jump": [_jump(value) for value in row.jump],
-                "uncovered": list(row.uncovered),
-            }
-            for row in result.rows
-        ],
+        "layers": _nest(list(result.rows)),
         "error": None
         if error is None
         else {"index": error.index, "type": error.layer, "input": list(error.input_shape), "message": str(error)},
     }
+
+
+def _row_dict(row: Row) -> dict[str, Any]:
+    return {
+        "index": row.index,
+        "label": row.label,
+        "type": row.type,
+        "arguments": {name: _plain(value) for name, value in row.arguments.items()},
+        "input": list(row.input),
+        "output": list(row.output),
+        "params": row.params,
+        "buffers": row.buffers,
+        "macs": row.macs,
+        "receptive_field": list(row.receptive_field),
+        "jump": [_jump(value) for value in row.jump],
+        "uncovered": list(row.uncovered),
+    }
+
+
+def _nest(rows: list[Row]) -> list[dict[str, Any]]:
+    """Rows in the order they were listed (a block before its layers) as a tree: a block's layers go in its
+    ``blocks``, by branch (``body``, ``shortcut``, or a Repeat's copy number)."""
+    out: list[dict[str, Any]] = []
+    while rows:
+        row = rows.pop(0)
+        entry = _row_dict(row)
+        if row.type in ("Residual", "Repeat"):
+            inner = []
+            while rows and rows[0].depth > row.depth:
+                inner.append(rows.pop(0))
+            branches: dict[str, list[Row]] = {}
+            for child in inner:
+                if child.depth == row.depth + 1:
+                    branches.setdefault(child.branch or "", []).append(child)
+                else:
+                    branches[list(branches)[-1]].append(child)
+            entry["blocks"] = {name: _nest(members) for name, members in branches.items()}
+        out.append(entry)
+    return out
 
 
 def stack_csv(result: StackResult) -> str:

@@ -120,7 +120,7 @@ def stack_report(
         pad_edge=False,
     )
     for column in STACK_COLUMNS + (["torch"] if verification else []):
-        numeric = column in ("#", "params", "MACs")
+        numeric = column in ("params", "MACs")
         table.add_column(
             column,
             justify="right" if numeric else "left",

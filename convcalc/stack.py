@@ -19,14 +19,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from convcalc.catalog import LAYERS, REQUIRED
 from convcalc.errors import ConvcalcError, InvalidLayerError
 
-__all__ = ["DTYPES", "LayerSpec", "Row", "StackError", "StackResult", "StackSpecError", "resolve", "run_stack"]
+__all__ = [
+    "BLOCKS",
+    "DTYPES",
+    "JOINS",
+    "LayerSpec",
+    "Row",
+    "StackError",
+    "StackResult",
+    "StackSpecError",
+    "nearest_inputs",
+    "resolve",
+    "run_stack",
+]
 
 Shape = tuple[int, ...]
 
@@ -45,11 +57,12 @@ class StackSpecError(ConvcalcError):
 class StackError(ConvcalcError):
     """A layer cannot take the shape that reaches it."""
 
-    def __init__(self, message: str, *, index: int, layer: str, input_shape: Shape) -> None:
+    def __init__(self, message: str, *, index: int, layer: str, input_shape: Shape, label: str = "") -> None:
         super().__init__(message)
         self.index = index
         self.layer = layer
         self.input_shape = input_shape
+        self.label = label or str(index)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +73,8 @@ class LayerSpec:
     arguments: dict[str, Any]
     """Only what the file gives; defaults and inferred values are added when the stack runs."""
     line: int | None = None
+    blocks: dict[str, tuple[LayerSpec, ...]] = field(default_factory=dict)
+    """The branches of a block: ``body`` and ``shortcut`` of a Residual, ``layers`` of a Repeat."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +82,7 @@ class Row:
     """One layer of a stack that ran."""
 
     index: int
-    """1-based position in the stack."""
+    """1-based position in the stack (of the top-level block, for a layer inside one)."""
     type: str
     arguments: dict[str, Any]
     """The layer's keyword arguments: given, inferred and defaulted, in torch's order."""
@@ -89,6 +104,12 @@ class Row:
     """Per spatial axis: input pixels between neighbouring output units (the effective stride)."""
     uncovered: tuple[int, ...]
     """Per spatial axis of this layer: input pixels at the end that no window reaches."""
+    label: str = ""
+    """Where the row sits: ``3``, or ``3.body.2`` inside a block, ``4.2.1`` in a Repeat's second copy."""
+    depth: int = 0
+    """How deep inside blocks the row sits (0 at the top level)."""
+    branch: str | None = None
+    """The branch of the enclosing block (``body``, ``shortcut``, or the copy number of a Repeat)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,12 +117,10 @@ class StackResult:
     """Every layer that ran, and the error of the first that could not."""
 
     input: Shape
+    output: Shape
+    """The stack's output shape; where a layer fails, the shape that reached it."""
     rows: tuple[Row, ...]
     error: StackError | None = None
-
-    @property
-    def output(self) -> Shape:
-        return self.rows[-1].output if self.rows else self.input
 
     @property
     def total_params(self) -> int:
@@ -120,8 +139,13 @@ class StackResult:
         return (self.total_params + self.total_buffers) * DTYPES[dtype]
 
     def activation_bytes(self, dtype: str = "float32") -> int:
-        """Memory of every layer's output in one forward pass, the input not included."""
-        return sum(math.prod(row.output) for row in self.rows) * DTYPES[dtype]
+        """Memory of every layer's output in one forward pass, the input not included.
+
+        A Save (which names a tensor) and a Repeat (whose output is its last
+        layer's) make no new tensor.
+        """
+        made = (row for row in self.rows if row.type not in ("Save", "Repeat"))
+        return sum(math.prod(row.output) for row in made) * DTYPES[dtype]
 
 
 _INTEGERS = {
@@ -180,46 +204,199 @@ def _closest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {match}?)" if match else ""
 
 
-def resolve(items: Iterable[tuple[str, dict[str, Any], int | None]]) -> list[LayerSpec]:
-    """Check (type, keywords, line) items against the catalogue; raise StackSpecError at the first problem."""
+BLOCKS = {"Residual": ("body", "shortcut"), "Repeat": ("layers",)}
+"""Blocks and the branches (lists of layers) they hold."""
+JOINS = {"Save": ("name",), "Add": ("with",), "Concat": ("with", "dim", "crop")}
+"""Steps that name tensors and join them, with the keywords they take."""
+MAX_LAYERS = 100_000
+"""Most layers a stack may hold once every Repeat is written out."""
+
+Item = tuple[str, dict[str, Any], "int | None"]
+
+
+def resolve(items: Iterable[Item], where: str = "layer") -> list[LayerSpec]:
+    """Check (type, keywords, line) items against the catalogue; raise StackSpecError at the first problem.
+
+    A block's keywords hold its branches as lists of items, checked the same way.
+    """
     specs = []
     for position, (name, arguments, line) in enumerate(items, start=1):
-        where = f"layer {position} ({name})"
-        kind = LAYERS.get(name)
-        if kind is None:
-            raise StackSpecError(f"layer {position}: unknown layer {name!r}{_closest(name, LAYERS)}", line=line)
-        for key, value in arguments.items():
-            if key not in kind.arguments:
-                known = ", ".join(kind.arguments) or "none"
-                raise StackSpecError(
-                    f"{where}: unknown keyword {key!r}{_closest(key, kind.arguments)}; {name} takes: {known}", line=line
-                )
-            problem = _type_problem(key, value)
-            if problem:
-                raise StackSpecError(f"{where}: {key} must be {problem}, got {value!r}", line=line)
-        missing = [key for key, default in kind.arguments.items() if default is REQUIRED and key not in arguments
-                   and key not in kind.inferred]  # fmt: skip
-        if missing:
-            raise StackSpecError(f"{where}: missing {', '.join(missing)}", line=line)
-        specs.append(LayerSpec(type=name, arguments=dict(arguments), line=line))
+        label = f"{where} {position} ({name})"
+        if name in BLOCKS:
+            specs.append(_block(name, arguments, line, label, f"{where} {position}."))
+        elif name in JOINS:
+            specs.append(_join(name, arguments, line, label))
+        else:
+            specs.append(_layer(name, arguments, line, label, f"{where} {position}"))
+    if where == "layer" and _count(specs) > MAX_LAYERS:
+        raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
     return specs
+
+
+def _count(specs: Sequence[LayerSpec]) -> int:
+    total = 0
+    for spec in specs:
+        inner = sum(_count(branch) for branch in spec.blocks.values())
+        times = spec.arguments.get("times", 1) if spec.type == "Repeat" else 1
+        total += 1 + times * inner
+        if total > MAX_LAYERS:
+            return total
+    return total
+
+
+def _layer(name: str, arguments: dict[str, Any], line: int | None, label: str, where: str) -> LayerSpec:
+    kind = LAYERS.get(name)
+    if kind is None:
+        choices = [*LAYERS, *BLOCKS, *JOINS]
+        raise StackSpecError(f"{where}: unknown layer {name!r}{_closest(name, choices)}", line=line)
+    for key, value in arguments.items():
+        if key not in kind.arguments:
+            known = ", ".join(kind.arguments) or "none"
+            raise StackSpecError(
+                f"{label}: unknown keyword {key!r}{_closest(key, kind.arguments)}; {name} takes: {known}", line=line
+            )
+        problem = _type_problem(key, value)
+        if problem:
+            raise StackSpecError(f"{label}: {key} must be {problem}, got {value!r}", line=line)
+    missing = [key for key, default in kind.arguments.items() if default is REQUIRED and key not in arguments
+               and key not in kind.inferred]  # fmt: skip
+    if missing:
+        raise StackSpecError(f"{label}: missing {', '.join(missing)}", line=line)
+    return LayerSpec(type=name, arguments=dict(arguments), line=line)
+
+
+def _block(name: str, arguments: dict[str, Any], line: int | None, label: str, where: str) -> LayerSpec:
+    branches = BLOCKS[name]
+    allowed = (*branches, "times") if name == "Repeat" else branches
+    for key in arguments:
+        if key not in allowed:
+            raise StackSpecError(
+                f"{label}: unknown keyword {key!r}{_closest(key, allowed)}; {name} takes: {', '.join(allowed)}",
+                line=line,
+            )
+    if name == "Repeat" and not (_is_int(arguments.get("times")) and arguments["times"] >= 1):
+        raise StackSpecError(f"{label}: times must be a positive integer, got {arguments.get('times')!r}", line=line)
+    required = branches[:1]
+    for key in required:
+        if not arguments.get(key):
+            raise StackSpecError(f"{label}: {key} must be a list of layers", line=line)
+    blocks = {}
+    for key in branches:
+        if key in arguments:
+            if not isinstance(arguments[key], list):
+                raise StackSpecError(f"{label}: {key} must be a list of layers", line=line)
+            blocks[key] = tuple(resolve(arguments[key], where=f"{where}{key} layer"))
+    kept = {"times": arguments["times"]} if name == "Repeat" else {}
+    return LayerSpec(type=name, arguments=kept, line=line, blocks=blocks)
+
+
+def _join(name: str, arguments: dict[str, Any], line: int | None, label: str) -> LayerSpec:
+    allowed = JOINS[name]
+    for key in arguments:
+        if key not in allowed:
+            raise StackSpecError(
+                f"{label}: unknown keyword {key!r}{_closest(key, allowed)}; {name} takes: {', '.join(allowed)}",
+                line=line,
+            )
+    target = arguments.get(allowed[0])
+    if not isinstance(target, str) or not target:
+        raise StackSpecError(f"{label}: {allowed[0]} must name a saved tensor, got {target!r}", line=line)
+    if name == "Concat":
+        if not _is_int(arguments.get("dim", 1)):
+            raise StackSpecError(f"{label}: dim must be an integer, got {arguments['dim']!r}", line=line)
+        if arguments.get("crop", False) not in (False, True, "center"):
+            raise StackSpecError(f"{label}: crop must be true, false or center, got {arguments['crop']!r}", line=line)
+    return LayerSpec(type=name, arguments=dict(arguments), line=line)
 
 
 def _tuples(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackResult:
-    """Push ``input_shape`` (batch first: (N, C, *spatial)) through the layers."""
-    shape = tuple(input_shape)
-    if not shape or any(not _is_int(n) or n < 1 for n in shape):
-        raise StackSpecError(f"input must be a list of positive integers, e.g. [1, 3, 224, 224], got {list(shape)}")
-    axes = max(len(shape) - 2, 0)
-    field: list[int | None] = [1] * axes
-    jump: list[Fraction | None] = [Fraction(1)] * axes
-    chains: list[list[Fraction]] = [[] for _ in range(axes)]
-    rows: list[Row] = []
-    for index, spec in enumerate(specs, start=1):
+@dataclass
+class _Field:
+    """The receptive field and jump along every spatial axis, and the strides that led there."""
+
+    field: list[int | None]
+    jump: list[Fraction | None]
+    chains: list[list[Fraction]]
+
+    def copy(self) -> _Field:
+        return _Field(list(self.field), list(self.jump), [list(chain) for chain in self.chains])
+
+    def whole(self) -> None:
+        self.field = [None] * len(self.field)
+        self.jump = [None] * len(self.jump)
+
+    def widest(self, other: _Field) -> None:
+        """Join two branches: each axis sees the larger field of the two."""
+        for axis, (mine, theirs) in enumerate(zip(self.field, other.field)):
+            self.field[axis] = None if mine is None or theirs is None else max(mine, theirs)
+            if self.jump[axis] is None or other.jump[axis] is None:
+                self.jump[axis] = None
+
+
+class _Stop(Exception):
+    def __init__(self, error: StackError) -> None:
+        self.error = error
+
+
+class _Runner:
+    """Runs specs, block by block, collecting rows; raises _Stop at the first layer that fails."""
+
+    def __init__(self, input_shape: Shape) -> None:
+        self.axes = max(len(input_shape) - 2, 0)
+        self.rows: list[Row] = []
+        self.saved: dict[str, tuple[Shape, _Field, str]] = {}
+
+    def run(self, specs: Sequence[LayerSpec], shape: Shape, state: _Field, prefix: str, depth: int,
+            top: int | None, branch: str | None) -> Shape:  # fmt: skip
+        for position, spec in enumerate(specs, start=1):
+            label = f"{prefix}{position}"
+            index = top if top is not None else position
+            if spec.type in BLOCKS:
+                shape = self.block(spec, shape, state, label, depth, index, branch)
+            else:
+                shape = self.layer(spec, shape, state, label, depth, index, branch)
+        return shape
+
+    def fail(self, spec: LayerSpec, shape: Shape, label: str, index: int, error: Exception) -> _Stop:
+        message = f"layer {label} ({spec.type}) on input {_text(shape)}: {error}"
+        return _Stop(StackError(message, index=index, layer=spec.type, input_shape=shape, label=label))
+
+    def block(self, spec: LayerSpec, shape: Shape, state: _Field, label: str, depth: int, index: int,
+              branch: str | None) -> Shape:  # fmt: skip
+        at = len(self.rows)
+        if spec.type == "Repeat":
+            out = shape
+            for copy in range(1, spec.arguments["times"] + 1):
+                out = self.run(spec.blocks["layers"], out, state, f"{label}.{copy}.", depth + 1, index, str(copy))
+        else:
+            body_state = state.copy()
+            out = self.run(spec.blocks["body"], shape, body_state, f"{label}.body.", depth + 1, index, "body")
+            side_state = state.copy()
+            side = shape
+            if "shortcut" in spec.blocks:
+                side = self.run(spec.blocks["shortcut"], shape, side_state, f"{label}.shortcut.", depth + 1, index,
+                                "shortcut")  # fmt: skip
+            try:
+                out = _broadcast(out, side, "the body", "the shortcut")
+            except InvalidLayerError as error:
+                raise self.fail(spec, shape, label, index, error) from None
+            body_state.widest(side_state)
+            state.field, state.jump, state.chains = body_state.field, body_state.jump, body_state.chains
+        self.rows.insert(at, self.row(spec, dict(spec.arguments), shape, out, state, label, depth, index, branch))
+        return out
+
+    def layer(self, spec: LayerSpec, shape: Shape, state: _Field, label: str, depth: int, index: int,
+              branch: str | None) -> Shape:  # fmt: skip
+        if spec.type in JOINS:
+            try:
+                out = self.join(spec, shape, state, label)
+            except InvalidLayerError as error:
+                raise self.fail(spec, shape, label, index, error) from None
+            self.rows.append(self.row(spec, dict(spec.arguments), shape, out, state, label, depth, index, branch))
+            return out
         kind = LAYERS[spec.type]
         arguments = {key: default for key, default in kind.arguments.items()}
         arguments.update({key: infer(shape) for key, infer in kind.inferred.items()})
@@ -232,37 +409,144 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec]) -> StackRe
                     "but convcalc stops at it, as most layers after it reject it"
                 )
         except InvalidLayerError as error:
-            message = f"layer {index} ({spec.type}) on input {_text(shape)}: {error}"
-            failure = StackError(message, index=index, layer=spec.type, input_shape=shape)
-            return StackResult(input=tuple(input_shape), rows=tuple(rows), error=failure)
-        if step.whole or (step.windows is not None and len(step.windows) != axes):
-            field, jump = [None] * axes, [None] * axes
+            raise self.fail(spec, shape, label, index, error) from None
+        if step.whole or (step.windows is not None and len(step.windows) != self.axes):
+            state.whole()
         elif step.windows is not None:
             for axis, window in enumerate(step.windows):
-                current, distance = field[axis], jump[axis]
+                current, distance = state.field[axis], state.jump[axis]
                 if current is None or distance is None:
                     continue
-                field[axis] = current + _widest(chains[axis], window.extent - 1)
-                jump[axis] = distance * window.stride
-                _chain(chains[axis], window.stride)
-        rows.append(
-            Row(
-                index=index,
-                type=spec.type,
-                arguments=arguments,
-                given=tuple(spec.arguments),
-                input=shape,
-                output=step.output,
-                params=step.params,
-                buffers=step.buffers,
-                macs=step.macs,
-                receptive_field=tuple(field),
-                jump=tuple(jump),
-                uncovered=step.uncovered,
-            )
+                state.field[axis] = current + _widest(state.chains[axis], window.extent - 1)
+                state.jump[axis] = distance * window.stride
+                _chain(state.chains[axis], window.stride)
+        row = self.row(spec, arguments, shape, step.output, state, label, depth, index, branch)
+        counts = {"params": step.params, "buffers": step.buffers, "macs": step.macs, "uncovered": step.uncovered}
+        self.rows.append(Row(**{**row.__dict__, **counts}))
+        return step.output
+
+    def join(self, spec: LayerSpec, shape: Shape, state: _Field, label: str) -> Shape:
+        if spec.type == "Save":
+            self.saved[spec.arguments["name"]] = (shape, state.copy(), label)
+            return shape
+        name = spec.arguments["with"]
+        if name not in self.saved:
+            known = ", ".join(self.saved) or "none yet"
+            raise InvalidLayerError(f"no tensor was saved as {name!r} before this layer (saved: {known})")
+        other, other_state, where = self.saved[name]
+        state.widest(other_state)
+        if spec.type == "Add":
+            return _broadcast(shape, other, "the input", f"{name!r} (saved at layer {where})")
+        return _concat(shape, other, spec.arguments.get("dim", 1), spec.arguments.get("crop", False), name, where)
+
+    def row(self, spec: LayerSpec, arguments: dict[str, Any], shape: Shape, out: Shape, state: _Field, label: str,
+            depth: int, index: int, branch: str | None) -> Row:  # fmt: skip
+        return Row(
+            index=index,
+            type=spec.type,
+            arguments=arguments,
+            given=tuple(spec.arguments),
+            input=shape,
+            output=out,
+            params=0,
+            buffers=0,
+            macs=0,
+            receptive_field=tuple(state.field),
+            jump=tuple(state.jump),
+            uncovered=(),
+            label=label,
+            depth=depth,
+            branch=branch,
         )
-        shape = step.output
-    return StackResult(input=tuple(input_shape), rows=tuple(rows))
+
+
+def _broadcast(left: Shape, right: Shape, left_name: str, right_name: str) -> Shape:
+    """torch's broadcasting of ``left + right``, or an error naming both sides."""
+    out = []
+    for a, b in zip(
+        reversed((1,) * (len(right) - len(left)) + left), reversed((1,) * (len(left) - len(right)) + right)
+    ):
+        if a != b and 1 not in (a, b):
+            raise InvalidLayerError(
+                f"{left_name} {_text(left)} and {right_name} {_text(right)} do not match: {_mismatch(left, right)}"
+            )
+        out.append(max(a, b))
+    return tuple(reversed(out))
+
+
+def _mismatch(left: Shape, right: Shape) -> str:
+    if len(left) == len(right) and len(left) > 1 and left[1] != right[1] and left[2:] == right[2:]:
+        return f"the channels differ ({left[1]} and {right[1]}): make both {left[1]}, or both {right[1]}"
+    if len(left) == len(right) and left[2:] != right[2:]:
+        return "the sizes differ: change the strides or padding of one side, or the input size"
+    return "shapes must be equal, or 1 where they differ"
+
+
+def _concat(shape: Shape, other: Shape, dim: int, crop: Any, name: str, where: str) -> Shape:
+    if len(shape) != len(other):
+        raise InvalidLayerError(f"cannot concatenate {_text(shape)} with {name!r} {_text(other)}: the ranks differ")
+    if not -len(shape) <= dim < len(shape):
+        raise InvalidLayerError(f"dim {dim} is out of range for a {len(shape)}-D input")
+    axis = dim % len(shape)
+    if crop:
+        if any(o < s for o, s in zip(other[2:], shape[2:])):
+            raise InvalidLayerError(
+                f"{name!r} {_text(other)} (saved at layer {where}) is smaller than the input {_text(shape)}, "
+                "so it cannot be cropped to it"
+            )
+        other = (*other[:2], *shape[2:])
+    for i, (a, b) in enumerate(zip(shape, other)):
+        if i != axis and a != b:
+            raise InvalidLayerError(
+                f"cannot concatenate {_text(shape)} with {name!r} {_text(other)} (saved at layer {where}) "
+                f"along dim {dim}: dim {i} differs ({a} and {b}); "
+                + ("crop the saved tensor (crop: center), or " if i >= 2 and not crop else "")
+                + "change the input size"
+            )
+    return tuple(a + b if i == axis else a for i, (a, b) in enumerate(zip(shape, other)))
+
+
+def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: bool = True) -> StackResult:
+    """Push ``input_shape`` (batch first: (N, C, *spatial)) through the layers.
+
+    Where a join fails (shapes that do not match), the error names the nearest
+    input sizes that work (``suggest``).
+    """
+    shape = tuple(input_shape)
+    if not shape or any(not _is_int(n) or n < 1 for n in shape):
+        raise StackSpecError(f"input must be a list of positive integers, e.g. [1, 3, 224, 224], got {list(shape)}")
+    axes = max(len(shape) - 2, 0)
+    runner = _Runner(shape)
+    state = _Field([1] * axes, [Fraction(1)] * axes, [[] for _ in range(axes)])
+    try:
+        out = runner.run(specs, shape, state, "", 0, None, None)
+    except _Stop as stop:
+        error = stop.error
+        if suggest and error.layer in ("Residual", "Add", "Concat") and len(shape) > 2:
+            nearby = nearest_inputs(shape, specs)
+            if nearby:
+                sizes = " and ".join("x".join(map(str, size[2:])) for size in nearby)
+                error = StackError(
+                    f"{error}; input sizes near {'x'.join(map(str, shape[2:]))} that work: {sizes}",
+                    index=error.index, layer=error.layer, input_shape=error.input_shape, label=error.label,
+                )  # fmt: skip
+        return StackResult(input=shape, output=error.input_shape, rows=tuple(runner.rows), error=error)
+    return StackResult(input=shape, output=out, rows=tuple(runner.rows))
+
+
+def nearest_inputs(input_shape: Shape, specs: Sequence[LayerSpec], reach: int = 64) -> list[Shape]:
+    """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes."""
+    found = []
+    for direction in (-1, 1):
+        for step in range(1, reach + 1):
+            spatial = tuple(n + direction * step for n in input_shape[2:])
+            if min(spatial) < 1:
+                break
+            candidate = (*input_shape[:2], *spatial)
+            if run_stack(candidate, specs, suggest=False).error is None:
+                found.append(candidate)
+                break
+    return found
 
 
 def _widest(chain: list[Fraction], units: int) -> int:

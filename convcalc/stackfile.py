@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from convcalc.errors import ConvcalcError
-from convcalc.stack import LayerSpec, StackSpecError, resolve
+from convcalc.stack import BLOCKS, Item, LayerSpec, StackSpecError, resolve
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 
@@ -87,11 +87,7 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
             f"{name}, line {_line(node, 'input')}: input must be a list of positive integers, batch first, "
             f"e.g. [1, 3, 224, 224]; got {shape!r}"
         )
-    items = []
-    lines = _item_lines(node)
-    for position, item in enumerate(data["layers"], start=1):
-        line = lines[position - 1] if position <= len(lines) else None
-        items.append((*_item(item, position, f"{name}, line {line}"), line))
+    items = _items(data["layers"], _value_node(node, "layers"), name)
     try:
         specs = resolve(items)
     except StackSpecError as error:
@@ -104,6 +100,23 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
+def _items(data: list[Any], node: yaml.Node | None, name: str) -> list[Item]:
+    """(type, keywords, line) for each item of a layer list; a block's branches become item lists too."""
+    nodes = node.value if isinstance(node, yaml.SequenceNode) else []
+    items: list[Item] = []
+    for position, item in enumerate(data, start=1):
+        item_node = nodes[position - 1] if position <= len(nodes) else None
+        line = item_node.start_mark.line + 1 if item_node is not None else None
+        layer, arguments = _item(item, position, f"{name}, line {line}")
+        if layer in BLOCKS:
+            inner = _only_value_node(item_node)
+            for branch in BLOCKS[layer]:
+                if isinstance(arguments.get(branch), list):
+                    arguments[branch] = _items(arguments[branch], _value_node(inner, branch), name)
+        items.append((layer, arguments, line))
+    return items
+
+
 def _item(item: Any, position: int, where: str) -> tuple[str, dict[str, Any]]:
     if isinstance(item, str):
         return item, {}
@@ -111,15 +124,24 @@ def _item(item: Any, position: int, where: str) -> tuple[str, dict[str, Any]]:
         ((layer, arguments),) = item.items()
         if arguments is None:
             arguments = {}
+        if layer == "Save" and isinstance(arguments, str):
+            return layer, {"name": arguments}
         if isinstance(layer, str) and isinstance(arguments, dict) and all(isinstance(k, str) for k in arguments):
-            return layer, arguments
+            return layer, dict(arguments)
     raise StackFileError(
         f"{where}: layer {position} must be a layer name (ReLU) or a one-key mapping to its keywords "
         f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {item!r}"
     )
 
 
-def _value_node(node: yaml.Node, key: str) -> yaml.Node | None:
+def _only_value_node(node: yaml.Node | None) -> yaml.Node | None:
+    """The value of a one-key mapping node."""
+    if isinstance(node, yaml.MappingNode) and len(node.value) == 1:
+        return node.value[0][1]
+    return None
+
+
+def _value_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if getattr(key_node, "value", None) == key:
@@ -130,10 +152,3 @@ def _value_node(node: yaml.Node, key: str) -> yaml.Node | None:
 def _line(node: yaml.Node, key: str) -> int:
     value = _value_node(node, key)
     return (value or node).start_mark.line + 1
-
-
-def _item_lines(node: yaml.Node) -> list[int]:
-    layers = _value_node(node, "layers")
-    if not isinstance(layers, yaml.SequenceNode):
-        return []
-    return [item.start_mark.line + 1 for item in layers.value]

@@ -134,11 +134,12 @@ def bytes_text(count: int) -> str:
 
 
 def stack_cells(row: Row) -> list[str]:
-    """One row of a stack table as text: index, type, arguments, output, params, MACs, RF, jump, uncovered."""
+    """One row of a stack table as text: label, type (indented inside blocks), arguments, output, params, MACs,
+    RF, jump, uncovered."""
     mark = "!" if any(row.uncovered) else ""
     return [
-        str(row.index),
-        row.type,
+        row.label or str(row.index),
+        "  " * row.depth + row.type,
         arguments_text(row.arguments, row.given),
         shape_text(row.output),
         f"{row.params:,}",

@@ -15,6 +15,7 @@ skipped and the verification says so.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -155,6 +156,8 @@ class LayerCheck:
     torch_params: int | None
     torch_error: str | None
     agrees: bool
+    label: str = ""
+    """Where the layer sits: ``3``, or ``3.body.2`` inside a block."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,44 +173,103 @@ class StackVerification:
 
 
 def verify_stack(specs: list[Any], result: Any) -> StackVerification:
-    """Build the stack's layers in torch on the meta device, run them one by one, and compare.
+    """Build the stack in torch on the meta device, run it, and compare every layer and join.
 
     ``specs`` are the :class:`~convcalc.stack.LayerSpec` list and ``result``
     the :class:`~convcalc.stack.StackResult` that convcalc computed. Layers run
-    in eval mode. Where convcalc stops at a layer, torch must refuse it too; as
-    the meta device accepts some layers real torch refuses, a layer the meta
-    device runs there is tried once more on the CPU, on an expanded zero tensor.
+    in eval mode; blocks and joins run as torch code would (``body(x) +
+    shortcut(x)``, ``torch.cat``, ``+``). Where convcalc stops, torch must
+    refuse that step too; as the meta device accepts some layers real torch
+    refuses, a layer the meta device runs there is tried once more on the CPU,
+    on an expanded zero tensor.
     """
     try:
         import torch
     except ImportError:
         raise ConvcalcError(TORCH_MISSING) from None
+
+    rows = {row.label: row for row in result.rows}
+    failing = result.error.label if result.error is not None else None
+    checks: list[LayerCheck] = []
+    saved: dict[str, Any] = {}
+
+    class Stopped(Exception):
+        pass
+
+    def check(label: str, name: str, shape: Any, params: int | None, error: str | None) -> None:
+        row = rows.get(label)
+        if row is None:  # where convcalc stopped: torch must refuse too
+            agrees = label == failing and shape is None
+            index = result.error.index if result.error is not None else 0
+        else:
+            agrees = shape == row.output and (params is None or params == row.params)
+            index = row.index
+        verdict = dict(torch_shape=shape, torch_params=params, torch_error=error, agrees=agrees, label=label)
+        checks.append(LayerCheck(index=index, type=name, **verdict))
+        if shape is None or row is None:
+            raise Stopped
+
+    def join(spec: Any, x: Any, label: str) -> Any:
+        if spec.type == "Save":
+            saved[spec.arguments["name"]] = x
+            return x
+        other = saved.get(spec.arguments["with"])
+        if other is None:
+            raise RuntimeError(f"nothing saved as {spec.arguments['with']!r}")
+        if spec.type == "Add":
+            return x + other
+        if spec.arguments.get("crop"):
+            starts = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
+            other = other[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))]
+        return torch.cat([x, other], dim=spec.arguments.get("dim", 1))
+
+    def run(block: Any, x: Any, prefix: str) -> Any:
+        for position, spec in enumerate(block, start=1):
+            label = f"{prefix}{position}"
+            params: int | None = None
+            try:
+                if spec.type == "Repeat":
+                    for copy in range(1, spec.arguments["times"] + 1):
+                        x = run(spec.blocks["layers"], x, f"{label}.{copy}.")
+                    out = x
+                elif spec.type == "Residual":
+                    body = run(spec.blocks["body"], x, f"{label}.body.")
+                    side = run(spec.blocks["shortcut"], x, f"{label}.shortcut.") if "shortcut" in spec.blocks else x
+                    out = body + side
+                elif spec.type in ("Save", "Add", "Concat"):
+                    out = join(spec, x, label)
+                else:
+                    module, shape, error = _layer(torch, spec, rows.get(label), x)
+                    if shape is None:
+                        check(label, spec.type, None, None, error)
+                    params = sum(p.numel() for p in module.parameters())
+                    out = torch.empty(shape, device="meta")
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                check(label, spec.type, None, None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+            check(label, spec.type, tuple(out.shape), params, None)
+            x = out
+        return x
+
+    with contextlib.suppress(Stopped):  # the first step torch refuses ends the run
+        run(specs, torch.empty(result.input, device="meta"), "")
+    return StackVerification(torch_version=torch.__version__, layers=tuple(checks))
+
+
+def _layer(torch: Any, spec: Any, row: Any, x: Any) -> tuple[Any, Any, str | None]:
+    """Run one torch.nn layer on the meta device; where it runs there but convcalc refused it, ask the CPU."""
     from convcalc.catalog import LAYERS
 
-    checks = []
-    x = torch.empty(result.input, device="meta")
-    for row in result.rows:
-        module, shape, error = _run_layer(torch, row.type, row.arguments, x, "meta")
-        params = None if module is None else sum(p.numel() for p in module.parameters())
-        agrees = shape == row.output and params == row.params
-        checks.append(LayerCheck(index=row.index, type=row.type, torch_shape=shape, torch_params=params,
-                                 torch_error=error, agrees=agrees))  # fmt: skip
-        if shape is None:
-            break
-        x = torch.empty(shape, device="meta")
+    if row is not None:
+        arguments = row.arguments
     else:
-        if result.error is not None:
-            spec = specs[result.error.index - 1]
-            kind = LAYERS[spec.type]
-            arguments = dict(kind.arguments) | {key: infer(tuple(x.shape)) for key, infer in kind.inferred.items()}
-            arguments |= {key: tuple(v) if isinstance(v, list) else v for key, v in spec.arguments.items()}
-            _, shape, error = _run_layer(torch, spec.type, arguments, x, "meta")
-            if shape is not None:  # the meta device is lax for some layers: ask real torch
-                real = torch.zeros((), dtype=torch.float32).expand(*x.shape)
-                _, shape, error = _run_layer(torch, spec.type, arguments, real, "cpu")
-            checks.append(LayerCheck(index=result.error.index, type=spec.type, torch_shape=shape, torch_params=None,
-                                     torch_error=error, agrees=shape is None))  # fmt: skip
-    return StackVerification(torch_version=torch.__version__, layers=tuple(checks))
+        kind = LAYERS[spec.type]
+        arguments = dict(kind.arguments) | {key: infer(tuple(x.shape)) for key, infer in kind.inferred.items()}
+        arguments |= {key: tuple(v) if isinstance(v, list) else v for key, v in spec.arguments.items()}
+    module, shape, error = _run_layer(torch, spec.type, arguments, x, "meta")
+    if shape is not None and row is None:  # the meta device is lax for some layers: ask real torch
+        real = torch.zeros((), dtype=torch.float32).expand(*x.shape)
+        module, shape, error = _run_layer(torch, spec.type, arguments, real, "cpu")
+    return module, shape, error
 
 
 def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device: str) -> tuple[Any, Any, str | None]:

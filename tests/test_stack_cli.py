@@ -51,7 +51,7 @@ def test_json_schema_is_stable() -> None:
         "activation_bytes", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
-        "index", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field", "jump",
+        "index", "label", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field", "jump",
         "uncovered",
     ]  # fmt: skip
     first = data["layers"][0]

@@ -51,8 +51,8 @@ def test_json_schema_is_stable() -> None:
         "activation_bytes", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
-        "index", "label", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field", "jump",
-        "uncovered",
+        "index", "label", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field",
+        "jump", "uncovered",
     ]  # fmt: skip
     first = data["layers"][0]
     assert first["index"] == 1 and first["type"] == "Conv2d"

@@ -139,7 +139,16 @@ def test_stack_verify_agrees_on_every_example(example: Path) -> None:
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["verify"]["agrees"] is True
-    assert [check["index"] for check in data["verify"]["layers"]] == [layer["index"] for layer in data["layers"]]
+
+    def labels(layers: list[dict[str, object]]) -> set[str]:
+        found = set()
+        for layer in layers:
+            found.add(layer["label"])
+            for inner in layer.get("blocks", {}).values():  # type: ignore[attr-defined]
+                found |= labels(inner)
+        return found
+
+    assert {check["label"] for check in data["verify"]["layers"]} == labels(data["layers"])
 
 
 def test_stack_verify_confirms_the_failing_layer() -> None:

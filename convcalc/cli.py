@@ -304,6 +304,95 @@ def stack(
         sys.exit(1)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("input_size", metavar="IN", type=SizeType())
+@click.argument("output_size", metavar="OUT", type=SizeType())
+@click.option("--transposed", is_flag=True, help="Solve for ConvTranspose instead of Conv.")
+@click.option("--type", "kind", type=click.Choice(["max", "avg"]), help="Solve for MaxPool or AvgPool instead.")
+@click.option("--kernel-size", "--k", "-k", "kernel_size", type=int, help="Fix kernel_size.")
+@click.option("--stride", "--s", "-s", "stride", type=int, help="Fix stride.")
+@click.option("--padding", "--p", "-p", "padding", type=int, help="Fix padding.")
+@click.option("--dilation", "--d", "-d", "dilation", type=int, help="Fix dilation.")
+@click.option("--output-padding", type=int, help="Fix output_padding (with --transposed).")
+@click.option("--ceil-mode/--floor-mode", "ceil_mode", default=None, help="Fix ceil_mode (pools) [both].")
+@click.option("--max-kernel", type=click.IntRange(min=1), default=7, show_default=True, help="Largest kernel_size.")
+@click.option("--max-stride", type=click.IntRange(min=1), default=4, show_default=True, help="Largest stride.")
+@click.option("--max-dilation", type=click.IntRange(min=1), default=1, show_default=True, help="Largest dilation.")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Show at most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the best answer, as convcalc options.")
+def solve(
+    input_size: tuple[int, ...],
+    output_size: tuple[int, ...],
+    transposed: bool,
+    kind: str | None,
+    limit: int,
+    as_json: bool,
+    quiet: bool,
+    **fixed: Any,
+) -> None:
+    """Layer settings that turn size IN into size OUT.
+
+    \b
+    convcalc solve 64 32                      # k=2 s=2 p=0; k=3 s=2 p=1; ...
+    convcalc solve 64x48 32x24 --k 3
+    convcalc solve 7 14 --transposed
+    convcalc solve 55 27 --type max -q        # --kernel-size 3 --stride 2 --padding 0
+
+    Only settings torch accepts are listed, best first: those that read every
+    input pixel, then the stride closest to the size ratio, then the smaller
+    kernel and padding.
+    """
+    from convcalc.solve import nearest_outputs
+    from convcalc.solve import solve as search
+
+    if transposed and kind:
+        _usage("--transposed and --type exclude each other")
+    if as_json and quiet:
+        _usage("--json and --quiet exclude each other")
+    if fixed["output_padding"] is not None and not transposed:
+        _usage("--output-padding applies to transposed convolutions: add --transposed")
+    if fixed["ceil_mode"] is not None and not kind:
+        _usage("--ceil-mode applies to pools: add --type max or --type avg")
+    if len(input_size) != len(output_size):
+        if 1 not in (len(input_size), len(output_size)):
+            _usage(f"IN has {len(input_size)} axes but OUT has {len(output_size)}: give both alike")
+        dims = max(len(input_size), len(output_size))
+        input_size, output_size = _broadcast("size", input_size, dims), _broadcast("size", output_size, dims)
+    family = "conv_transpose" if transposed else f"{kind}_pool" if kind else "conv"
+    bounds = {key: value for key, value in fixed.items()}
+    answers = search(input_size, output_size, family=family, **bounds)
+    if not answers:
+        nearby = nearest_outputs(input_size, output_size, family=family, **bounds)
+        near = " and ".join(size_text(size) for size in nearby)
+        hint = f"; nearest outputs with answers: {near}" if near else ""
+        _fail(
+            f"no {family.replace('_', ' ')} setting within kernel_size <= {fixed['max_kernel']}, stride <= "
+            f"{fixed['max_stride']} turns {size_text(input_size)} into {size_text(output_size)}{hint}",
+            None,
+        )
+    if quiet:
+        click.echo(answers[0].options())
+    elif as_json:
+        import json
+        from dataclasses import asdict
+
+        data = {
+            "input": list(input_size),
+            "output": list(output_size),
+            "family": family,
+            "count": len(answers),
+            "answers": [asdict(answer) for answer in answers[:limit]],
+        }
+        click.echo(json.dumps(data))
+    else:
+        from rich.console import Console
+
+        from convcalc.render import solve_report
+
+        Console(highlight=False).print(solve_report(input_size, output_size, family, answers, limit))
+
+
 def _usage(message: str) -> NoReturn:
     raise click.UsageError(message, click.get_current_context())
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from convcalc.layers import LayerResult
+from convcalc.solve import Answer
 from convcalc.stack import StackResult
 from convcalc.text import (
     STACK_COLUMNS,
@@ -25,7 +26,15 @@ from convcalc.text import (
 )
 from convcalc.verify import StackVerification, Verification
 
-__all__ = ["DROPPED_NOTE", "MACS_UNIT", "STACK_NOTES", "UNCOVERED_NOTE", "layer_report", "stack_report"]
+__all__ = [
+    "DROPPED_NOTE",
+    "MACS_UNIT",
+    "STACK_NOTES",
+    "UNCOVERED_NOTE",
+    "layer_report",
+    "solve_report",
+    "stack_report",
+]
 
 MACS_UNIT = "multiply-accumulates for the whole batch, bias not counted; FLOPs = 2 x MACs"
 UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reaches (the floor drops them)"
@@ -145,4 +154,42 @@ def stack_report(
         parts.append(Text("!: the layer leaves input pixels at the end of an axis that no window covers", style="dim"))
     if verification is not None:
         parts.append(Text(stack_verification_text(verification), style="green" if verification.agrees else "red"))
+    return Group(*parts)
+
+
+def solve_report(
+    input_size: tuple[int, ...], output_size: tuple[int, ...], family: str, answers: list[Answer], limit: int
+) -> RenderableType:
+    """The answers of ``convcalc solve``, best first, with whether each covers every pixel and is 'same'."""
+    names = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
+    table = Table(
+        title=f"{names[family]}: {size_text(input_size)} -> {size_text(output_size)}",
+        box=box.SIMPLE_HEAD,
+        title_style="bold",
+        pad_edge=False,
+    )
+    columns = ["kernel_size", "stride", "padding", "dilation"]
+    columns += ["output_padding"] if family == "conv_transpose" else []
+    columns += ["ceil_mode"] if family.endswith("pool") else []
+    columns += ["covers all", "same"] if family == "conv" else ["covers all"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for answer in answers[:limit]:
+        row = [str(answer.kernel_size), str(answer.stride), str(answer.padding), str(answer.dilation)]
+        row += [str(answer.output_padding)] if family == "conv_transpose" else []
+        row += ["yes" if answer.ceil_mode else "no"] if family.endswith("pool") else []
+        row += ["yes" if answer.covers_all else "no"]
+        row += ["yes" if answer.same else "no"] if family == "conv" else []
+        table.add_row(*row)
+    more = len(answers) - limit
+    parts: list[RenderableType] = [table]
+    if more > 0:
+        parts.append(Text(f"{more} more (--limit {len(answers)} shows them all)", style="dim"))
+    if family == "conv_transpose":
+        note = "covers all: every output pixel receives some input (no holes between the kernel's copies)"
+    else:
+        note = "covers all: every input pixel is read by some window (no gaps, nothing lost to the floor)"
+    if family == "conv":
+        note += "; same: the padding that torch's padding='same' works out to"
+    parts.append(Text(note, style="dim"))
     return Group(*parts)

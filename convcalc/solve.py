@@ -1,0 +1,190 @@
+"""The layer settings that turn one size into another: ``convcalc solve``.
+
+:func:`solve` searches kernel_size, stride, padding and dilation (and
+output_padding for transposed convs, ceil_mode for pools) within bounds, keeps
+what torch accepts and what gives the wanted size on every axis, and sorts the
+answers the way a designer would pick them.
+
+>>> [answer.short() for answer in solve((64,), (32,))[:3]]
+['k=2 s=2 p=0', 'k=3 s=2 p=1', 'k=4 s=2 p=1']
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from convcalc import formulas, layers
+from convcalc.errors import ConvcalcError, InvalidLayerError
+
+__all__ = ["FAMILIES", "Answer", "nearest_outputs", "solve"]
+
+FAMILIES = ("conv", "conv_transpose", "max_pool", "avg_pool")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Answer:
+    """One setting that gives the wanted size on every axis."""
+
+    kernel_size: int
+    stride: int
+    padding: int
+    dilation: int = 1
+    output_padding: int | None = None
+    """Transposed convs only."""
+    ceil_mode: bool | None = None
+    """Pools only."""
+    covers_all: bool
+    """Every input pixel is read by some window: no gaps between windows, nothing lost to the floor.
+    For a transposed conv: every output pixel receives some input (no holes)."""
+    same: bool
+    """The padding is what torch's ``padding='same'`` works out to (stride 1, symmetric)."""
+
+    def short(self) -> str:
+        """``k=3 s=2 p=1`` (and ``d``, ``op``, ``ceil`` where they matter)."""
+        text = f"k={self.kernel_size} s={self.stride} p={self.padding}"
+        if self.dilation != 1:
+            text += f" d={self.dilation}"
+        if self.output_padding:
+            text += f" op={self.output_padding}"
+        if self.ceil_mode:
+            text += " ceil"
+        return text
+
+    def options(self) -> str:
+        """The same as convcalc options: ``--kernel-size 3 --stride 2 --padding 1``."""
+        text = f"--kernel-size {self.kernel_size} --stride {self.stride} --padding {self.padding}"
+        if self.dilation != 1:
+            text += f" --dilation {self.dilation}"
+        if self.output_padding:
+            text += f" --output-padding {self.output_padding}"
+        if self.ceil_mode:
+            text += " --ceil-mode"
+        return text
+
+
+def _values(fixed: int | None, low: int, high: int) -> range:
+    return range(fixed, fixed + 1) if fixed is not None else range(low, high + 1)
+
+
+def solve(
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    *,
+    family: str = "conv",
+    kernel_size: int | None = None,
+    stride: int | None = None,
+    padding: int | None = None,
+    dilation: int | None = None,
+    output_padding: int | None = None,
+    ceil_mode: bool | None = None,
+    max_kernel: int = 7,
+    max_stride: int = 4,
+    max_dilation: int = 1,
+) -> list[Answer]:
+    """Every setting within the bounds that torch accepts and that maps ``input_size`` to ``output_size``.
+
+    The same setting must work on every axis. Fixed parameters (``kernel_size=3``)
+    narrow the search; the ``max_*`` bounds keep it finite. Sorted best first:
+    settings that cover every input pixel, then the stride closest to the size
+    ratio, then no dilation, the smaller kernel and the smaller padding.
+    """
+    if family not in FAMILIES:
+        raise ConvcalcError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    if len(input_size) != len(output_size):
+        raise ConvcalcError(f"the input has {len(input_size)} axes but the output {len(output_size)}: give both alike")
+    pool = family.endswith("pool")
+    transposed = family == "conv_transpose"
+    answers = []
+    for k, s, d in itertools.product(
+        _values(kernel_size, 1, max_kernel),
+        _values(stride, 1, max_stride),
+        _values(dilation, 1, 1 if family == "avg_pool" else max_dilation),
+    ):
+        span = formulas.effective_kernel(k, d)
+        most_padding = k // 2 if pool else span - 1
+        for p in _values(padding, 0, most_padding):
+            for extra in _extras(family, s, d, output_padding, ceil_mode):
+                answer = _check(family, input_size, output_size, k, s, p, d, extra)
+                if answer is not None:
+                    answers.append(answer)
+    ratio = max(output_size) / max(input_size) if transposed else max(input_size) / max(output_size)
+    answers.sort(
+        key=lambda a: (not a.covers_all, abs(a.stride - ratio), a.dilation, a.kernel_size, a.padding, a.short())
+    )
+    return answers
+
+
+def _extras(family: str, s: int, d: int, output_padding: int | None, ceil_mode: bool | None) -> list[int | bool]:
+    if family == "conv_transpose":
+        return list(_values(output_padding, 0, max(s, d) - 1))
+    if family.endswith("pool"):
+        return [ceil_mode] if ceil_mode is not None else [False, True]
+    return [0]
+
+
+def _check(
+    family: str,
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    k: int,
+    s: int,
+    p: int,
+    d: int,
+    extra: int | bool,
+) -> Answer | None:
+    try:
+        if family == "conv":
+            result = layers.conv(input_size, kernel_size=k, stride=s, padding=p, dilation=d)
+        elif family == "conv_transpose":
+            result = layers.conv_transpose(input_size, kernel_size=k, stride=s, padding=p, dilation=d,
+                                           output_padding=int(extra))  # fmt: skip
+        elif family == "max_pool":
+            result = layers.max_pool(input_size, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(extra))
+        else:
+            result = layers.avg_pool(input_size, kernel_size=k, stride=s, padding=p, ceil_mode=bool(extra))
+    except InvalidLayerError:
+        return None
+    if result.output != tuple(output_size):
+        return None
+    if family.endswith("pool") and extra and all(_floor_gives(axis) for axis in result.axes):
+        return None  # ceil_mode changes nothing here: list the plain setting only
+    span = formulas.effective_kernel(k, d)
+    transposed = family == "conv_transpose"
+    if transposed:  # every output pixel receives some input: no holes between the kernel's copies
+        covers = span >= s and d == 1
+    else:
+        covers = span >= s and d == 1 and all(axis.uncovered == 0 for axis in result.axes)
+    return Answer(
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        dilation=d,
+        output_padding=int(extra) if transposed else None,
+        ceil_mode=bool(extra) if family.endswith("pool") else None,
+        covers_all=covers,
+        same=family == "conv" and s == 1 and formulas.same_padding(k, d) == (p, p),
+    )
+
+
+def _floor_gives(axis: layers.Axis) -> bool:
+    """Whether floor mode gives this axis the same size as ceil mode did."""
+    floor = formulas.pool_length(axis.input, axis.kernel_size, axis.stride, axis.padding, axis.dilation, False)
+    return floor == axis.output
+
+
+def nearest_outputs(
+    input_size: Sequence[int], output_size: Sequence[int], reach: int = 64, **bounds: object
+) -> list[tuple[int, ...]]:
+    """The nearest output sizes below and above the wanted one (every axis moved alike) that have answers."""
+    found = []
+    for direction in (-1, 1):
+        for step in range(1, reach + 1):
+            candidate = tuple(n + direction * step for n in output_size)
+            if min(candidate) < 1:
+                break
+            if solve(input_size, candidate, **bounds):  # type: ignore[arg-type]
+                found.append(candidate)
+                break
+    return found

@@ -111,6 +111,7 @@ def _output_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table."),
             click.option("--quiet", "-q", is_flag=True, help="Print only the output size, e.g. 28x60."),
             click.option("--verify", is_flag=True, help="Run the real torch layer and check that it agrees."),
+            click.option("--explain", is_flag=True, help="Work the formula out step by step after the table."),
         ]
     ):
         command = decorator(command)
@@ -212,6 +213,7 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output shape, e.g. 1x1000.")
 @click.option("--verify", is_flag=True, help="Build the layers in torch on the meta device and check every one.")
+@click.option("--explain", is_flag=True, help="Work out each conv and pool layer step by step after the table.")
 def stack(
     file: str,
     input_shape: tuple[int, ...] | None,
@@ -221,6 +223,7 @@ def stack(
     markdown: bool,
     quiet: bool,
     verify: bool,
+    explain: bool,
 ) -> None:
     """Shapes, parameters, MACs and receptive fields of a whole network, layer by layer.
 
@@ -243,6 +246,8 @@ def stack(
 
     if sum((as_json, as_csv, markdown, quiet)) > 1:
         _usage("--json, --csv, --markdown and --quiet exclude each other")
+    if explain and (as_json or as_csv or markdown or quiet):
+        _usage("--explain goes with the table: drop --json, --csv, --markdown or --quiet")
     if dtype not in DTYPES:
         _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     name = "<stdin>" if file == "-" else file
@@ -293,6 +298,13 @@ def stack(
         from convcalc.render import stack_report
 
         Console(highlight=False).print(stack_report(result, dtype, verification))
+        if explain:
+            from convcalc.explain import explain_row
+
+            for row in result.rows:
+                text = explain_row(row.type, row.input, row.arguments)
+                if text:
+                    click.echo(f"\nlayer {row.label}: {text}")
     if result.error is not None:
         line = specs[result.error.index - 1].line
         click.echo(f"Error: {name}{f', line {line}' if line else ''}: {result.error}", err=True)
@@ -415,9 +427,13 @@ def _broadcast(name: str, value: tuple[int, ...], dims: int) -> tuple[int, ...]:
 
 
 def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
-    as_json, quiet, verify, dims = (options.pop(name) for name in ("as_json", "quiet", "verify", "dims"))
+    as_json, quiet, verify, dims, explain = (
+        options.pop(name) for name in ("as_json", "quiet", "verify", "dims", "explain")
+    )
     if as_json and quiet:
         _usage("--json and --quiet exclude each other")
+    if explain and (as_json or quiet):
+        _usage("--explain goes with the table: drop --json or --quiet")
     kwargs = {name: value for name, value in options.items() if value is not None}
     per_axis = {name: value for name, value in kwargs.items() if isinstance(value, tuple)}
     dims = _spatial_axes(size, per_axis, dims)
@@ -458,6 +474,10 @@ def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
 
         console = Console(highlight=False)
         console.print(layer_report(result, verification, width=console.width))
+        if explain:
+            from convcalc.explain import explain as explanation
+
+            click.echo(explanation(result))
     if verification is not None and not verification.agrees:
         shown = not (as_json or quiet)  # the table already ends with torch's verdict
         _fail("torch disagrees with convcalc on this layer", None if shown else verification)

@@ -242,7 +242,6 @@ def stack(
     cat net.yaml | convcalc stack - -q
     """
     from convcalc.stack import DTYPES, StackSpecError, run_stack
-    from convcalc.stackfile import StackFileError, load_stack
 
     if sum((as_json, as_csv, markdown, quiet)) > 1:
         _usage("--json, --csv, --markdown and --quiet exclude each other")
@@ -250,18 +249,11 @@ def stack(
         _usage("--explain goes with the table: drop --json, --csv, --markdown or --quiet")
     if dtype not in DTYPES:
         _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    name = "<stdin>" if file == "-" else file
+    name, shape, specs = _read_stack(file)
     try:
-        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()  # noqa: SIM115
-    except OSError as error:
-        _fail(f"{name}: cannot read the file: {error.strerror or error}", None)
-    except UnicodeDecodeError:
-        _fail(f"{name}: not a text file (expected UTF-8 YAML or JSON)", None)
-    try:
-        shape, specs = load_stack(text, name)
         result = run_stack(input_shape or shape, specs)
-    except (StackFileError, StackSpecError) as error:
-        _fail(str(error) if isinstance(error, StackFileError) else f"{name}: {error}", None)
+    except StackSpecError as error:
+        _fail(f"{name}: {error}", None)
     verification = None
     if verify:
         from convcalc.verify import verify_stack
@@ -403,6 +395,67 @@ def solve(
         from convcalc.render import solve_report
 
         Console(highlight=False).print(solve_report(input_size, output_size, family, answers, limit))
+
+
+@main.command(epilog=EXIT_CODES)
+@click.argument("file", metavar="FILE|-")
+@click.option("--range", "size_range", default="32:1024", show_default=True, help="Sizes to try, LOW:HIGH.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def fit(file: str, size_range: str, as_json: bool) -> None:
+    """Which input sizes a stack takes: the smallest, and those in a range.
+
+    Square inputs are tried (every spatial axis the same size) with the file's
+    batch and channels. Listed: the sizes for which every layer and join is
+    valid, and those for which no layer leaves pixels unread.
+
+    \b
+    convcalc fit examples/unet_padded.yaml              # 32:1024:16, U-Net's multiples of 16
+    convcalc fit examples/vgg16.yaml --range 16:64
+    """
+    from convcalc.fit import compact
+    from convcalc.fit import fit as search
+
+    match = re.fullmatch(r"([0-9]+):([0-9]+)", size_range.strip())
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        _usage(f"--range {size_range!r} is not LOW:HIGH with 1 <= LOW <= HIGH, e.g. 32:1024")
+    low, high = int(match[1]), int(match[2])
+    name, shape, specs = _read_stack(file)
+    if len(shape) < 3:
+        _fail(f"{name}: the input {list(shape)} has no spatial axes to vary", None)
+    found = search(shape, specs, low, high)
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        click.echo(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(found).items()}))
+        return
+    axes = len(shape) - 2
+
+    def square(n: int) -> str:
+        return "x".join([str(n)] * axes)
+
+    smallest = f"smallest input: {square(found.smallest)}" if found.smallest else f"no input up to {high} works"
+    click.echo(smallest)
+    click.echo(f"valid in {low}:{high}: {compact(found.valid) or 'none'} ({len(found.valid)} sizes)")
+    click.echo(f"no pixel left unread: {compact(found.lossless) or 'none'} ({len(found.lossless)} sizes)")
+
+
+def _read_stack(file: str) -> tuple[str, tuple[int, ...], Any]:
+    """The name to report, the input shape and the checked specs of a stack file, or exit 1 saying why."""
+    from convcalc.stackfile import StackFileError, load_stack
+
+    name = "<stdin>" if file == "-" else file
+    try:
+        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as error:
+        _fail(f"{name}: cannot read the file: {error.strerror or error}", None)
+    except UnicodeDecodeError:
+        _fail(f"{name}: not a text file (expected UTF-8 YAML or JSON)", None)
+    try:
+        shape, specs = load_stack(text, name)
+    except StackFileError as error:
+        _fail(str(error), None)
+    return name, shape, specs
 
 
 def _usage(message: str) -> NoReturn:

@@ -210,6 +210,8 @@ JOINS = {"Save": ("name",), "Add": ("with",), "Concat": ("with", "dim", "crop")}
 """Steps that name tensors and join them, with the keywords they take."""
 MAX_LAYERS = 100_000
 """Most layers a stack may hold once every Repeat is written out."""
+SUGGEST_ROWS = 2_000
+"""Up to this many layers before the failing one, an error searches for the nearest input sizes that work."""
 
 Item = tuple[str, dict[str, Any], "int | None"]
 
@@ -509,8 +511,9 @@ def _concat(shape: Shape, other: Shape, dim: int, crop: Any, name: str, where: s
 def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: bool = True) -> StackResult:
     """Push ``input_shape`` (batch first: (N, C, *spatial)) through the layers.
 
-    Where a join fails (shapes that do not match), the error names the nearest
-    input sizes that work (``suggest``).
+    Where a layer or join fails, the error names the nearest input sizes (every
+    spatial axis moved alike, at most 64 each way) for which the whole stack works
+    (``suggest``): for an input that is too small, the smallest that is not.
     """
     shape = tuple(input_shape)
     if not shape or any(not _is_int(n) or n < 1 for n in shape):
@@ -522,7 +525,7 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: b
         out = runner.run(specs, shape, state, "", 0, None, None)
     except _Stop as stop:
         error = stop.error
-        if suggest and error.layer in ("Residual", "Add", "Concat") and len(shape) > 2:
+        if suggest and len(shape) > 2 and len(runner.rows) <= SUGGEST_ROWS:
             nearby = nearest_inputs(shape, specs)
             if nearby:
                 sizes = " and ".join("x".join(map(str, size[2:])) for size in nearby)

@@ -112,7 +112,8 @@ def test_invalid_stack_prints_the_rows_before_the_failing_layer() -> None:
     assert "3 -> 4, k=3" in result.stdout
     assert result.stderr == (
         "Error: <stdin>, line 4: layer 2 (MaxPool2d) on input (1, 4, 6, 6): kernel_size 7 is larger than the padded "
-        "input 6 on axis H (input 6, padding 0+0): use an input of at least 7, or a smaller kernel_size\n"
+        "input 6 on axis H (input 6, padding 0+0): use an input of at least 7, or a smaller kernel_size; input sizes "
+        "near 8x8 that work: 9x9\n"
     )
     data = json.loads(run("stack", "-", "--json", stdin=text).stdout)
     assert data["error"]["index"] == 2 and data["error"]["input"] == [1, 4, 6, 6]

@@ -35,7 +35,7 @@ def examples() -> list[tuple[str, str, str, str]]:
 def test_console_examples_print_what_the_docs_show(page: str, width: str, command: str, expected: str) -> None:
     args = shlex.split(command)
     assert args[0] == "convcalc", f"{page}: only convcalc commands belong in console blocks"
-    result = CliRunner(env={"COLUMNS": width}).invoke(main, args[1:])
+    result = CliRunner(env={"COLUMNS": width}).invoke(main, args[1:], prog_name="convcalc")
     shown = "\n".join(line.rstrip() for line in (result.stdout + result.stderr).splitlines())
     assert shown == expected.rstrip("\n"), f"{page}: {command}"
 

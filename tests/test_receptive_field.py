@@ -92,11 +92,10 @@ def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dic
     result = run_stack((1, 1, LENGTH), resolve((name, args, None) for name, args in items))
     assume(result.error is None and result.output[-1] >= 4)
     (jump,) = result.rows[-1].jump
-    starts = torch_starts(items)
-    middle = len(starts) // 2
-    first, second = starts[middle - 1], starts[middle]
-    assert first is not None and second is not None
-    assert second - first == jump, f"{items}: torch starts {starts}"
+    # the left border cuts the first units' fields short, so take the last two units that see any input
+    starts = [start for start in torch_starts(items) if start is not None]
+    assume(len(starts) >= 2)
+    assert starts[-1] - starts[-2] == jump, f"{items}: torch starts {starts}"
 
 
 def torch_starts(items: list[tuple[str, dict[str, Any]]]) -> list[int | None]:

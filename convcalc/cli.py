@@ -214,6 +214,9 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output shape, e.g. 1x1000.")
 @click.option("--verify", is_flag=True, help="Build the layers in torch on the meta device and check every one.")
 @click.option("--explain", is_flag=True, help="Work out each conv and pool layer step by step after the table.")
+@click.option(
+    "--emit", type=click.Choice(["torch"]), help="Print the network as a self-contained PyTorch module instead."
+)
 def stack(
     file: str,
     input_shape: tuple[int, ...] | None,
@@ -224,6 +227,7 @@ def stack(
     quiet: bool,
     verify: bool,
     explain: bool,
+    emit: str | None,
 ) -> None:
     """Shapes, parameters, MACs and receptive fields of a whole network, layer by layer.
 
@@ -247,6 +251,8 @@ def stack(
         _usage("--json, --csv, --markdown and --quiet exclude each other")
     if explain and (as_json or as_csv or markdown or quiet):
         _usage("--explain goes with the table: drop --json, --csv, --markdown or --quiet")
+    if emit and (as_json or as_csv or markdown or quiet or explain or verify):
+        _usage("--emit prints code only: drop the other output options")
     if dtype not in DTYPES:
         _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     name, shape, specs = _read_stack(file)
@@ -263,7 +269,15 @@ def stack(
         except ConvcalcError as error:
             _fail(str(error), None)
 
-    if as_json:
+    if emit:  # code only for a stack that runs; the error below says why not
+        import os
+
+        from convcalc.emit import emit_torch
+
+        title = "network" if file == "-" else os.path.splitext(os.path.basename(file))[0]
+        if result.error is None:
+            click.echo(emit_torch(specs, result, title), nl=False)
+    elif as_json:
         import json
         from dataclasses import asdict
 

@@ -454,6 +454,75 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
     click.echo(f"no pixel left unread: {compact(found.lossless) or 'none'} ({len(found.lossless)} sizes)")
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("file", metavar="FILE|-")
+@click.option("--output", "-o", "output", help="Write to this file (replaced whole) [standard output].")
+@click.option("--png", is_flag=True, help="Write a PNG instead of SVG (needs cairosvg: pip install cairosvg).")
+@click.option("--width", type=click.IntRange(min=300), default=1200, show_default=True, help="Width in pixels.")
+@click.option("--theme", type=click.Choice(["light", "dark"]), default="light", show_default=True, help="Colours.")
+@click.option("--title", help="A title above the diagram [none].")
+@click.option("--input", "input_shape", type=SizeType(most=8), help="Input shape, batch first [the file's].")
+def draw(
+    file: str,
+    output: str | None,
+    png: bool,
+    width: int,
+    theme: str,
+    title: str | None,
+    input_shape: tuple[int, ...] | None,
+) -> None:
+    """An architecture diagram of a stack file, as SVG (or PNG).
+
+    Each feature map is a box sized by its height, width and channels
+    (log-scaled), labelled with its shape; the layers between maps are named on
+    the arrows; flat tensors are bars; long stacks wrap.
+
+    \b
+    convcalc draw examples/alexnet.yaml -o alexnet.svg
+    convcalc draw examples/resnet18.yaml -o resnet18.png --png --theme dark
+    """
+    from convcalc.draw import draw_svg
+    from convcalc.stack import StackSpecError, run_stack
+
+    if png and not output:
+        _usage("--png needs --output FILE")
+    name, shape, specs = _read_stack(file)
+    try:
+        result = run_stack(input_shape or shape, specs)
+    except StackSpecError as error:
+        _fail(f"{name}: {error}", None)
+    if result.error is not None:
+        line = specs[result.error.index - 1].line
+        _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
+    svg = draw_svg(result, width=width, theme=theme, title=title)
+    if not output:
+        click.echo(svg, nl=False)
+        return
+    data = svg.encode()
+    if png:
+        try:
+            import cairosvg
+        except ImportError:
+            _fail("--png needs cairosvg, which is not installed: pip install cairosvg", None)
+        data = cairosvg.svg2png(bytestring=data)
+    _write_whole(output, data)
+
+
+def _write_whole(path: str, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename it over ``path``: never half a file."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".convcalc-")
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+    except OSError as error:
+        _fail(f"{path}: cannot write the file: {error.strerror or error}", None)
+
+
 def _read_stack(file: str) -> tuple[str, tuple[int, ...], Any]:
     """The name to report, the input shape and the checked specs of a stack file, or exit 1 saying why."""
     from convcalc.stackfile import StackFileError, load_stack

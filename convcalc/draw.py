@@ -127,7 +127,7 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
         placed.append((item, x, y, height, thickness, depth))
         row_height = max(row_height, height + depth * 0.4)
         x += span + gap
-    total_height = y + row_height + 130
+    total_height = y + row_height + 130 + 22 * ((len(LEGEND) - 1) // max(1, int((width - 2 * margin) // 165)))
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{total_height:.0f}" '
@@ -193,12 +193,13 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
             )
         parts.append("</g>")
         previous = (x + thickness + dx, base + height / 2)
-    legend_y = total_height - 40
+    per_row = max(1, int((width - 2 * margin) // 165))  # legend entries that fit side by side
+    legend_y = total_height - 40 - 22 * ((len(LEGEND) - 1) // per_row)
     parts.append('<g class="legend">')
     for i, (kind, name) in enumerate(LEGEND):
-        lx = margin + i * 175
-        parts.append(f'<rect x="{lx}" y="{legend_y}" width="12" height="12" fill="{COLOURS[kind]}"/>')
-        parts.append(f'<text x="{lx + 18}" y="{legend_y + 10}" fill="{colours["muted"]}">{escape(name)}</text>')
+        lx, ly = margin + (i % per_row) * 165, legend_y + 22 * (i // per_row)
+        parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{COLOURS[kind]}"/>')
+        parts.append(f'<text x="{lx + 18}" y="{ly + 10}" fill="{colours["muted"]}">{escape(name)}</text>')
     parts.append("</g>")
     parts.insert(
         2,

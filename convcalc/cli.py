@@ -28,6 +28,9 @@ Exit codes:
      or --verify found that torch disagrees
   2  usage error: a malformed SIZE or option"""
 
+FIT_BUDGET = 250_000
+"""Most layer evaluations one `convcalc fit` may make (sizes tried x layers): a few seconds."""
+
 _SIZE = re.compile(r"[0-9]+(?:[xX×][0-9]+)*")
 _PER_AXIS = re.compile(r"-?[0-9]+(?:[xX×]-?[0-9]+)*")
 
@@ -46,7 +49,10 @@ class SizeType(click.ParamType):
         text = str(value).strip()
         if not _SIZE.fullmatch(text):
             self.fail(f"{value!r} is not a size: use 227, 32x64 or 16x32x64 (positive integers)", param, ctx)
-        sizes = tuple(int(part) for part in re.split("[xX×]", text))
+        try:
+            sizes = tuple(int(part) for part in re.split("[xX×]", text))
+        except ValueError:  # more digits than Python converts
+            self.fail(f"{text[:20]}... is not a size: the number is too long", param, ctx)
         if len(sizes) > self.most or 0 in sizes:
             self.fail(f"{value!r} is not a size: give 1 to {self.most} positive integers, e.g. 32x64", param, ctx)
         return sizes
@@ -71,7 +77,10 @@ class PerAxisType(click.ParamType):
         if not _PER_AXIS.fullmatch(text) or text.count("x") + text.count("X") + text.count("×") > 2:
             choices = "".join(f", {word!r}" for word in self.words)
             self.fail(f"{value!r} is not one integer or up to 3 joined by 'x' (e.g. 3 or 3x5){choices}", param, ctx)
-        return tuple(int(part) for part in re.split("[xX×]", text))
+        try:
+            return tuple(int(part) for part in re.split("[xX×]", text))
+        except ValueError:  # more digits than Python converts
+            self.fail(f"{text[:20]}... is too long a number", param, ctx)
 
 
 def _geometry_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -379,7 +388,10 @@ def solve(
         input_size, output_size = _broadcast("size", input_size, dims), _broadcast("size", output_size, dims)
     family = "conv_transpose" if transposed else f"{kind}_pool" if kind else "conv"
     bounds = {key: value for key, value in fixed.items()}
-    answers = search(input_size, output_size, family=family, **bounds)
+    try:
+        answers = search(input_size, output_size, family=family, **bounds)
+    except ConvcalcError as error:
+        _usage(str(error))
     if not answers:
         nearby = nearest_outputs(input_size, output_size, family=family, **bounds)
         near = " and ".join(size_text(size) for size in nearby)
@@ -436,6 +448,14 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
     name, shape, specs = _read_stack(file)
     if len(shape) < 3:
         _fail(f"{name}: the input {list(shape)} has no spatial axes to vary", None)
+    from convcalc.stack import layer_count
+
+    work = high * max(layer_count(specs), 1)
+    if work > FIT_BUDGET:
+        _usage(
+            f"--range {size_range} would run {high:,} sizes through {layer_count(specs):,} layers; "
+            f"keep sizes x layers under {FIT_BUDGET:,} (a smaller HIGH)"
+        )
     found = search(shape, specs, low, high)
     if as_json:
         import json

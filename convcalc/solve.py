@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from convcalc import formulas, layers
 from convcalc.errors import ConvcalcError, InvalidLayerError
 
-__all__ = ["FAMILIES", "Answer", "nearest_outputs", "solve"]
+__all__ = ["FAMILIES", "MAX_SETTINGS", "Answer", "nearest_outputs", "solve"]
 
 FAMILIES = ("conv", "conv_transpose", "max_pool", "avg_pool")
+MAX_SETTINGS = 200_000
+"""Most settings one search may try: a bound that keeps every search under a few seconds."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +98,18 @@ def solve(
         raise ConvcalcError(f"the input has {len(input_size)} axes but the output {len(output_size)}: give both alike")
     pool = family.endswith("pool")
     transposed = family == "conv_transpose"
+    kernels, strides = _values(kernel_size, 1, max_kernel), _values(stride, 1, max_stride)
+    dilations = _values(dilation, 1, 1 if family == "avg_pool" else max_dilation)
+    paddings = (
+        1 if padding is not None else (max(kernels) // 2 + 1 if pool else (max(dilations) * (max(kernels) - 1) + 1))
+    )
+    extras = 1 if not (pool or transposed) else (2 if pool else max(max(strides), max(dilations)))
+    settings = len(kernels) * len(strides) * len(dilations) * paddings * extras
+    if settings > MAX_SETTINGS:
+        raise ConvcalcError(
+            f"the search would try about {settings:,} settings (at most {MAX_SETTINGS:,}): "
+            "lower --max-kernel, --max-stride or --max-dilation, or fix a parameter"
+        )
     answers = []
     for k, s, d in itertools.product(
         _values(kernel_size, 1, max_kernel),

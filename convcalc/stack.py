@@ -35,6 +35,7 @@ __all__ = [
     "StackError",
     "StackResult",
     "StackSpecError",
+    "layer_count",
     "nearest_inputs",
     "resolve",
     "run_stack",
@@ -233,6 +234,11 @@ def resolve(items: Iterable[Item], where: str = "layer") -> list[LayerSpec]:
     if where == "layer" and _count(specs) > MAX_LAYERS:
         raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
     return specs
+
+
+def layer_count(specs: Sequence[LayerSpec]) -> int:
+    """How many layers the specs hold once every Repeat is written out."""
+    return _count(specs)
 
 
 def _count(specs: Sequence[LayerSpec]) -> int:

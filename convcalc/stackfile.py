@@ -68,6 +68,10 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
         raise StackFileError(f"{name}{line}: {problem}") from None
     except yaml.YAMLError as error:
         raise StackFileError(f"{name}: not valid YAML ({error})") from None
+    except RecursionError:
+        raise StackFileError(f"{name}: refused: the YAML is nested too deeply") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python converts
+        raise StackFileError(f"{name}: refused: {str(error).splitlines()[0]}") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict) or node is None:

@@ -52,6 +52,8 @@ def verification_text(verification: Verification) -> str:
     else:
         outcome = f"gives {shape_text(verification.torch_shape)}"
     skipped = "; a CPU run would be too large" if verification.cpu_skipped else ""
+    if verification.batch_of_one:
+        skipped += "; torch holds no tensor of 2**63 elements, so it ran a batch of 1"
     verdict = "agrees" if verification.agrees else "DISAGREES"
     return f"verify: {torch} {verdict}: it {outcome} (ran on {where}{skipped})"
 

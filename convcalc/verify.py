@@ -56,6 +56,8 @@ class Verification:
     """Where torch ran: ``("meta",)`` or ``("meta", "cpu")``."""
     cpu_skipped: bool = False
     """True where convcalc accepts the layer but a confirming CPU run would have been too large."""
+    batch_of_one: bool = False
+    """True where the tensors would have 2**63 elements or more, which torch cannot hold: checked with batch 1."""
 
 
 class _Rejected(Exception):
@@ -83,8 +85,15 @@ def verify_layer(
     out_channels = kwargs.get("out_channels") or in_channels
     devices = ["meta"]
     cpu_skipped = False
+    # torch cannot hold a tensor of 2**63 elements or more, even on the meta device: check such a layer with a
+    # batch of 1 (the batch changes no layer's validity or spatial output) and put the batch back
+    too_many = batch * max(in_channels, out_channels) * math.prod(input_size) >= 2**63 or (
+        result is not None and batch * out_channels * math.prod(result.output) >= 2**63
+    )
+    run_batch = 1 if too_many else batch
     try:
-        shape = _run(torch, family, input_size, kwargs, in_channels, out_channels, batch, meta=True)
+        shape = _run(torch, family, input_size, kwargs, in_channels, out_channels, run_batch, meta=True)
+        shape = (batch, *shape[1:])
         cpu_skipped = result is not None and _cpu_elements(result, groups) > CPU_LIMIT
         if not cpu_skipped:
             devices.append("cpu")
@@ -107,6 +116,7 @@ def verify_layer(
         torch_error=error,
         devices=tuple(devices),
         cpu_skipped=cpu_skipped,
+        batch_of_one=too_many,
     )
 
 

@@ -186,9 +186,11 @@ def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
             raise _fail("output_size must be an integer for a 1-D adaptive pool, got None")
         if not isinstance(size, int) and len(shape) <= dims:
             raise _fail(f"needs an input with at least {dims + 1} dimensions, got {len(shape)}-D")
-        if kind == "Avg" and dims > 1 and all(value == 1 for value in sizes) and len(shape) >= dims:
-            # torch takes a mean over the last axes here, whatever the rank
-            return Step(output=(*shape[:-dims], *sizes), whole=True)
+        if kind == "Avg" and dims > 1 and len(shape) >= dims:
+            resolved = [shape[len(shape) - dims + i] if value is None else value for i, value in enumerate(sizes)]
+            if all(value == 1 for value in resolved):
+                # torch takes a mean over the last axes here (None counting as the input's size), whatever the rank
+                return Step(output=(*shape[:-dims], *resolved), whole=True)
         _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         out = tuple(shape[-dims + i] if value is None else value for i, value in enumerate(sizes))
         for value in out:

@@ -19,7 +19,7 @@ from typing import Any
 from convcalc import layers
 from convcalc.errors import InvalidLayerError
 
-__all__ = ["LAYERS", "REQUIRED", "Kind", "Step", "Window"]
+__all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Kind", "Step", "Window"]
 
 REQUIRED = object()
 """Marks a keyword argument that has no default."""
@@ -601,3 +601,10 @@ def _kinds() -> dict[str, Kind]:
 
 LAYERS: dict[str, Kind] = _kinds()
 """Every supported torch.nn class by name."""
+
+ELEMENTWISE = frozenset(
+    name
+    for name, kind in LAYERS.items()
+    if kind.apply in (_same, _softmax, _softmax2d, _prelu) or name.startswith(("Dropout", "AlphaDropout", "Feature"))
+)
+"""Layers that work element by element and keep their input's shape: activations, dropout, softmax, PReLU."""

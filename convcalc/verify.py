@@ -219,6 +219,11 @@ def verify_stack(specs: list[Any], result: Any) -> StackVerification:
         if shape is None or row is None:
             raise Stopped
 
+    def added(a: Any, b: Any) -> Any:
+        """What ``a + b`` gives, by torch's own broadcasting rule: on the meta device ``+`` itself goes through
+        torch's Python reference kernels, whose first use imports torch._dynamo (about a second)."""
+        return torch.empty(torch.broadcast_shapes(a.shape, b.shape), device="meta")
+
     def join(spec: Any, x: Any, label: str) -> Any:
         if spec.type == "Save":
             saved[spec.arguments["name"]] = x
@@ -227,7 +232,7 @@ def verify_stack(specs: list[Any], result: Any) -> StackVerification:
         if other is None:
             raise RuntimeError(f"nothing saved as {spec.arguments['with']!r}")
         if spec.type == "Add":
-            return x + other
+            return added(x, other)
         if spec.arguments.get("crop"):
             starts = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
             other = other[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))]
@@ -245,7 +250,7 @@ def verify_stack(specs: list[Any], result: Any) -> StackVerification:
                 elif spec.type == "Residual":
                     body = run(spec.blocks["body"], x, f"{label}.body.")
                     side = run(spec.blocks["shortcut"], x, f"{label}.shortcut.") if "shortcut" in spec.blocks else x
-                    out = body + side
+                    out = added(body, side)
                 elif spec.type in ("Save", "Add", "Concat"):
                     out = join(spec, x, label)
                 else:
@@ -263,6 +268,13 @@ def verify_stack(specs: list[Any], result: Any) -> StackVerification:
     with contextlib.suppress(Stopped):  # the first step torch refuses ends the run
         run(specs, torch.empty(result.input, device="meta"), "")
     return StackVerification(torch_version=torch.__version__, layers=tuple(checks))
+
+
+def _shape_keeping(name: str) -> bool:
+    """Layers whose output has their input's shape and whose checks see only rank, channels and axes > 1."""
+    from convcalc.catalog import ELEMENTWISE
+
+    return name in ELEMENTWISE or name.startswith(("BatchNorm", "InstanceNorm")) or name == "GroupNorm"
 
 
 def _layer(torch: Any, spec: Any, row: Any, x: Any) -> tuple[Any, Any, str | None]:
@@ -287,6 +299,14 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
     from convcalc.catalog import REQUIRED
 
     kwargs = {key: value for key, value in arguments.items() if value is not REQUIRED}
+    if device == "meta" and _shape_keeping(name):
+        # Norms, activations and dropout keep their input's shape, and torch checks them on the rank, the
+        # channels and whether an axis is longer than 1. On the meta device their kernels go through torch's
+        # Python references, whose first use imports torch._dynamo (about a second), so they run on the CPU
+        # on a small input that keeps all of that: the channels, and every other axis cut to at most 2.
+        small = tuple(n if axis == 1 else min(n, 2) for axis, n in enumerate(x.shape))
+        module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
+        return module, None if shape is None else tuple(x.shape) if shape == small else shape, error
     try:
         cls = getattr(torch.nn, name)
         with warnings.catch_warnings():
@@ -297,7 +317,13 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
                 module = cls(**kwargs)
             module.eval()
             with torch.no_grad():
-                out = module(x)
+                if name == "Linear" and device == "meta":
+                    # Linear.forward without its bias, which has shape (out_features,) and so changes no shape:
+                    # on the meta device the biased path (addmm, or an add) goes through torch's Python
+                    # reference kernels, whose first use imports torch._dynamo (about a second)
+                    out = torch.nn.functional.linear(x, module.weight)
+                else:
+                    out = module(x)
     except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError) as exc:
         message = str(exc).strip().splitlines()
         return None, None, f"{type(exc).__name__}: {message[0] if message else ''}"

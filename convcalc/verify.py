@@ -307,6 +307,23 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
         small = tuple(n if axis == 1 else min(n, 2) for axis, n in enumerate(x.shape))
         module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
         return module, None if shape is None else tuple(x.shape) if shape == small else shape, error
+    if device == "meta" and name.startswith("AdaptiveAvgPool") and len(x.shape) >= int(name[-2]):
+        # Its output is output_size, whatever the input's size; for an output of 1 torch takes a mean, which on
+        # the meta device imports torch._dynamo. So it runs on the CPU, every axis it resizes cut to 1.
+        dims = int(name[-2])
+        size = arguments["output_size"]
+        sizes = [size] * dims if size is None or isinstance(size, int) else list(size)
+        if len(sizes) == dims:
+            lead = len(x.shape) - dims
+            small = tuple(
+                n if axis == 1 and lead > 1 else min(n, 2) if axis < lead else n if sizes[axis - lead] is None else 1
+                for axis, n in enumerate(x.shape)
+            )
+            if math.prod(small) <= CPU_LIMIT:
+                module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
+                if shape is None:
+                    return module, None, error
+                return module, (*x.shape[:lead], *shape[lead:]), None
     try:
         cls = getattr(torch.nn, name)
         with warnings.catch_warnings():

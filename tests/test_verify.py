@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 import convcalc
 from convcalc import layers, verify
 from convcalc.cli import main
-from tests import test_torch_agreement
+from convcalc.stack import resolve, run_stack
+from tests import test_stack_torch, test_torch_agreement
 
 
 def run(*args: str) -> Result:
@@ -188,3 +190,14 @@ def test_stack_verify_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)
     result = run("stack", str(EXAMPLES[0]), "--verify")
     assert (result.exit_code, result.stderr) == (1, f"Error: {verify.TORCH_MISSING}\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=test_stack_torch.stacks())
+def test_stack_verify_agrees_on_generated_stacks(case: tuple[tuple[int, ...], list[Any]]) -> None:
+    """Its shortcuts around torch's slow meta kernels must never make torch and convcalc disagree."""
+    shape, items = case
+    specs = resolve((name, args, None) for name, args in items)
+    result = run_stack(shape, specs)
+    verification = verify.verify_stack(specs, result)
+    assert verification.agrees, (items, [check for check in verification.layers if not check.agrees])

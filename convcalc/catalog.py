@@ -388,12 +388,18 @@ def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
     return Step(output=(*shape[:2], *out), windows=windows)
 
 
-def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
-    r = args["upscale_factor"]
+def _factor(shape: Shape, args: dict[str, Any], name: str) -> int:
+    """The checks PixelShuffle and PixelUnshuffle share: rank at least 3, a factor of at least 1."""
     if len(shape) < 3:
         raise _fail(f"needs an input with at least 3 dimensions (*, C, H, W), got {len(shape)}-D")
-    if r < 1:
-        raise _fail(f"upscale_factor must be at least 1, got {r}")
+    factor: int = args[name]
+    if factor < 1:
+        raise _fail(f"{name} must be at least 1, got {factor}")
+    return factor
+
+
+def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
+    r = _factor(shape, args, "upscale_factor")
     c = shape[-3]
     if c % (r * r):
         raise _fail(f"the channels {c} are not divisible by upscale_factor squared, {r * r}")
@@ -402,11 +408,7 @@ def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
-    r = args["downscale_factor"]
-    if len(shape) < 3:
-        raise _fail(f"needs an input with at least 3 dimensions (*, C, H, W), got {len(shape)}-D")
-    if r < 1:
-        raise _fail(f"downscale_factor must be at least 1, got {r}")
+    r = _factor(shape, args, "downscale_factor")
     for axis, size in (("height", shape[-2]), ("width", shape[-1])):
         if size % r:
             raise _fail(f"the {axis} {size} is not divisible by downscale_factor {r}")

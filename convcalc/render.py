@@ -41,6 +41,11 @@ UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window r
 DROPPED_NOTE = "- 1: with ceil_mode, torch drops a last window that would start in the right padding"
 
 
+def _table(title: str) -> Table:
+    """The one table style convcalc draws: a bold title, a rule under the header, no outer border."""
+    return Table(title=title, box=box.SIMPLE_HEAD, title_style="bold", pad_edge=False)
+
+
 def layer_report(result: LayerResult, verification: Verification | None = None, width: int = 80) -> RenderableType:
     """The table of one layer, axis by axis, with its totals and torch's verdict below.
 
@@ -71,12 +76,7 @@ def layer_report(result: LayerResult, verification: Verification | None = None, 
         columns.pop(at)
         formulas = [row.pop(at) for row in rows]
 
-    table = Table(
-        title=f"{result.layer}: {size_text(result.input)} -> {size_text(result.output)}",
-        box=box.SIMPLE_HEAD,
-        title_style="bold",
-        pad_edge=False,
-    )
+    table = _table(f"{result.layer}: {size_text(result.input)} -> {size_text(result.output)}")
     for column in columns:
         table.add_column(
             column,
@@ -122,12 +122,7 @@ def stack_report(
 ) -> RenderableType:
     """The stack table, one row per layer that ran, with the totals below (and torch's verdict per layer)."""
     checks = {} if verification is None else {check.index: check for check in verification.layers}
-    table = Table(
-        title=f"{shape_text(result.input)} -> {shape_text(result.output)}",
-        box=box.SIMPLE_HEAD,
-        title_style="bold",
-        pad_edge=False,
-    )
+    table = _table(f"{shape_text(result.input)} -> {shape_text(result.output)}")
     for column in STACK_COLUMNS + (["torch"] if verification else []):
         numeric = column in ("params", "MACs")
         table.add_column(
@@ -162,12 +157,7 @@ def solve_report(
 ) -> RenderableType:
     """The answers of ``convcalc solve``, best first, with whether each covers every pixel and is 'same'."""
     names = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
-    table = Table(
-        title=f"{names[family]}: {size_text(input_size)} -> {size_text(output_size)}",
-        box=box.SIMPLE_HEAD,
-        title_style="bold",
-        pad_edge=False,
-    )
+    table = _table(f"{names[family]}: {size_text(input_size)} -> {size_text(output_size)}")
     columns = ["kernel_size", "stride", "padding", "dilation"]
     columns += ["output_padding"] if family == "conv_transpose" else []
     columns += ["ceil_mode"] if family.endswith("pool") else []

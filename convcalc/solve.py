@@ -43,27 +43,28 @@ class Answer:
     same: bool
     """The padding is what torch's ``padding='same'`` works out to (stride 1, symmetric)."""
 
+    def _settings(self) -> list[tuple[str, str, int | bool]]:
+        """(short name, option, value) of each setting worth naming: dilation and the rest only where they matter."""
+        named: list[tuple[str, str, int | bool]] = [
+            ("k", "--kernel-size", self.kernel_size),
+            ("s", "--stride", self.stride),
+            ("p", "--padding", self.padding),
+        ]
+        if self.dilation != 1:
+            named.append(("d", "--dilation", self.dilation))
+        if self.output_padding:
+            named.append(("op", "--output-padding", self.output_padding))
+        if self.ceil_mode:
+            named.append(("ceil", "--ceil-mode", True))
+        return named
+
     def short(self) -> str:
         """``k=3 s=2 p=1`` (and ``d``, ``op``, ``ceil`` where they matter)."""
-        text = f"k={self.kernel_size} s={self.stride} p={self.padding}"
-        if self.dilation != 1:
-            text += f" d={self.dilation}"
-        if self.output_padding:
-            text += f" op={self.output_padding}"
-        if self.ceil_mode:
-            text += " ceil"
-        return text
+        return " ".join(name if value is True else f"{name}={value}" for name, _, value in self._settings())
 
     def options(self) -> str:
         """The same as convcalc options: ``--kernel-size 3 --stride 2 --padding 1``."""
-        text = f"--kernel-size {self.kernel_size} --stride {self.stride} --padding {self.padding}"
-        if self.dilation != 1:
-            text += f" --dilation {self.dilation}"
-        if self.output_padding:
-            text += f" --output-padding {self.output_padding}"
-        if self.ceil_mode:
-            text += " --ceil-mode"
-        return text
+        return " ".join(option if value is True else f"{option} {value}" for _, option, value in self._settings())
 
 
 def _values(fixed: int | None, low: int, high: int) -> range:

@@ -56,17 +56,22 @@ def build(items: list[tuple[str, dict[str, Any]]]) -> nn.Module:
     return nn.Sequential(*layers).double()
 
 
-def torch_fields(items: list[tuple[str, dict[str, Any]]]) -> list[int]:
-    """For every output unit, the span of input pixels whose gradient is not zero."""
+def torch_reach(items: list[tuple[str, dict[str, Any]]]) -> list[tuple[int, int] | None]:
+    """For every output unit, the first and last input pixel whose gradient is not zero (None: only padding)."""
     network = build(items)
     x = torch.ones(1, 1, LENGTH, dtype=torch.float64, requires_grad=True)
     out = network(x)
-    spans = []
+    reach: list[tuple[int, int] | None] = []
     for unit in range(out.shape[-1]):
         (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
         seen = torch.nonzero(grad[0, 0]).flatten()
-        spans.append(int(seen.max() - seen.min() + 1) if len(seen) else 0)
-    return spans
+        reach.append((int(seen.min()), int(seen.max())) if len(seen) else None)
+    return reach
+
+
+def torch_fields(items: list[tuple[str, dict[str, Any]]]) -> list[int]:
+    """For every output unit, the span of input pixels whose gradient is not zero."""
+    return [0 if span is None else span[1] - span[0] + 1 for span in torch_reach(items)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -93,19 +98,6 @@ def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dic
     assume(result.error is None and result.output[-1] >= 4)
     (jump,) = result.rows[-1].jump
     # the left border cuts the first units' fields short, so take the last two units that see any input
-    starts = [start for start in torch_starts(items) if start is not None]
+    starts = [span[0] for span in torch_reach(items) if span is not None]
     assume(len(starts) >= 2)
     assert starts[-1] - starts[-2] == jump, f"{items}: torch starts {starts}"
-
-
-def torch_starts(items: list[tuple[str, dict[str, Any]]]) -> list[int | None]:
-    """For every output unit, the first input pixel whose gradient is not zero (None: it sees only padding)."""
-    network = build(items)
-    x = torch.ones(1, 1, LENGTH, dtype=torch.float64, requires_grad=True)
-    out = network(x)
-    starts = []
-    for unit in range(out.shape[-1]):
-        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
-        seen = torch.nonzero(grad[0, 0])
-        starts.append(int(seen.min()) if len(seen) else None)
-    return starts

@@ -1,9 +1,9 @@
 """The ``convcalc`` command: parses arguments, calls the core, prints the answer.
 
 Exit codes: 0 success, 1 an invalid layer for that input (or --verify found
-torch disagreeing), 2 a usage error. rich is imported only to draw tables and
-torch only for --verify, and json only for --json: every import here is paid
-on every call, and a quiet command should cost little more than `import click`.
+torch disagreeing), 2 a usage error. The table layout is imported only to draw
+tables, torch only for --verify, and json only for --json: every import here is
+paid on every call, and a quiet command should cost little more than `import click`.
 """
 
 from __future__ import annotations
@@ -308,11 +308,9 @@ def stack(
         if result.error is None:
             click.echo(size_text(result.output))
     elif result.rows:  # with no layer run, the error below says it all
-        from rich.console import Console
-
         from convcalc.render import stack_report
 
-        Console(highlight=False).print(stack_report(result, dtype, verification))
+        _show(stack_report(result, dtype, verification, width=_width()))
         if explain:
             from convcalc.explain import explain_row
 
@@ -416,11 +414,9 @@ def solve(
         }
         click.echo(json.dumps(data))
     else:
-        from rich.console import Console
-
         from convcalc.render import solve_report
 
-        Console(highlight=False).print(solve_report(input_size, output_size, family, answers, limit))
+        _show(solve_report(input_size, output_size, family, answers, limit, width=_width()))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -624,12 +620,9 @@ def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
     elif quiet:
         click.echo(size_text(result.output))
     else:
-        from rich.console import Console
-
         from convcalc.render import layer_report
 
-        console = Console(highlight=False)
-        console.print(layer_report(result, verification, width=console.width))
+        _show(layer_report(result, verification, width=_width()))
         if explain:
             from convcalc.explain import explain as explanation
 
@@ -646,6 +639,32 @@ def _verify(family: str, size: tuple[int, ...], kwargs: dict[str, Any], result: 
         return verify_layer(family, size, kwargs, result)
     except ConvcalcError as exc:
         _fail(str(exc), None)
+
+
+def _width() -> int | None:
+    """The columns a table may take: $COLUMNS, else the terminal's width; no limit when stdout is not a terminal."""
+    import os
+
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
+    except (OSError, ValueError):  # no real file behind stdout
+        return None
+
+
+def _show(report: str) -> None:
+    """Print a table report: styled in a terminal, plain elsewhere, plain under NO_COLOR or TERM=dumb, styled
+    under FORCE_COLOR."""
+    import os
+
+    color = None  # click decides: styles only where stdout is a terminal
+    if os.environ.get("FORCE_COLOR"):
+        color = True
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        color = False
+    click.echo(report, color=color)
 
 
 def _fail(message: str, verification: Any) -> NoReturn:

@@ -1,6 +1,6 @@
 """A stack's result as machine-readable data: a JSON-ready dict, CSV and Markdown.
 
-Plain text only (no rich), so these outputs start fast and never carry styling.
+Plain text only (no table layout, no styles), so these outputs start fast and never carry styling.
 """
 
 from __future__ import annotations

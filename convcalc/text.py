@@ -1,6 +1,6 @@
 """Plain-text forms of sizes, shapes and torch's verdict, shared by every output.
 
-No rich here: quiet output, errors and JSON use these without paying for it.
+No layout or styles here: quiet output, errors and JSON use these without paying for them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,9 @@ from click.testing import CliRunner, Result
 
 from convcalc import __version__
 from convcalc.cli import main
+from tests.golden_files import assert_matches_golden
 
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("CONVCALC_REGENERATE_GOLDEN") == "1"
 
 
 def run(*args: str, width: int = 120) -> Result:
@@ -87,13 +86,6 @@ def test_quiet_output_chains_into_size() -> None:
     assert quiet("pool 8 --k 1") == "8x8\n"  # a lone number is an image, as in the notes
 
 
-def golden(name: str, result: Result) -> None:
-    path = GOLDEN / f"{name}.txt"
-    if REGENERATE:
-        path.write_text(result.stdout)
-    assert result.stdout == path.read_text()
-
-
 @pytest.mark.parametrize(
     ("name", "command", "width"),
     [
@@ -109,7 +101,7 @@ def golden(name: str, result: Result) -> None:
 def test_tables_match_golden_files(name: str, command: str, width: int) -> None:
     result = run(*command.split(), width=width)
     assert result.exit_code == 0, result.stderr
-    golden(name, result)
+    assert_matches_golden(result.stdout, GOLDEN / f"{name}.txt")
 
 
 def test_table_shows_the_formula_and_what_is_uncovered() -> None:

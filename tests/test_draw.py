@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -10,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from convcalc.cli import main
+from tests.golden_files import assert_matches_golden
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 GOLDEN = ROOT / "docs" / "images"  # the diagrams the docs show are the golden files
-REGENERATE = os.environ.get("CONVCALC_REGENERATE_GOLDEN") == "1"
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -27,10 +26,7 @@ def draw(*args: str) -> str:
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_diagrams_match_golden_files(example: Path) -> None:
     svg = draw(str(example), "--title", example.stem)
-    path = GOLDEN / f"{example.stem}.svg"
-    if REGENERATE:
-        path.write_text(svg)
-    assert svg == path.read_text()
+    assert_matches_golden(svg, GOLDEN / f"{example.stem}.svg")
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)

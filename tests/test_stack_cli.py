@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from convcalc.cli import main
+from tests.golden_files import assert_matches_golden
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 GOLDEN = Path(__file__).parent / "golden"
-REGENERATE = os.environ.get("CONVCALC_REGENERATE_GOLDEN") == "1"
 
 
 def run(*args: str, stdin: str | None = None) -> Result:
@@ -25,10 +24,7 @@ def run(*args: str, stdin: str | None = None) -> Result:
 def test_example_tables_match_golden_files(example: Path) -> None:
     result = run("stack", str(example))
     assert result.exit_code == 0, result.stderr
-    path = GOLDEN / f"stack_{example.stem}.txt"
-    if REGENERATE:
-        path.write_text(result.stdout)
-    assert result.stdout == path.read_text()
+    assert_matches_golden(result.stdout, GOLDEN / f"stack_{example.stem}.txt")
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ paid on every call, and a quiet command should cost little more than `import cli
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 from collections.abc import Callable
@@ -17,16 +18,18 @@ import click
 
 from convcalc import __version__, layers
 from convcalc.errors import ConvcalcError
-from convcalc.text import size_text, verification_text
+from convcalc.text import printable, size_text, verification_text
 
 __all__ = ["main"]
 
 EXIT_CODES = """\b
 Exit codes:
-  0  success
-  1  the layer is invalid for that input (torch would reject it),
-     or --verify found that torch disagrees
-  2  usage error: a malformed SIZE or option"""
+  0    success
+  1    the layer is invalid for that input (torch would reject it),
+       or --verify found that torch disagrees
+  2    usage error: a malformed SIZE or option
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+  141  the reader of standard output went away (a closed pipe)"""
 
 FIT_BUDGET = 250_000
 """Most layer evaluations one `convcalc fit` may make (sizes tried x layers): a few seconds."""
@@ -127,7 +130,119 @@ def _output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+class _Main(click.Group):
+    """The command group, with convcalc's policy for what ends a run outside a command's control.
+
+    Ctrl-C exits 130 and SIGTERM 143, quietly (a temporary output file is removed
+    on the way out); a closed pipe ends quietly with 141, as a program that
+    SIGPIPE killed; standard output that is closed or full is one ``Error:``
+    line and exit 1; text that the output's encoding cannot hold is escaped
+    rather than crashing the run.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        _prepare_streams()
+        previous = _on_sigterm()
+        try:
+            try:
+                code = super().main(*args, standalone_mode=False, **kwargs)
+            except SystemExit as stop:  # a command's own exit code, or SIGTERM's
+                code = stop.code
+            _flush()
+        except click.ClickException as error:
+            error.show()
+            code = error.exit_code
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            code = 130
+        except (BrokenPipeError, _PipeClosed):
+            _silence_stdout()
+            code = 141
+        except OSError as error:  # writing to standard output failed: commands turn file errors into Error lines
+            _silence_stdout()
+            click.echo(f"Error: cannot write to standard output: {error.strerror or error}", err=True)
+            code = 1
+        finally:
+            _restore_sigterm(previous)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError as error:  # click would exit 1 on it, the code of an invalid layer
+            raise _PipeClosed from error
+
+
+class _PipeClosed(Exception):
+    """The reader of standard output went away."""
+
+
+class _ClosedStream:
+    """Standard output when the shell closed it (``>&-``): writing fails as a write to a closed descriptor does."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(9, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        raise OSError(9, "standard output is closed")
+
+
+def _prepare_streams() -> None:
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()  # type: ignore[assignment]
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")  # an encoding such as cp1252 gets \u2500, never a crash
+
+
+def _flush() -> None:
+    if sys.stdout is not None:
+        sys.stdout.flush()
+
+
+def _silence_stdout() -> None:
+    """Send what is left of standard output nowhere, so that the interpreter's last flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives until exit)
+
+
+def _on_sigterm() -> Any:
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds, so that a temporary output file is removed
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # not the main thread
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGTERM, previous)
+
+
 @click.group(
+    cls=_Main,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog=EXIT_CODES,
 )
@@ -472,9 +587,15 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("file", metavar="FILE|-")
-@click.option("--output", "-o", "output", help="Write to this file (replaced whole) [standard output].")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write to this file, replaced whole (- for standard output) [standard output].",
+)
 @click.option("--png", is_flag=True, help="Write a PNG instead of SVG (needs cairosvg: pip install cairosvg).")
-@click.option("--width", type=click.IntRange(min=300), default=1200, show_default=True, help="Width in pixels.")
+@click.option("--width", type=click.IntRange(300, 100_000), default=1200, show_default=True, help="Width in pixels.")
 @click.option("--theme", type=click.Choice(["light", "dark"]), default="light", show_default=True, help="Colours.")
 @click.option("--title", help="A title above the diagram [none].")
 @click.option("--input", "input_shape", type=SizeType(most=8), help="Input shape, batch first [the file's].")
@@ -500,8 +621,10 @@ def draw(
     from convcalc.draw import draw_svg
     from convcalc.stack import StackSpecError, run_stack
 
-    if png and not output:
-        _usage("--png needs --output FILE")
+    if output == "":
+        _usage("--output '' is not a file name: give a file name, or - for standard output")
+    if png and output is None:
+        _usage("--png needs --output FILE (or --output - for standard output)")
     name, shape, specs = _read_stack(file)
     try:
         result = run_stack(input_shape or shape, specs)
@@ -511,9 +634,6 @@ def draw(
         line = specs[result.error.index - 1].line
         _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
     svg = draw_svg(result, width=width, theme=theme, title=title)
-    if not output:
-        click.echo(svg, nl=False)
-        return
     data = svg.encode()
     if png:
         try:
@@ -521,37 +641,30 @@ def draw(
         except ImportError:
             _fail("--png needs cairosvg, which is not installed: pip install cairosvg", None)
         data = cairosvg.svg2png(bytestring=data)
-    _write_whole(output, data)
+    from convcalc.files import FileProblem, write_file
 
-
-def _write_whole(path: str, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``: never half a file."""
-    import os
-    import tempfile
-
-    folder = os.path.dirname(os.path.abspath(path))
+    if output is None or output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
     try:
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".convcalc-")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except OSError as error:
-        _fail(f"{path}: cannot write the file: {error.strerror or error}", None)
+        write_file(output, data)
+    except FileProblem as error:
+        _fail(f"{output}: {error}", None)
 
 
 def _read_stack(file: str) -> tuple[str, tuple[int, ...], Any]:
     """The name to report, the input shape and the checked specs of a stack file, or exit 1 saying why."""
+    from convcalc.files import FileProblem, read_text
     from convcalc.stackfile import StackFileError, load_stack
 
     name = "<stdin>" if file == "-" else file
     try:
-        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()  # noqa: SIM115
-    except OSError as error:
-        _fail(f"{name}: cannot read the file: {error.strerror or error}", None)
-    except UnicodeDecodeError:
-        _fail(f"{name}: not a text file (expected UTF-8 YAML or JSON)", None)
-    try:
+        text = read_text(file, getattr(sys.stdin, "buffer", None))
         shape, specs = load_stack(text, name)
+    except FileProblem as error:
+        _fail(f"{name}{'' if error.line is None else f', line {error.line}'}: {error}", None)
     except StackFileError as error:
         _fail(str(error), None)
     return name, shape, specs
@@ -646,7 +759,7 @@ def _width() -> int | None:
     import os
 
     columns = os.environ.get("COLUMNS", "")
-    if columns.isdigit() and int(columns) > 0:
+    if re.fullmatch("[0-9]{1,6}", columns) and int(columns) > 0:  # ASCII digits only: '²' is a digit to isdigit()
         return int(columns)
     try:
         return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
@@ -664,12 +777,16 @@ def _show(report: str) -> None:
         color = True
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         color = False
+    try:
+        "\u2500".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):  # e.g. cp1252, what Windows uses for redirected output
+        report = report.replace("\u2500", "-")
     click.echo(report, color=color)
 
 
 def _fail(message: str, verification: Any) -> NoReturn:
-    """Print the error (and torch's verdict) on stderr and exit 1."""
-    click.echo(f"Error: {message}", err=True)
+    """Print the error (and torch's verdict) on stderr and exit 1; control characters in it are shown escaped."""
+    click.echo(f"Error: {printable(message)}", err=True)
     if verification is not None:
         click.echo(verification_text(verification), err=True)
     sys.exit(1)

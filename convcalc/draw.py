@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from convcalc.stack import Row, StackResult
+from convcalc.text import printable
 
 __all__ = ["THEMES", "draw_svg"]
 
@@ -41,6 +42,12 @@ LEGEND = [
     ("resize", "upsample / shuffle"),
     ("join", "residual / join"),
 ]
+
+
+def _xml(text: str) -> str:
+    """Text for an SVG element or a double-quoted attribute: markup escaped, and every character XML 1.0 forbids
+    (control characters, lone surrogates, U+FFFE and U+FFFF) shown as a visible escape instead."""
+    return escape(printable(text).replace("\ufffe", "\\ufffe").replace("\uffff", "\\uffff"), {'"': "&quot;"})
 
 
 def _family(layer: str) -> str:
@@ -137,7 +144,7 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
     if title:
         parts.append(
             f'<text x="{width / 2}" y="32" text-anchor="middle" font-size="18" fill="{colours["text"]}">'
-            f"{escape(title)}</text>"
+            f"{_xml(title)}</text>"
         )
     previous = None
     for item, x, y, height, thickness, depth in placed:
@@ -149,10 +156,10 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
         base = y + depth * 0.4
         dx, dy = depth * 0.6, -depth * 0.4
         parts.append(
-            f'<g class="map" data-layers="{escape(rows)}" data-types="{escape(" ".join(names) or "input")}" '
-            f'data-shape="{escape(label)}">'
+            f'<g class="map" data-layers="{_xml(rows)}" data-types="{_xml(" ".join(names) or "input")}" '
+            f'data-shape="{_xml(label)}">'
         )
-        parts.append(f"<title>{escape(' + '.join(names) or 'input')}: {escape(str(item.shape))}</title>")
+        parts.append(f"<title>{_xml(' + '.join(names) or 'input')}: {_xml(str(item.shape))}</title>")
         edge = colours["edge"]
         top_face = f"{x},{base} {x + dx},{base + dy} {x + dx + thickness},{base + dy} {x + thickness},{base}"
         parts.append(
@@ -169,12 +176,12 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
         )
         parts.append(
             f'<text class="shape" x="{x + thickness / 2}" y="{base + height + 16}" text-anchor="middle" '
-            f'fill="{colours["text"]}">{escape(label)}</text>'
+            f'fill="{colours["text"]}">{_xml(label)}</text>'
         )
         if item.note:
             parts.append(
                 f'<text x="{x + thickness / 2}" y="{base + height + 30}" text-anchor="middle" '
-                f'fill="{colours["muted"]}">{escape(item.note)}</text>'
+                f'fill="{colours["muted"]}">{_xml(item.note)}</text>'
             )
         if previous is not None and names:
             px, py = previous
@@ -189,7 +196,7 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
             anchor, tx, ty = ("start", x, base + dy - 24) if starts_row else ("end", x - 6, base + dy - 10)
             parts.append(
                 f'<text class="op" x="{tx}" y="{ty}" text-anchor="{anchor}" fill="{colours["text"]}">'
-                f"{escape(text)}</text>"
+                f"{_xml(text)}</text>"
             )
         parts.append("</g>")
         previous = (x + thickness + dx, base + height / 2)
@@ -199,7 +206,7 @@ def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", ti
     for i, (kind, name) in enumerate(LEGEND):
         lx, ly = margin + (i % per_row) * 165, legend_y + 22 * (i // per_row)
         parts.append(f'<rect x="{lx}" y="{ly}" width="12" height="12" fill="{COLOURS[kind]}"/>')
-        parts.append(f'<text x="{lx + 18}" y="{ly + 10}" fill="{colours["muted"]}">{escape(name)}</text>')
+        parts.append(f'<text x="{lx + 18}" y="{ly + 10}" fill="{colours["muted"]}">{_xml(name)}</text>')
     parts.append("</g>")
     parts.insert(
         2,

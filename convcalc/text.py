@@ -5,6 +5,7 @@ No layout or styles here: quiet output, errors and JSON use these without paying
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,12 +18,36 @@ __all__ = [
     "bytes_text",
     "check_text",
     "field_text",
+    "printable",
     "shape_text",
     "size_text",
     "stack_cells",
     "stack_verification_text",
     "verification_text",
 ]
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character shown as an escape: nothing in it can steer a terminal.
+
+    Control characters (C0, DEL, C1: ESC sequences, BEL, newlines), line and
+    paragraph separators, bidirectional overrides and lone surrogates (bytes
+    that were not UTF-8) become ``\\x1b``, ``\\u202e`` and the like.
+
+    >>> printable("a\\x1b]0;owned\\x07b")
+    'a\\\\x1b]0;owned\\\\x07b'
+    >>> printable("Save: 인코더")
+    'Save: 인코더'
+    """
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 def size_text(sizes: tuple[int, ...]) -> str:

@@ -256,7 +256,7 @@ def test_help_shows_examples_and_exit_codes(command: list[str]) -> None:
     result = run(*command, "--help")
     assert result.exit_code == 0
     assert "Exit codes:" in result.stdout
-    assert "2  usage error" in result.stdout
+    assert "2    usage error" in result.stdout
     assert "convcalc " in result.stdout.split("Options:")[0]
 
 

@@ -1,0 +1,270 @@
+"""Hostile input, streams, signals and output targets: each case a user or a script can really produce.
+
+These run the real program as a separate process where the operating system is
+part of the case (closed or full streams, signals, FIFOs, devices), and in
+process (click's runner) elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from convcalc.cli import main
+from convcalc.files import write_file
+
+ROOT = Path(__file__).parent.parent
+LENET = str(ROOT / "examples" / "lenet5.yaml")
+CONVCALC = [sys.executable, "-m", "convcalc"]
+
+
+def run(*args: str, stdin: str | None = None) -> object:
+    return CliRunner(env={"COLUMNS": "100"}).invoke(main, list(args), input=stdin)
+
+
+def process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*CONVCALC, *args], capture_output=True, timeout=60, check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def one_error(stderr: bytes | str) -> str:
+    text = stderr.decode() if isinstance(stderr, bytes) else stderr
+    assert "Traceback" not in text, text
+    lines = text.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), text
+    return lines[0]
+
+
+# --- streams --------------------------------------------------------------------------------------------------
+
+
+def test_closed_stdin_is_one_error_line() -> None:
+    result = process("stack", "-", stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 1
+    assert one_error(result.stderr) == "Error: <stdin>: cannot read standard input: it is closed"
+
+
+def test_latin1_bytes_on_stdin_are_one_error_line() -> None:
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - Save: caf\xe9\n".encode("latin-1")
+    result = process("stack", "-", input=text)
+    assert result.returncode == 1
+    assert one_error(result.stderr) == (
+        "Error: <stdin>, line 3: not UTF-8 text (byte 0xe9 at offset 41): save it as UTF-8"
+    )
+
+
+def test_closed_stdout_is_one_error_line() -> None:
+    result = process("conv", "227", "--k", "11", preexec_fn=lambda: os.close(1))
+    assert result.returncode == 1
+    assert one_error(result.stderr).startswith("Error: cannot write to standard output")
+
+
+def test_full_stdout_is_one_error_line() -> None:
+    with open("/dev/full", "wb") as full:
+        result = subprocess.run([*CONVCALC, "stack", LENET], stdout=full, stderr=subprocess.PIPE, check=False)
+    assert result.returncode == 1
+    assert one_error(result.stderr) == "Error: cannot write to standard output: No space left on device"
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252"])  # click itself writes UTF-8 where it finds ASCII
+def test_narrow_output_encodings_print_every_table(encoding: str) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - Save: 인코더\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n"
+    for args, stdin in ((["stack", LENET], None), (["conv", "227", "--k", "11"], None), (["stack", "-"], text)):
+        result = process(*args, env=env, input=None if stdin is None else stdin.encode())
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == b""
+        result.stdout.decode(encoding)  # every byte is of that encoding
+    assert b"\\uc778\\ucf54\\ub354" in result.stdout  # what the encoding cannot hold is shown escaped
+
+
+@pytest.mark.parametrize("columns", ["\u00b2", "\u0663", "-5", "", "1e3", "99999999999999999999999"])
+def test_odd_columns_values_are_ignored(columns: str) -> None:
+    result = CliRunner(env={"COLUMNS": columns}).invoke(main, ["stack", LENET])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_closed_pipe_ends_quietly_with_141() -> None:
+    reader, writer = os.pipe()
+    os.close(reader)
+    child = subprocess.run([*CONVCALC, "stack", str(ROOT / "examples" / "resnet50.yaml")], stdout=writer,
+                           stderr=subprocess.PIPE, check=False)  # fmt: skip
+    os.close(writer)
+    assert (child.returncode, child.stderr) == (141, b"")
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_exit_quietly_with_their_codes(signum: int, code: int) -> None:
+    child = subprocess.Popen([*CONVCALC, "stack", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(1.5)  # let it start and block on reading standard input
+    child.send_signal(signum)
+    _out, err = child.communicate(timeout=30)
+    assert child.returncode == code
+    assert b"Traceback" not in err and b"Aborted" not in err
+
+
+# --- reading files --------------------------------------------------------------------------------------------
+
+
+def test_endless_files_are_refused_at_a_documented_size() -> None:
+    started = time.monotonic()
+    result = run("stack", "/dev/zero")
+    assert result.exit_code == 1
+    assert one_error(result.stderr) == "Error: /dev/zero: refused: larger than 16 MiB, the most convcalc reads"
+    assert time.monotonic() - started < 10
+
+
+def test_a_fifo_with_no_writer_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "net.yaml"
+    os.mkfifo(fifo)
+    result = process("stack", str(fifo))
+    assert result.returncode == 1
+    expected = f"Error: {fifo}: expected a mapping with 'input' and 'layers', e.g. input: [1, 3, 224, 224]"
+    assert one_error(result.stderr) == expected
+
+
+def test_a_fifo_with_a_writer_is_read(tmp_path: Path) -> None:
+    fifo = tmp_path / "net.yaml"
+    os.mkfifo(fifo)
+    text = Path(LENET).read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as out:
+            out.write(text)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    result = process("stack", str(fifo), "-q")
+    writer.join(timeout=30)
+    assert (result.returncode, result.stdout) == (0, b"1x10\n")
+
+
+def test_a_directory_is_not_a_stack_file(tmp_path: Path) -> None:
+    result = run("stack", str(tmp_path))
+    assert one_error(result.stderr) == f"Error: {tmp_path}: cannot read the file: it is a directory"
+
+
+# --- writing files --------------------------------------------------------------------------------------------
+
+
+def draw_to(target: str | Path) -> object:
+    return run("draw", LENET, "-o", str(target))
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.startswith(".convcalc"))
+
+
+def test_a_new_file_gets_the_umask_mode(tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        assert draw_to(tmp_path / "net.svg").exit_code == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "net.svg").stat().st_mode) == 0o640
+    assert leftovers(tmp_path) == []
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path: Path) -> None:
+    target = tmp_path / "net.svg"
+    target.write_text("old")
+    target.chmod(0o604)
+    assert draw_to(target).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o604
+    assert target.read_text().startswith("<svg")
+
+
+def test_through_a_symlink_the_target_is_replaced_and_the_link_stays(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "net.svg"
+    target.write_text("old")
+    link = tmp_path / "link.svg"
+    link.symlink_to(target)
+    assert draw_to(link).exit_code == 0
+    assert link.is_symlink() and target.read_text().startswith("<svg")
+    assert leftovers(tmp_path) == [] and leftovers(tmp_path / "real") == []
+
+
+def test_a_device_is_written_into_never_replaced() -> None:
+    before = os.stat("/dev/null")
+    assert draw_to("/dev/null").exit_code == 0
+    after = os.stat("/dev/null")
+    assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev and after.st_ino == before.st_ino
+
+
+def test_a_fifo_is_written_into(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.svg"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def drain() -> None:
+        with open(fifo, "rb") as source:
+            received.append(source.read())
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    result = draw_to(fifo)
+    reader.join(timeout=30)
+    assert result.exit_code == 0
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and received[0].startswith(b"<svg")
+
+
+def test_a_socket_is_an_error_and_stays(tmp_path: Path) -> None:
+    path = tmp_path / "out.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    try:
+        result = draw_to(path)
+    finally:
+        server.close()
+    assert result.exit_code == 1
+    assert one_error(result.stderr) == f"Error: {path}: cannot write the file: No such device or address"
+    assert stat.S_ISSOCK(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_directory_is_an_error_and_leaves_nothing(tmp_path: Path, through_link: bool) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = folder
+    if through_link:
+        target = tmp_path / "link"
+        target.symlink_to(folder)
+    result = draw_to(target)
+    assert result.exit_code in (1, 2)
+    assert "directory" in result.stderr and "Traceback" not in result.stderr
+    assert leftovers(tmp_path) == [] and leftovers(folder) == []
+
+
+def test_an_empty_output_name_is_an_error() -> None:
+    result = run("draw", LENET, "-o", "")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert "--output '' is not a file name" in result.stderr
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM during the write: the handler raises SystemExit, as convcalc's does; nothing is half-replaced."""
+    target = tmp_path / "net.svg"
+    target.write_text("old")
+    real_write = os.write
+
+    def interrupted(handle: int, data: bytes) -> int:
+        real_write(handle, data[:10])
+        raise SystemExit(143)
+
+    monkeypatch.setattr(os, "write", interrupted)
+    with pytest.raises(SystemExit):
+        write_file(str(target), b"<svg>" * 1000)
+    monkeypatch.undo()
+    assert target.read_text() == "old"
+    assert leftovers(tmp_path) == []

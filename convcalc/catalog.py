@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 from convcalc import layers
 from convcalc.errors import InvalidLayerError
+from convcalc.schema import REQUIRED, Arg, Type
 
 __all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Kind", "Step", "Window"]
-
-REQUIRED = object()
-"""Marks a keyword argument that has no default."""
 
 Shape = tuple[int, ...]
 
@@ -59,14 +57,25 @@ class Step:
 
 @dataclass(frozen=True, kw_only=True)
 class Kind:
-    """One torch.nn class: its keyword arguments and what it does to a shape."""
+    """One torch.nn class: its arguments (the one declaration of each), the checks torch makes, and its shape rule."""
 
     name: str
-    arguments: dict[str, Any]
-    """torch's keyword arguments in torch's order, with defaults (REQUIRED where none)."""
+    args: tuple[Arg, ...]
+    """torch's arguments in torch's order."""
     apply: Callable[[Shape, dict[str, Any]], Step]
-    inferred: dict[str, Callable[[Shape], int]] = field(default_factory=dict)
-    """Arguments that follow from the incoming shape, as torch's Lazy modules infer them."""
+    """The forward pass: torch's checks against the input, and the output shape and counts."""
+    check: Callable[[dict[str, Any]], str | None] | None = None
+    """The constructor's checks across arguments (the given ones and the defaults): the problem, or None."""
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """Argument names and defaults (REQUIRED where none), in torch's order."""
+        return {arg.name: arg.default for arg in self.args}
+
+    @property
+    def inferred(self) -> dict[str, Callable[[Shape], int]]:
+        """Arguments that follow from the incoming shape, as torch's Lazy modules infer them."""
+        return {arg.name: arg.infer for arg in self.args if arg.infer is not None}
 
 
 def _fail(message: str) -> InvalidLayerError:
@@ -463,141 +472,134 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
     return apply
 
 
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
+
+
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= low else f"must be at least {low}"
+
+
+def _not_zero(value: Any) -> str | None:
+    return "must not be 0" if value == 0 else None
+
+
+def _ordered(low: str, high: str, strict: bool) -> Callable[[dict[str, Any]], str | None]:
+    """The constructor's check that ``args[low]`` is below ``args[high]`` (or at most, where not ``strict``)."""
+
+    def check(args: dict[str, Any]) -> str | None:
+        if args[low] < args[high] or (not strict and args[low] == args[high]):
+            return None
+        relation = "smaller than" if strict else "at most"
+        return f"{low} {args[low]!r} must be {relation} {high} {args[high]!r}"
+
+    return check
+
+
 def _kinds() -> dict[str, Kind]:
     kinds: dict[str, Kind] = {}
 
-    def add(
-        name: str, arguments: dict[str, Any], apply: Callable[[Shape, dict[str, Any]], Step], **inferred: Any
-    ) -> None:
-        kinds[name] = Kind(name=name, arguments=arguments, apply=apply, inferred=inferred)
+    def add(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg,
+            check: Callable[[dict[str, Any]], str | None] | None = None) -> None:  # fmt: skip
+        kinds[name] = Kind(name=name, args=args, apply=apply, check=check)
 
     def channels(dims: int) -> Callable[[Shape], int]:
         return lambda shape: shape[len(shape) - dims - 1] if len(shape) > dims else 0
 
-    for d in (1, 2, 3):
-        conv = {"in_channels": REQUIRED, "out_channels": REQUIRED, "kernel_size": REQUIRED, "stride": 1, "padding": 0}
-        add(
-            f"Conv{d}d",
-            conv | {"dilation": 1, "groups": 1, "bias": True, "padding_mode": "zeros"},
-            _conv(d, transposed=False),
-            in_channels=channels(d),
-        )
-        add(
-            f"ConvTranspose{d}d",
-            conv | {"output_padding": 0, "groups": 1, "bias": True, "dilation": 1, "padding_mode": "zeros"},
-            _conv(d, transposed=True),
-            in_channels=channels(d),
-        )
-        add(
-            f"MaxPool{d}d",
-            {
-                "kernel_size": REQUIRED,
-                "stride": None,
-                "padding": 0,
-                "dilation": 1,
-                "return_indices": False,
-                "ceil_mode": False,
-            },
-            _pool(d, "Max"),
-        )
-        avg = {"kernel_size": REQUIRED, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True}
-        add(f"AvgPool{d}d", avg | ({"divisor_override": None} if d > 1 else {}), _pool(d, "Avg"))
-        add(
-            f"LPPool{d}d",
-            {"norm_type": REQUIRED, "kernel_size": REQUIRED, "stride": None, "ceil_mode": False},
-            _pool(d, "LP"),
-        )
-        add(f"AdaptiveAvgPool{d}d", {"output_size": REQUIRED}, _adaptive(d, "Avg"))
-        add(f"AdaptiveMaxPool{d}d", {"output_size": REQUIRED, "return_indices": False}, _adaptive(d, "Max"))
-        add(
-            f"BatchNorm{d}d",
-            {"num_features": REQUIRED, "eps": 1e-5, "momentum": 0.1, "affine": True, "track_running_stats": True},
-            _batch_norm(d),
-            num_features=lambda shape: shape[1] if len(shape) > 1 else 0,
-        )
-        add(
-            f"InstanceNorm{d}d",
-            {
-                "num_features": REQUIRED,
-                "eps": 1e-5,
-                "momentum": 0.1,
-                "affine": False,
-                "track_running_stats": False,
-                "bias": True,
-            },
-            _instance_norm(d),
-            num_features=channels(d),
-        )
-        for prefix, mode in (
-            ("Zero", "constant"),
-            ("Reflection", "reflect"),
-            ("Replication", "replicate"),
-            ("Circular", "circular"),
-        ):
-            add(f"{prefix}Pad{d}d", {"padding": REQUIRED}, _padding_layer(d, mode))
-        add(f"ConstantPad{d}d", {"padding": REQUIRED, "value": REQUIRED}, _padding_layer(d, "constant"))
-        add(f"Dropout{d}d", {"p": 0.5, "inplace": False}, _dropout((2, 3) if d == 1 else None))
+    def features(shape: Shape) -> int:
+        return shape[1] if len(shape) > 1 else 0
 
-    add(
-        "Linear",
-        {"in_features": REQUIRED, "out_features": REQUIRED, "bias": True},
-        _linear,
-        in_features=lambda shape: shape[-1] if shape else 0,
-    )
-    add("Flatten", {"start_dim": 1, "end_dim": -1}, _flatten)
-    add("Unflatten", {"dim": REQUIRED, "unflattened_size": REQUIRED}, _unflatten)
-    add("Identity", {}, _same)
+    eps = Arg("eps", Type.NUMBER, 1e-5, check=lambda value: None if value >= 0 else "must not be negative")
+    momentum = Arg("momentum", Type.NUMBER, 0.1, nullable=True)
+    inplace = Arg("inplace", Type.BOOL, False)
+    bias = Arg("bias", Type.BOOL, True)
+    padding_mode = Arg("padding_mode", Type.TEXT, "zeros", choices=layers.PADDING_MODES)
+    stride_none = Arg("stride", Type.PER_AXIS, None, nullable=True)
+    ceil_mode = Arg("ceil_mode", Type.BOOL, False)
+    return_indices = Arg("return_indices", Type.BOOL, False)
+    dropout = (Arg("p", Type.NUMBER, 0.5, check=_between(0, 1)), inplace)
+    for d in (1, 2, 3):
+        convolution = (
+            Arg("in_channels", Type.INT, infer=channels(d)),
+            Arg("out_channels", Type.INT),
+            Arg("kernel_size", Type.PER_AXIS),
+            Arg("stride", Type.PER_AXIS, 1),
+        )
+        add(f"Conv{d}d", _conv(d, transposed=False), *convolution, Arg("padding", Type.PADDING, 0),
+            Arg("dilation", Type.PER_AXIS, 1), Arg("groups", Type.INT, 1), bias, padding_mode)  # fmt: skip
+        add(f"ConvTranspose{d}d", _conv(d, transposed=True), *convolution, Arg("padding", Type.PER_AXIS, 0),
+            Arg("output_padding", Type.PER_AXIS, 0), Arg("groups", Type.INT, 1), bias,
+            Arg("dilation", Type.PER_AXIS, 1), padding_mode)  # fmt: skip
+        kernel = Arg("kernel_size", Type.PER_AXIS)
+        add(f"MaxPool{d}d", _pool(d, "Max"), kernel, stride_none, Arg("padding", Type.PER_AXIS, 0),
+            Arg("dilation", Type.PER_AXIS, 1), return_indices, ceil_mode)  # fmt: skip
+        average = (kernel, stride_none, Arg("padding", Type.PER_AXIS, 0), ceil_mode,
+                   Arg("count_include_pad", Type.BOOL, True))  # fmt: skip
+        override = (Arg("divisor_override", Type.INT, None, nullable=True, check=_not_zero),) if d > 1 else ()
+        add(f"AvgPool{d}d", _pool(d, "Avg"), *average, *override)
+        add(f"LPPool{d}d", _pool(d, "LP"), Arg("norm_type", Type.NUMBER, check=_not_zero), kernel, stride_none,
+            ceil_mode)  # fmt: skip
+        output_size = Arg("output_size", Type.OPTIONAL_SIZES)
+        add(f"AdaptiveAvgPool{d}d", _adaptive(d, "Avg"), output_size)
+        add(f"AdaptiveMaxPool{d}d", _adaptive(d, "Max"), output_size, return_indices)
+        add(f"BatchNorm{d}d", _batch_norm(d), Arg("num_features", Type.INT, infer=features), eps, momentum,
+            Arg("affine", Type.BOOL, True), Arg("track_running_stats", Type.BOOL, True))  # fmt: skip
+        add(f"InstanceNorm{d}d", _instance_norm(d), Arg("num_features", Type.INT, infer=channels(d)), eps, momentum,
+            Arg("affine", Type.BOOL, False), Arg("track_running_stats", Type.BOOL, False), bias)  # fmt: skip
+        for prefix, mode in (("Zero", "constant"), ("Reflection", "reflect"), ("Replication", "replicate"),
+                             ("Circular", "circular")):  # fmt: skip
+            add(f"{prefix}Pad{d}d", _padding_layer(d, mode), Arg("padding", Type.PER_AXIS))
+        add(f"ConstantPad{d}d", _padding_layer(d, "constant"), Arg("padding", Type.PER_AXIS),
+            Arg("value", Type.NUMBER))  # fmt: skip
+        add(f"Dropout{d}d", _dropout((2, 3) if d == 1 else None), *dropout)
+
+    add("Linear", _linear, Arg("in_features", Type.INT, infer=lambda shape: shape[-1] if shape else 0),
+        Arg("out_features", Type.INT), bias)  # fmt: skip
+    add("Flatten", _flatten, Arg("start_dim", Type.INT, 1), Arg("end_dim", Type.INT, -1))
+    add("Unflatten", _unflatten, Arg("dim", Type.INT), Arg("unflattened_size", Type.PER_AXIS))
+    add("Identity", _same)
     for name in ("Dropout", "AlphaDropout", "FeatureAlphaDropout"):
-        add(name, {"p": 0.5, "inplace": False}, _dropout(None))
-    add(
-        "GroupNorm",
-        {"num_groups": REQUIRED, "num_channels": REQUIRED, "eps": 1e-5, "affine": True, "bias": True},
-        _group_norm,
-        num_channels=lambda shape: shape[1] if len(shape) > 1 else 0,
-    )
-    add(
-        "LayerNorm",
-        {"normalized_shape": REQUIRED, "eps": 1e-5, "elementwise_affine": True, "bias": True},
-        _layer_norm,
-    )
-    add(
-        "Upsample",
-        {"size": None, "scale_factor": None, "mode": "nearest", "align_corners": None, "recompute_scale_factor": None},
-        _upsample,
-    )
-    add("PixelShuffle", {"upscale_factor": REQUIRED}, _pixel_shuffle)
-    add("PixelUnshuffle", {"downscale_factor": REQUIRED}, _pixel_unshuffle)
-    add("PReLU", {"num_parameters": 1, "init": 0.25}, _prelu)
+        add(name, _dropout(None), *dropout)
+    add("GroupNorm", _group_norm, Arg("num_groups", Type.INT), Arg("num_channels", Type.INT, infer=features), eps,
+        Arg("affine", Type.BOOL, True), bias)  # fmt: skip
+    add("LayerNorm", _layer_norm, Arg("normalized_shape", Type.PER_AXIS), eps,
+        Arg("elementwise_affine", Type.BOOL, True), bias)  # fmt: skip
+    add("Upsample", _upsample, Arg("size", Type.PER_AXIS, None), Arg("scale_factor", Type.NUMBERS, None),
+        Arg("mode", Type.TEXT, "nearest", choices=_UPSAMPLE_MODES), Arg("align_corners", Type.BOOL, None),
+        Arg("recompute_scale_factor", Type.BOOL, None))  # fmt: skip
+    add("PixelShuffle", _pixel_shuffle, Arg("upscale_factor", Type.INT))
+    add("PixelUnshuffle", _pixel_unshuffle, Arg("downscale_factor", Type.INT))
+    add("PReLU", _prelu, Arg("num_parameters", Type.INT, 1), Arg("init", Type.NUMBER, 0.25))
     for name in ("Softmax", "LogSoftmax", "Softmin"):
-        add(name, {"dim": None}, _softmax)
-    add("Softmax2d", {}, _softmax2d)
-    add("GLU", {"dim": -1}, _glu)
-    activations: dict[str, dict[str, Any]] = {
-        "ReLU": {"inplace": False},
-        "ReLU6": {"inplace": False},
-        "LeakyReLU": {"negative_slope": 0.01, "inplace": False},
-        "RReLU": {"lower": 0.125, "upper": 1 / 3, "inplace": False},
-        "ELU": {"alpha": 1.0, "inplace": False},
-        "CELU": {"alpha": 1.0, "inplace": False},
-        "SELU": {"inplace": False},
-        "GELU": {"approximate": "none"},
-        "SiLU": {"inplace": False},
-        "Mish": {"inplace": False},
-        "Sigmoid": {},
-        "Tanh": {},
-        "Hardtanh": {"min_val": -1.0, "max_val": 1.0, "inplace": False},
-        "Hardswish": {"inplace": False},
-        "Hardsigmoid": {"inplace": False},
-        "Softplus": {"beta": 1.0, "threshold": 20.0},
-        "Softsign": {},
-        "Softshrink": {"lambd": 0.5},
-        "Hardshrink": {"lambd": 0.5},
-        "Tanhshrink": {},
-        "LogSigmoid": {},
-        "Threshold": {"threshold": REQUIRED, "value": REQUIRED, "inplace": False},
-    }
-    for name, arguments in activations.items():
-        add(name, arguments, _same)
+        add(name, _softmax, Arg("dim", Type.INT, None))
+    add("Softmax2d", _softmax2d)
+    add("GLU", _glu, Arg("dim", Type.INT, -1))
+    number = Type.NUMBER
+    add("ReLU", _same, inplace)
+    add("ReLU6", _same, inplace)
+    add("LeakyReLU", _same, Arg("negative_slope", number, 0.01), inplace)
+    add("RReLU", _same, Arg("lower", number, 0.125), Arg("upper", number, 1 / 3), inplace,
+        check=_ordered("lower", "upper", strict=False))  # fmt: skip
+    add("ELU", _same, Arg("alpha", number, 1.0), inplace)
+    add("CELU", _same, Arg("alpha", number, 1.0, check=_not_zero), inplace)
+    add("SELU", _same, inplace)
+    add("GELU", _same, Arg("approximate", Type.TEXT, "none", choices=("none", "tanh")))
+    add("SiLU", _same, inplace)
+    add("Mish", _same, inplace)
+    add("Sigmoid", _same)
+    add("Tanh", _same)
+    add("Hardtanh", _same, Arg("min_val", number, -1.0), Arg("max_val", number, 1.0), inplace,
+        check=_ordered("min_val", "max_val", strict=True))  # fmt: skip
+    add("Hardswish", _same, inplace)
+    add("Hardsigmoid", _same, inplace)
+    add("Softplus", _same, Arg("beta", number, 1.0), Arg("threshold", number, 20.0))
+    add("Softsign", _same)
+    add("Softshrink", _same, Arg("lambd", number, 0.5, check=lambda value: None if value >= 0 else
+                                  "must not be negative"))  # fmt: skip
+    add("Hardshrink", _same, Arg("lambd", number, 0.5))
+    add("Tanhshrink", _same)
+    add("LogSigmoid", _same)
+    add("Threshold", _same, Arg("threshold", number), Arg("value", number), inplace)
     return kinds
 
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from convcalc.catalog import LAYERS, REQUIRED
+from convcalc.catalog import LAYERS
 from convcalc.errors import ConvcalcError, InvalidLayerError
+from convcalc.schema import REQUIRED, Arg, Type, check_arguments
 
 __all__ = [
     "BLOCKS",
     "DTYPES",
     "JOINS",
+    "Item",
     "LayerSpec",
     "Row",
     "StackError",
@@ -149,51 +151,8 @@ class StackResult:
         return sum(math.prod(row.output) for row in made) * DTYPES[dtype]
 
 
-_INTEGERS = {
-    "in_channels", "out_channels", "groups", "num_features", "num_groups", "num_channels", "in_features",
-    "out_features", "start_dim", "end_dim", "dim", "upscale_factor", "downscale_factor", "num_parameters",
-}  # fmt: skip
-_PER_AXIS = {"kernel_size", "stride", "padding", "dilation", "output_padding", "output_size", "size"}
-_SHAPES = {"unflattened_size", "normalized_shape"}
-_BOOLEANS = {
-    "bias", "ceil_mode", "return_indices", "count_include_pad", "affine", "track_running_stats",
-    "elementwise_affine", "inplace", "align_corners", "recompute_scale_factor",
-}  # fmt: skip
-_STRINGS = {"padding_mode", "mode", "approximate"}
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _type_problem(name: str, value: Any) -> str | None:
-    """What is wrong with the type of ``value`` for keyword ``name``, or None."""
-    if value is None and name in {"stride", "output_size", "size", "scale_factor", "dim", "align_corners",
-                                  "recompute_scale_factor", "divisor_override"}:  # fmt: skip
-        return None
-    if name in _INTEGERS or name == "divisor_override":
-        return None if _is_int(value) else "an integer"
-    if name in _PER_AXIS:
-        if name == "padding" and value in ("same", "valid"):
-            return None
-        items = value if isinstance(value, list) else [value]
-        allowed = (lambda v: _is_int(v) or v is None) if name == "output_size" else _is_int
-        return None if items and all(allowed(v) for v in items) else "an integer or a list of integers"
-    if name in _SHAPES:
-        items = value if isinstance(value, list) else [value]
-        return None if all(_is_int(v) for v in items) else "an integer or a list of integers"
-    if name in _BOOLEANS:
-        return None if isinstance(value, bool) else "true or false"
-    if name in _STRINGS:
-        return None if isinstance(value, str) else "a string"
-    if name == "scale_factor":
-        items = value if isinstance(value, list) else [value]
-        return None if all(_is_number(v) for v in items) else "a number or a list of numbers"
-    return None if _is_number(value) else "a number"
 
 
 def _closest(word: str, choices: Iterable[str]) -> str:
@@ -205,35 +164,99 @@ def _closest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {match}?)" if match else ""
 
 
-BLOCKS = {"Residual": ("body", "shortcut"), "Repeat": ("layers",)}
-"""Blocks and the branches (lists of layers) they hold."""
-JOINS = {"Save": ("name",), "Add": ("with",), "Concat": ("with", "dim", "crop")}
-"""Steps that name tensors and join them, with the keywords they take."""
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else "must be a positive integer"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of a stack file: keywords that hold lists of layers (its branches), and its other arguments."""
+
+    branches: tuple[str, ...]
+    required: tuple[str, ...]
+    args: tuple[Arg, ...] = ()
+
+
+BLOCKS = {
+    "Residual": Block(branches=("body", "shortcut"), required=("body",)),
+    "Repeat": Block(branches=("layers",), required=("layers",), args=(Arg("times", Type.INT, check=_positive),)),
+}
+"""Blocks and what they hold."""
+JOINS: dict[str, tuple[Arg, ...]] = {
+    "Save": (Arg("name", Type.NAME),),
+    "Add": (Arg("with", Type.NAME),),
+    "Concat": (Arg("with", Type.NAME), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
+}
+"""Steps that name tensors and join them, with the arguments they take."""
 MAX_LAYERS = 100_000
 """Most layers a stack may hold once every Repeat is written out."""
 SUGGEST_ROWS = 2_000
 """Up to this many layers before the failing one, an error searches for the nearest input sizes that work."""
 
-Item = tuple[str, dict[str, Any], "int | None"]
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a layer list as a stack file writes it: a name, keywords and/or positional arguments, a line."""
+
+    type: str
+    keywords: dict[str, Any]
+    positional: tuple[Any, ...] = ()
+    line: int | None = None
 
 
-def resolve(items: Iterable[Item], where: str = "layer") -> list[LayerSpec]:
-    """Check (type, keywords, line) items against the catalogue; raise StackSpecError at the first problem.
+def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer") -> list[LayerSpec]:
+    """Check items against the catalogue; raise StackSpecError at the first problem.
 
-    A block's keywords hold its branches as lists of items, checked the same way.
+    An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
+    keywords hold its branches as lists of items, checked the same way.
     """
     specs = []
-    for position, (name, arguments, line) in enumerate(items, start=1):
-        label = f"{where} {position} ({name})"
-        if name in BLOCKS:
-            specs.append(_block(name, arguments, line, label, f"{where} {position}."))
-        elif name in JOINS:
-            specs.append(_join(name, arguments, line, label))
+    for position, entry in enumerate(items, start=1):
+        item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
+        label = f"{where} {position} ({item.type})"
+        if item.type in BLOCKS:
+            specs.append(_block(item, label, f"{where} {position}."))
+        elif item.type in JOINS:
+            arguments = _keywords(item, JOINS[item.type], label)
+            specs.append(LayerSpec(type=item.type, arguments=arguments, line=item.line))
+        elif item.type in LAYERS:
+            specs.append(_layer(item, label))
         else:
-            specs.append(_layer(name, arguments, line, label, f"{where} {position}"))
+            choices = [*LAYERS, *BLOCKS, *JOINS]
+            raise StackSpecError(
+                f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}", line=item.line
+            )
     if where == "layer" and _count(specs) > MAX_LAYERS:
         raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
     return specs
+
+
+def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
+    """The item's arguments by name (positional ones in torch's order), each checked against its declaration."""
+    names = [arg.name for arg in args]
+    if len(item.positional) > len(names):
+        takes = f"{len(names)} ({', '.join(names)})" if names else "none"
+        raise StackSpecError(
+            f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes}",
+            line=item.line,
+        )
+    arguments = dict(zip(names, item.positional))
+    for key, value in item.keywords.items():
+        if key not in names:
+            known = ", ".join(names) or "none"
+            raise StackSpecError(
+                f"{label}: unknown keyword {key!r}{_closest(key, names)}; {item.type} takes: {known}", line=item.line
+            )
+        if key in arguments:
+            raise StackSpecError(f"{label}: {key} is given twice, by position and by name", line=item.line)
+        arguments[key] = value
+    wrong = check_arguments(args, arguments)
+    if wrong:
+        raise StackSpecError(f"{label}: {wrong[0]} {wrong[1]}", line=item.line)
+    missing = [arg.name for arg in args if arg.default is REQUIRED and arg.infer is None and arg.name not in arguments]
+    if missing:
+        raise StackSpecError(f"{label}: missing {', '.join(missing)}", line=item.line)
+    return arguments
 
 
 def layer_count(specs: Sequence[LayerSpec]) -> int:
@@ -252,69 +275,30 @@ def _count(specs: Sequence[LayerSpec]) -> int:
     return total
 
 
-def _layer(name: str, arguments: dict[str, Any], line: int | None, label: str, where: str) -> LayerSpec:
-    kind = LAYERS.get(name)
-    if kind is None:
-        choices = [*LAYERS, *BLOCKS, *JOINS]
-        raise StackSpecError(f"{where}: unknown layer {name!r}{_closest(name, choices)}", line=line)
-    for key, value in arguments.items():
-        if key not in kind.arguments:
-            known = ", ".join(kind.arguments) or "none"
-            raise StackSpecError(
-                f"{label}: unknown keyword {key!r}{_closest(key, kind.arguments)}; {name} takes: {known}", line=line
-            )
-        problem = _type_problem(key, value)
+def _layer(item: Item, label: str) -> LayerSpec:
+    kind = LAYERS[item.type]
+    arguments = _keywords(item, kind.args, label)
+    if kind.check is not None:
+        problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
         if problem:
-            raise StackSpecError(f"{label}: {key} must be {problem}, got {value!r}", line=line)
-    missing = [key for key, default in kind.arguments.items() if default is REQUIRED and key not in arguments
-               and key not in kind.inferred]  # fmt: skip
-    if missing:
-        raise StackSpecError(f"{label}: missing {', '.join(missing)}", line=line)
-    return LayerSpec(type=name, arguments=dict(arguments), line=line)
+            raise StackSpecError(f"{label}: {problem}", line=item.line)
+    return LayerSpec(type=item.type, arguments=arguments, line=item.line)
 
 
-def _block(name: str, arguments: dict[str, Any], line: int | None, label: str, where: str) -> LayerSpec:
-    branches = BLOCKS[name]
-    allowed = (*branches, "times") if name == "Repeat" else branches
-    for key in arguments:
-        if key not in allowed:
-            raise StackSpecError(
-                f"{label}: unknown keyword {key!r}{_closest(key, allowed)}; {name} takes: {', '.join(allowed)}",
-                line=line,
-            )
-    if name == "Repeat" and not (_is_int(arguments.get("times")) and arguments["times"] >= 1):
-        raise StackSpecError(f"{label}: times must be a positive integer, got {arguments.get('times')!r}", line=line)
-    required = branches[:1]
-    for key in required:
+def _block(item: Item, label: str, where: str) -> LayerSpec:
+    block = BLOCKS[item.type]
+    branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
+                        for name in block.branches)  # fmt: skip
+    arguments = _keywords(item, (*branch_args, *block.args), label)
+    for key in block.required:
         if not arguments.get(key):
-            raise StackSpecError(f"{label}: {key} must be a list of layers", line=line)
-    blocks = {}
-    for key in branches:
-        if key in arguments:
-            if not isinstance(arguments[key], list):
-                raise StackSpecError(f"{label}: {key} must be a list of layers", line=line)
-            blocks[key] = tuple(resolve(arguments[key], where=f"{where}{key} layer"))
-    kept = {"times": arguments["times"]} if name == "Repeat" else {}
-    return LayerSpec(type=name, arguments=kept, line=line, blocks=blocks)
-
-
-def _join(name: str, arguments: dict[str, Any], line: int | None, label: str) -> LayerSpec:
-    allowed = JOINS[name]
-    for key in arguments:
-        if key not in allowed:
-            raise StackSpecError(
-                f"{label}: unknown keyword {key!r}{_closest(key, allowed)}; {name} takes: {', '.join(allowed)}",
-                line=line,
-            )
-    target = arguments.get(allowed[0])
-    if not isinstance(target, str) or not target:
-        raise StackSpecError(f"{label}: {allowed[0]} must name a saved tensor, got {target!r}", line=line)
-    if name == "Concat":
-        if not _is_int(arguments.get("dim", 1)):
-            raise StackSpecError(f"{label}: dim must be an integer, got {arguments['dim']!r}", line=line)
-        if arguments.get("crop", False) not in (False, True, "center"):
-            raise StackSpecError(f"{label}: crop must be true, false or center, got {arguments['crop']!r}", line=line)
-    return LayerSpec(type=name, arguments=dict(arguments), line=line)
+            raise StackSpecError(f"{label}: {key} must be a list of layers", line=item.line)
+    blocks = {
+        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer"))
+        for key in block.branches
+        if key in arguments
+    }
+    return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)
 
 
 def _tuples(value: Any) -> Any:

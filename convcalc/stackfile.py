@@ -1,8 +1,16 @@
 """Reading a stack file: the one module that touches YAML.
 
-The file is YAML (so JSON works too), read with PyYAML's safe loader only: a
-tag that would build a Python object is refused. Every problem is reported
-with the file's name and, where YAML knows it, the line.
+The file is YAML (so JSON works too). PyYAML's C parser builds the node graph;
+this module turns the nodes into plain data itself, in one walk, so that every
+layer keeps its line and nothing YAML 1.1 does by surprise slips through:
+
+- a tag that would build a Python object (or any tag but YAML's plain ones) is refused;
+- a key given twice in one mapping is refused, naming both lines;
+- ``010`` (octal 8 in YAML 1.1), ``1:00`` (base-60: 60), dates and ``yes``/``no``/``on``/``off``
+  as true/false are refused with what to write instead;
+- keys are the text written (``on:`` is the key ``'on'``, not true), on their own line;
+- aliases are allowed, but a file that expands to more than :data:`MAX_NODES` values is refused
+  before anything is built ("billion laughs").
 
     input: [1, 3, 227, 227]
     layers:
@@ -12,6 +20,7 @@ with the file's name and, where YAML knows it, the line.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -21,15 +30,26 @@ from convcalc.stack import BLOCKS, Item, LayerSpec, StackSpecError, resolve
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader, where PyYAML has it, is ~10x faster
-
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser, where PyYAML has it, is ~10x faster
 
 MAX_NODES = 1_000_000
 """Most YAML values a stack file may expand to, aliases counted each time they are used."""
 
+_TAG = "tag:yaml.org,2002:"
+_DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
+_OTHER_BASE = re.compile(r"[-+]?0(?:x[0-9a-fA-F_]+|b[01_]+)")
+_DIGITS = 40
+"""Longest integer literal read: torch's sizes are 64-bit (19 digits), so anything longer is refused anyway."""
+
 
 class StackFileError(ConvcalcError):
     """The stack file cannot be read as a stack: its name and line say where."""
+
+
+class _Refused(Exception):
+    def __init__(self, node: yaml.Node, message: str) -> None:
+        self.line = node.start_mark.line + 1
+        self.message = message
 
 
 def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
@@ -48,50 +68,129 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
     return sizes[id(node)]
 
 
+def _scalar(node: yaml.ScalarNode) -> Any:
+    """A plain scalar as YAML 1.2 reads it, or _Refused where YAML 1.1 would read it otherwise."""
+    tag, text = node.tag, node.value
+    if tag == _TAG + "str":
+        return text
+    if tag == _TAG + "int":
+        if _DECIMAL.fullmatch(text) or _OTHER_BASE.fullmatch(text):
+            digits = text.replace("_", "")
+            if len(digits) > _DIGITS:
+                raise _Refused(node, f"the integer {text[:12]}... has {len(digits)} digits: torch's sizes are "
+                                     "64-bit integers, at most 9223372036854775807")  # fmt: skip
+            return int(digits, 0) if not _DECIMAL.fullmatch(text) else int(digits)
+        if ":" in text:
+            raise _Refused(node, f"{text} reads as a base-60 number in YAML 1.1: write the number itself, "
+                                 f"or quote it ('{text}') for text")  # fmt: skip
+        raise _Refused(node, f"{text} reads as an octal number in YAML 1.1 ({int(text.replace('_', ''), 8)}): "
+                             f"write it without the leading zeros")  # fmt: skip
+    if tag == _TAG + "float":
+        lowered = text.lower().lstrip("+-")
+        if lowered in (".inf", ".nan"):
+            return float(text.lower().replace(".", ""))
+        if ":" in text:
+            raise _Refused(node, f"{text} reads as a base-60 number in YAML 1.1: write the number itself")
+        return float(text.replace("_", ""))
+    if tag == _TAG + "bool":
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise _Refused(node, f"{text} reads as {text.lower() in ('yes', 'on')} in YAML 1.1: write true or false, "
+                             f"or quote it ('{text}') for text")  # fmt: skip
+    if tag == _TAG + "null":
+        return None
+    if tag == _TAG + "timestamp":
+        raise _Refused(node, f"{text} reads as a date: quote it ('{text}') for text")
+    raise _Refused(node, f"refused: the tag {tag!r} (only plain YAML data is read, no tags that build objects)")
+
+
+def _data(node: yaml.Node) -> Any:
+    """Plain data (dicts, lists, str, int, float, bool, None) from a node."""
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        if node.tag != _TAG + "seq":
+            raise _Refused(node, f"refused: the tag {node.tag!r} (only plain YAML data is read)")
+        return [_data(item) for item in node.value]
+    if isinstance(node, yaml.MappingNode):
+        return {key: _data(value) for key, (_, value) in _pairs(node).items()}
+    raise _Refused(node, "not plain YAML data")  # pragma: no cover (the composer makes no other nodes)
+
+
+def _pairs(node: yaml.MappingNode) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    """A mapping's keys, as written, with their key and value nodes; merge keys (``<<: *base``) applied."""
+    if node.tag != _TAG + "map":
+        raise _Refused(node, f"refused: the tag {node.tag!r} (only plain YAML data is read)")
+    pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key, value in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.tag == _TAG + "merge":
+            sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise _Refused(source, "a merge key (<<) takes a mapping or a list of mappings")
+                for name, pair in _pairs(source).items():
+                    merged.setdefault(name, pair)
+            continue
+        if not isinstance(key, yaml.ScalarNode):
+            kind = "list" if isinstance(key, yaml.SequenceNode) else "mapping"
+            raise _Refused(key, f"a key must be a name, got a {kind}")
+        if key.value in pairs:
+            first = pairs[key.value][0].start_mark.line + 1
+            raise _Refused(key, f"the key {key.value!r} is given twice, on line {first} and on line "
+                                f"{key.start_mark.line + 1}: keep one")  # fmt: skip
+        pairs[key.value] = (key, value)
+    return {**merged, **pairs}
+
+
 def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[LayerSpec]]:
     """The input shape and the checked layer specs of a stack file's text."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-        if node is not None and _expanded_size(node, {}) > MAX_NODES:
-            raise StackFileError(
-                f"{name}: refused: the file expands to more than {MAX_NODES:,} YAML values "
-                "(aliases that repeat aliases, as in a 'billion laughs' file)"
-            )
-        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = f", line {mark.line + 1}" if mark else ""
-        problem = error.problem or "not valid YAML"
-        if isinstance(error, yaml.constructor.ConstructorError):
-            problem = f"refused: {problem} (only plain YAML data is read, no tags that build objects)"
-        raise StackFileError(f"{name}{line}: {problem}") from None
+        raise StackFileError(f"{name}{line}: {error.problem or 'not valid YAML'}") from None
     except yaml.YAMLError as error:
         raise StackFileError(f"{name}: not valid YAML ({error})") from None
     except RecursionError:
         raise StackFileError(f"{name}: refused: the YAML is nested too deeply") from None
-    except ValueError as error:  # e.g. an integer with more digits than Python converts
-        raise StackFileError(f"{name}: refused: {str(error).splitlines()[0]}") from None
     finally:
         loader.dispose()
-    if not isinstance(data, dict) or node is None:
+    try:
+        return _stack(node, name)
+    except _Refused as refused:
+        raise StackFileError(f"{name}, line {refused.line}: {refused.message}") from None
+    except RecursionError:
+        raise StackFileError(f"{name}: refused: the YAML is nested too deeply") from None
+
+
+def _stack(node: yaml.Node | None, name: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
+    if node is not None and _expanded_size(node, {}) > MAX_NODES:
+        raise StackFileError(
+            f"{name}: refused: the file expands to more than {MAX_NODES:,} YAML values "
+            "(aliases that repeat aliases, as in a 'billion laughs' file)"
+        )
+    if not isinstance(node, yaml.MappingNode):
         raise StackFileError(f"{name}: expected a mapping with 'input' and 'layers', e.g. input: [1, 3, 224, 224]")
-    unknown = sorted(set(map(str, data)) - {"input", "layers"})
-    if unknown:
-        raise StackFileError(
-            f"{name}, line {_line(node, unknown[0])}: unknown key {unknown[0]!r}: use input and layers"
-        )
-    if "layers" not in data or not isinstance(data["layers"], list):
-        raise StackFileError(f"{name}: 'layers' must be a list of layers")
-    if "input" not in data:
+    pairs = _pairs(node)
+    for key, (key_node, _) in pairs.items():
+        if key not in ("input", "layers"):
+            raise _Refused(key_node, f"unknown key {key!r}: use input and layers")
+    if "input" not in pairs:
         raise StackFileError(f"{name}: 'input' is missing: give the input shape, batch first, e.g. [1, 3, 224, 224]")
-    shape = data["input"]
+    if "layers" not in pairs:
+        raise StackFileError(f"{name}: 'layers' must be a list of layers")
+    if not isinstance(pairs["layers"][1], yaml.SequenceNode):
+        raise _Refused(pairs["layers"][1], "'layers' must be a list of layers")
+    shape_node = pairs["input"][1]
+    shape = _data(shape_node)
     if not isinstance(shape, list) or not shape or not all(_positive(n) for n in shape):
-        raise StackFileError(
-            f"{name}, line {_line(node, 'input')}: input must be a list of positive integers, batch first, "
-            f"e.g. [1, 3, 224, 224]; got {shape!r}"
+        raise _Refused(
+            shape_node, f"input must be a list of positive integers, batch first, e.g. [1, 3, 224, 224]; got {shape!r}"
         )
-    items = _items(data["layers"], _value_node(node, "layers"), name)
+    items = _items(pairs["layers"][1])
     try:
         specs = resolve(items)
     except StackSpecError as error:
@@ -104,55 +203,40 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _items(data: list[Any], node: yaml.Node | None, name: str) -> list[Item]:
-    """(type, keywords, line) for each item of a layer list; a block's branches become item lists too."""
-    nodes = node.value if isinstance(node, yaml.SequenceNode) else []
-    items: list[Item] = []
-    for position, item in enumerate(data, start=1):
-        item_node = nodes[position - 1] if position <= len(nodes) else None
-        line = item_node.start_mark.line + 1 if item_node is not None else None
-        layer, arguments = _item(item, position, f"{name}, line {line}")
-        if layer in BLOCKS:
-            inner = _only_value_node(item_node)
-            for branch in BLOCKS[layer]:
-                if isinstance(arguments.get(branch), list):
-                    arguments[branch] = _items(arguments[branch], _value_node(inner, branch), name)
-        items.append((layer, arguments, line))
-    return items
+def _items(node: yaml.SequenceNode) -> list[Item]:
+    """One Item per entry of a layer list; a block's branches become item lists too."""
+    if node.tag != _TAG + "seq":
+        raise _Refused(node, f"refused: the tag {node.tag!r} (only plain YAML data is read)")
+    return [_item(entry, position) for position, entry in enumerate(node.value, start=1)]
 
 
-def _item(item: Any, position: int, where: str) -> tuple[str, dict[str, Any]]:
-    if isinstance(item, str):
-        return item, {}
-    if isinstance(item, dict) and len(item) == 1:
-        ((layer, arguments),) = item.items()
-        if arguments is None:
-            arguments = {}
-        if layer == "Save" and isinstance(arguments, str):
-            return layer, {"name": arguments}
-        if isinstance(layer, str) and isinstance(arguments, dict) and all(isinstance(k, str) for k in arguments):
-            return layer, dict(arguments)
-    raise StackFileError(
-        f"{where}: layer {position} must be a layer name (ReLU) or a one-key mapping to its keywords "
-        f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {item!r}"
-    )
+def _item(node: yaml.Node, position: int) -> Item:
+    line = node.start_mark.line + 1
+    layer = _data(node) if isinstance(node, yaml.ScalarNode) else None
+    if isinstance(layer, str) and layer:
+        return Item(layer, {}, (), line)
+    if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+        raise _Refused(node, f"layer {position} must be a layer name (ReLU) or a one-key mapping to its arguments "
+                             f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {_data(node)!r}")  # fmt: skip
+    ((layer, (_, value)),) = _pairs(node).items()
+    if isinstance(value, yaml.MappingNode):
+        arguments: dict[str, Any] = {}
+        for key, (_, argument) in _pairs(value).items():
+            if layer in BLOCKS and key in BLOCKS[layer].branches:
+                arguments[key] = _branch(argument, key)
+            else:
+                arguments[key] = _data(argument)
+        return Item(layer, arguments, (), line)
+    data = _data(value)
+    if data is None:
+        return Item(layer, {}, (), line)
+    return Item(layer, {}, tuple(data) if isinstance(data, list) else (data,), line)
 
 
-def _only_value_node(node: yaml.Node | None) -> yaml.Node | None:
-    """The value of a one-key mapping node."""
-    if isinstance(node, yaml.MappingNode) and len(node.value) == 1:
-        return node.value[0][1]
-    return None
-
-
-def _value_node(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if getattr(key_node, "value", None) == key:
-                return value_node
-    return None
-
-
-def _line(node: yaml.Node, key: str) -> int:
-    value = _value_node(node, key)
-    return (value or node).start_mark.line + 1
+def _branch(node: yaml.Node, key: str) -> Any:
+    """A block's branch: a list of layers, or (``branches`` of a Parallel) a list of such lists."""
+    if not isinstance(node, yaml.SequenceNode):
+        return _data(node)  # resolve() says what is wrong with it
+    if key == "branches":
+        return [_items(branch) if isinstance(branch, yaml.SequenceNode) else _data(branch) for branch in node.value]
+    return _items(node)

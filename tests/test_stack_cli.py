@@ -127,7 +127,7 @@ FILE_ERRORS = [
     ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {kernel_size: 3}\n", "line 3: layer 1 (Conv2d): missing out_channels"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - [Conv2d]\n", "line 3: layer 1 must be a layer name (ReLU) or a one-key"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - !!python/object/apply:os.system [echo hi]\n",
-     "line 3: refused: could not determine a constructor for the tag"),
+     "line 3: refused: the tag 'tag:yaml.org,2002:python/object/apply:os.system' (only plain YAML data is read"),
     ("input: [1, 3, 8\nlayers: [", "line 2: did not find expected ',' or ']'"),
     ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of positive integers, batch first"),
     ("layers: []\n", "'input' is missing: give the input shape, batch first"),
@@ -159,7 +159,8 @@ def test_unreadable_and_binary_files(tmp_path: Path) -> None:
     binary = tmp_path / "junk.yaml"
     binary.write_bytes(b"\xff\xfe\x00junk")
     result = run("stack", str(binary))
-    assert (result.exit_code, result.stderr) == (1, f"Error: {binary}: not a text file (expected UTF-8 YAML or JSON)\n")
+    expected = f"Error: {binary}, line 1: not UTF-8 text (byte 0xff at offset 0): save it as UTF-8\n"
+    assert (result.exit_code, result.stderr) == (1, expected)
 
 
 def test_output_forms_exclude_each_other() -> None:

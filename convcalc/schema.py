@@ -1,0 +1,128 @@
+"""How a layer's arguments are declared: each one once, with its type, default, choices, checks and inference.
+
+A layer's :class:`Arg` list is the one place that says what the layer takes.
+Validation (:func:`check_arguments`), defaults, inference from the incoming
+shape, ``--verify`` and ``--emit`` all read it.
+
+>>> arg = Arg("p", Type.NUMBER, 0.5, check=lambda p: None if 0 <= p <= 1 else "must be between 0 and 1")
+>>> arg.problem(float("nan"))
+'must be a finite number, got nan'
+>>> arg.problem(1.5)
+'must be between 0 and 1, got 1.5'
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["INT64", "REQUIRED", "Arg", "Type", "check_arguments", "is_int"]
+
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+"""Marks an argument that has no default."""
+
+INT64 = 2**63
+"""torch's sizes and integer arguments are 64-bit: every integer must lie in -2**63 < n < 2**63."""
+
+
+def is_int(value: Any) -> bool:
+    """An integer that torch can hold (bools are not integers here)."""
+    return type(value) is int and -INT64 < value < INT64
+
+
+def _is_number(value: Any) -> bool:
+    return (type(value) is float and math.isfinite(value)) or is_int(value)
+
+
+def _items(value: Any, allowed: Callable[[Any], bool]) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(allowed(item) for item in items)
+
+
+class Type(enum.Enum):
+    """The kinds of value an argument takes, each with the words an error uses for it."""
+
+    INT = "an integer"
+    NUMBER = "a finite number"
+    BOOL = "true or false"
+    TEXT = "a string"
+    PER_AXIS = "an integer or a list of integers"
+    PADDING = "an integer, a list of integers, 'same' or 'valid'"
+    OPTIONAL_SIZES = "an integer or a list of integers and nulls"
+    NUMBERS = "a finite number or a list of finite numbers"
+    NAME = "a name (text)"
+    NAMES = "a name or a list of names"
+    CROP = "true, false or 'center'"
+    BRANCH = "a list of layers"
+
+    def accepts(self, value: Any) -> bool:
+        if self is Type.INT:
+            return is_int(value)
+        if self is Type.NUMBER:
+            return _is_number(value)
+        if self is Type.BOOL:
+            return type(value) is bool
+        if self is Type.TEXT:
+            return type(value) is str
+        if self is Type.PER_AXIS:
+            return _items(value, is_int)
+        if self is Type.PADDING:
+            return value in ("same", "valid") or _items(value, is_int)
+        if self is Type.OPTIONAL_SIZES:
+            return _items(value, lambda item: item is None or is_int(item))
+        if self is Type.NUMBERS:
+            return _items(value, _is_number)
+        if self is Type.NAME:
+            return type(value) is str and value != ""
+        if self is Type.NAMES:
+            return _items(value, lambda item: type(item) is str and item != "")
+        if self is Type.CROP:
+            return value is True or value is False or value == "center"
+        return type(value) is list
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a layer, under torch's name."""
+
+    name: str
+    type: Type
+    default: Any = REQUIRED
+    choices: tuple[str, ...] = ()
+    """For TEXT: the values torch takes."""
+    nullable: bool = False
+    """Whether null (None) is a value of its own (``stride=None``: the kernel size)."""
+    check: Callable[[Any], str | None] | None = None
+    """The range check torch's constructor makes on the value alone: the problem in words, or None."""
+    infer: Callable[[tuple[int, ...]], int] | None = None
+    """How the value follows from the incoming shape, where torch's Lazy module infers it."""
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` for this argument (type, choices, range), or None."""
+        if value is None and (self.nullable or self.default is None):
+            return None
+        if not self.type.accepts(value):
+            shown = "nan" if isinstance(value, float) and math.isnan(value) else repr(value)
+            if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                shown = "[" + ", ".join("nan" if v != v else repr(v) for v in value) + "]"
+            return f"must be {self.type.value}, got {shown}"
+        if self.choices and value not in self.choices:
+            return f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                return f"{problem}, got {value!r}"
+        return None
+
+
+def check_arguments(args: Sequence[Arg], given: dict[str, Any]) -> tuple[str, str] | None:
+    """The first given argument that is wrong, as (name, problem), or None."""
+    for arg in args:
+        if arg.name in given:
+            problem = arg.problem(given[arg.name])
+            if problem:
+                return arg.name, problem
+    return None

@@ -268,3 +268,63 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
     monkeypatch.undo()
     assert target.read_text() == "old"
     assert leftovers(tmp_path) == []
+
+
+# --- YAML that reads otherwise than it looks ------------------------------------------------------------------
+
+HEAD = "input: [1, 3, 8, 8]\nlayers:\n"
+
+YAML_SURPRISES = [
+    ("input: [1, 3, 8, 8]\nlayers:\n  - ReLU\nlayers:\n  - Tanh\n",
+     "<stdin>, line 4: the key 'layers' is given twice, on line 2 and on line 4: keep one"),
+    (HEAD + "  - Conv2d: {out_channels: 4, kernel_size: 3, kernel_size: 5}\n",
+     "<stdin>, line 3: the key 'kernel_size' is given twice, on line 3 and on line 3: keep one"),
+    (HEAD + "  - Conv2d: {out_channels: 010, kernel_size: 3}\n",
+     "<stdin>, line 3: 010 reads as an octal number in YAML 1.1 (8): write it without the leading zeros"),
+    (HEAD + "  - Conv2d: {out_channels: 1:00, kernel_size: 3}\n",
+     "<stdin>, line 3: 1:00 reads as a base-60 number in YAML 1.1: write the number itself, or quote it ('1:00') "
+     "for text"),
+    (HEAD + "  - ReLU: {inplace: yes}\n",
+     "<stdin>, line 3: yes reads as True in YAML 1.1: write true or false, or quote it ('yes') for text"),
+    (HEAD + "  - Save: 2024-01-01\n", "<stdin>, line 3: 2024-01-01 reads as a date: quote it ('2024-01-01') for text"),
+    ("input: [1, 3, 8, 8]\nlayers: []\non: 3\n", "<stdin>, line 3: unknown key 'on': use input and layers"),
+    ("? [1, 2]\n: 3\n", "<stdin>, line 1: a key must be a name, got a list"),
+    (HEAD + "  - Restore: s\n", "<stdin>, line 3: layer 1: unknown layer 'Restore'"),
+    (HEAD + "  - Save: s\n  - Ad: s\n", "<stdin>, line 4: layer 2: unknown layer 'Ad' (did you mean Add?)"),
+    (HEAD + "  - LeakyReLU: {negative_slope: .inf}\n",
+     "<stdin>, line 3: layer 1 (LeakyReLU): negative_slope must be a finite number, got inf"),
+    (HEAD + "  - Dropout: {p: .nan}\n", "<stdin>, line 3: layer 1 (Dropout): p must be a finite number, got nan"),
+    (HEAD + "  - Upsample: {scale_factor: -.inf}\n",
+     "<stdin>, line 3: layer 1 (Upsample): scale_factor must be a finite number or a list of finite numbers, got -inf"),
+    (HEAD + "  - Conv2d: {out_channels: 9223372036854775808, kernel_size: 3}\n",
+     "<stdin>, line 3: layer 1 (Conv2d): out_channels must be an integer, got 9223372036854775808"),
+    (HEAD + "  - GELU: {approximate: bogus}\n",
+     "<stdin>, line 3: layer 1 (GELU): approximate must be one of 'none', 'tanh', got 'bogus'"),
+    (HEAD + "  - CELU: {alpha: 0}\n", "<stdin>, line 3: layer 1 (CELU): alpha must not be 0, got 0"),
+    (HEAD + "  - RReLU: {lower: 0.5, upper: 0.1}\n",
+     "<stdin>, line 3: layer 1 (RReLU): lower 0.5 must be at most upper 0.1"),
+    (HEAD + "  - Hardtanh: {min_val: 2, max_val: -1}\n",
+     "<stdin>, line 3: layer 1 (Hardtanh): min_val 2 must be smaller than max_val -1"),
+    (HEAD + "  - LPPool2d: {norm_type: 0, kernel_size: 2}\n",
+     "<stdin>, line 3: layer 1 (LPPool2d): norm_type must not be 0, got 0"),
+    (HEAD + "  - BatchNorm2d: {eps: -1}\n", "<stdin>, line 3: layer 1 (BatchNorm2d): eps must not be negative, got -1"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "message"), YAML_SURPRISES)
+def test_yaml_surprises_and_wrong_values_are_refused_on_their_line(text: str, message: str) -> None:
+    result = run("stack", "-", stdin=text)
+    assert result.exit_code == 1
+    assert one_error(result.stderr) == f"Error: {message}"
+
+
+def test_merge_keys_work() -> None:
+    text = HEAD + "  - Conv2d: &base {out_channels: 4, kernel_size: 3}\n  - Conv2d: {<<: *base, out_channels: 6}\n"
+    result = run("stack", "-", "-q", stdin=text)
+    assert (result.exit_code, result.stdout) == (0, "1x6x4x4\n")
+
+
+def test_integers_with_thousands_of_digits_are_refused_without_converting_them() -> None:
+    text = HEAD + f"  - Conv2d: {{out_channels: {'9' * 5000}, kernel_size: 3}}\n"
+    result = run("stack", "-", stdin=text)
+    assert one_error(result.stderr).startswith("Error: <stdin>, line 3: the integer 999999999999... has 5000 digits")

@@ -435,11 +435,12 @@ def stack(
                     click.echo(f"\nlayer {row.label}: {text}")
     if result.error is not None:
         line = specs[result.error.index - 1].line
-        click.echo(f"Error: {name}{f', line {line}' if line else ''}: {result.error}", err=True)
+        click.echo(printable(f"Error: {name}{f', line {line}' if line else ''}: {result.error}"), err=True)
     if verification is not None and (result.error is not None or not verification.agrees):
         from convcalc.text import stack_verification_text
 
-        click.echo(f"{'' if verification.agrees else 'Error: '}{stack_verification_text(verification)}", err=True)
+        verdict = f"{'' if verification.agrees else 'Error: '}{stack_verification_text(verification)}"
+        click.echo(printable(verdict), err=True)
     if result.error is not None or (verification is not None and not verification.agrees):
         sys.exit(1)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +12,14 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
+from convcalc.catalog import LAYERS
 from convcalc.cli import main
-from convcalc.stack import BLOCKS, JOINS, run_stack
+from convcalc.emit import emit_torch
+from convcalc.stack import BLOCKS, JOINS, resolve, run_stack
 from convcalc.stackfile import load_stack
 
 ROOT = Path(__file__).parent.parent
@@ -78,3 +84,93 @@ def test_an_invalid_stack_emits_nothing() -> None:
     result = CliRunner().invoke(main, ["stack", "-", "--emit", "torch"], input=text)
     assert (result.exit_code, result.stdout) == (1, "")
     assert result.stderr.startswith("Error: <stdin>, line 3: layer 1 (Conv2d)")
+
+
+# --- no text from the stack file becomes code ------------------------------------------------------------------
+
+GENERATED = re.compile(r"(saved_[0-9]+|shortcut[0-9_a-z]*|layer[0-9_a-z]+)")
+FIXED = {
+    "torch", "nn", "x", "self", "Network", "build", "center_crop", "saved", "like", "starts", "index", "s", "n", "a",
+    "model", "print", "zip", "slice", "tuple", "super", "float", "__init__", "forward", "__name__", "shape", "zeros",
+    "cat", "Tensor", "Module", "Sequential", "dim", "in_features",
+}  # fmt: skip
+KNOWN = FIXED | set(LAYERS) | {arg.name for kind in LAYERS.values() for arg in kind.args}
+
+# names from all of Unicode: quotes, backslashes, newlines, triple quotes, control characters, look-alikes
+names = st.one_of(
+    st.text(min_size=1, max_size=12),
+    st.sampled_from(['"""', "'''", "\\", "a = x\n__import__('os').system('echo owned')\ndef _f(x):\n        saved_b",
+                     "t = x; print('owned'); saved_u", "x", "\uff58", "\u0445", "\u2028", "\x00", "coding=utf-7"]),
+)  # fmt: skip
+
+
+def identifiers(code: str) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        for field in ("id", "attr", "name", "arg", "asname"):
+            value = getattr(node, field, None)
+            if isinstance(value, str):
+                found.add(value)
+    return found
+
+
+def emit_items(items: list[tuple[str, dict[str, Any], None]], title: str) -> tuple[str, Any]:
+    specs = resolve(items)
+    result = run_stack((1, 2, 6, 6), specs)
+    assert result.error is None, result.error
+    return emit_torch(specs, result, title), result
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=names, second=names, title=names)
+def test_user_names_never_become_code(first: str, second: str, title: str) -> None:
+    """Two Save names (equal or not, look-alikes included) and a file name, from all of Unicode."""
+    items = [
+        ("Save", {"name": first}, None),
+        ("Conv2d", {"out_channels": 3, "kernel_size": 3, "padding": 1}, None),
+        ("Save", {"name": second}, None),
+        ("Concat", {"with": first}, None),
+        ("Conv2d", {"out_channels": 3, "kernel_size": 1}, None),
+        ("Add", {"with": second}, None),
+    ]
+    code, result = emit_items(items, title)
+    found = identifiers(code)  # the code parses, whatever the names
+    assert found <= KNOWN | {name for name in found if GENERATED.fullmatch(name)}, found - KNOWN
+    # the same stack with plain stand-in names gives the same identifiers: none comes from the user's text
+    stand_in = {first: "n1", second: "n2"} if first != second else {first: "n1"}
+    plain = [(t, {k: stand_in.get(v, v) if k in ("name", "with") else v for k, v in a.items()}, None)
+             for t, a, _ in items]  # fmt: skip
+    assert identifiers(emit_items(plain, "title")[0]) == found
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(code, "emitted.py", "exec"), namespace)  # importing it runs nothing of the user's
+    with torch.device("meta"):
+        out = namespace["Network"]()(torch.empty(result.input))
+    assert tuple(out.shape) == result.output
+
+
+def test_look_alike_names_stay_two_variables() -> None:
+    """'x' and fullwidth 'x' (U+FF58) normalise to one Python identifier; they are two tensors here."""
+    items = [
+        ("Save", {"name": "x"}, None),  # 2 channels
+        ("Conv2d", {"out_channels": 1, "kernel_size": 1}, None),
+        ("Save", {"name": "\uff58"}, None),  # 1 channel
+        ("Conv2d", {"out_channels": 6, "kernel_size": 1}, None),
+        ("Add", {"with": "\uff58"}, None),
+        ("Concat", {"with": "x"}, None),  # 6 + 2, where one merged variable would give 6 + 1
+    ]
+    code, result = emit_items(items, "t")
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(code, "emitted.py", "exec"), namespace)
+    with torch.device("meta"):
+        out = namespace["Network"]()(torch.empty(result.input))
+    assert tuple(out.shape) == result.output == (1, 8, 6, 6)
+
+
+def test_a_file_name_with_triple_quotes_stays_a_comment(tmp_path: Path) -> None:
+    path = tmp_path / 'x""";print("owned");""".yaml'
+    path.write_text((ROOT / "examples" / "lenet5.yaml").read_text())
+    result = CliRunner().invoke(main, ["stack", str(path), "--emit", "torch"])
+    assert result.exit_code == 0
+    run = subprocess.run([sys.executable, "-c", result.stdout], capture_output=True, text=True, check=True)
+    assert "owned" not in run.stdout
+    assert '# stack file: \'x""";print("owned");"""\'' in result.stdout

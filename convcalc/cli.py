@@ -18,6 +18,7 @@ import click
 
 from convcalc import __version__, layers
 from convcalc.errors import ConvcalcError
+from convcalc.schema import INT64
 from convcalc.text import printable, size_text, verification_text
 
 __all__ = ["main"]
@@ -30,9 +31,6 @@ Exit codes:
   2    usage error: a malformed SIZE or option
   130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
   141  the reader of standard output went away (a closed pipe)"""
-
-FIT_BUDGET = 250_000
-"""Most layer evaluations one `convcalc fit` may make (sizes tried x layers): a few seconds."""
 
 _SIZE = re.compile(r"[0-9]+(?:[xX×][0-9]+)*")
 _PER_AXIS = re.compile(r"-?[0-9]+(?:[xX×]-?[0-9]+)*")
@@ -53,9 +51,9 @@ class SizeType(click.ParamType):
         if not _SIZE.fullmatch(text):
             self.fail(f"{value!r} is not a size: use 227, 32x64 or 16x32x64 (positive integers)", param, ctx)
         try:
-            sizes = tuple(int(part) for part in re.split("[xX×]", text))
-        except ValueError:  # more digits than Python converts
-            self.fail(f"{text[:20]}... is not a size: the number is too long", param, ctx)
+            sizes = _integers(text)
+        except ValueError as error:
+            self.fail(f"{_short(text)!r} is not a size: {error}", param, ctx)
         if len(sizes) > self.most or 0 in sizes:
             self.fail(f"{value!r} is not a size: give 1 to {self.most} positive integers, e.g. 32x64", param, ctx)
         return sizes
@@ -81,9 +79,30 @@ class PerAxisType(click.ParamType):
             choices = "".join(f", {word!r}" for word in self.words)
             self.fail(f"{value!r} is not one integer or up to 3 joined by 'x' (e.g. 3 or 3x5){choices}", param, ctx)
         try:
-            return tuple(int(part) for part in re.split("[xX×]", text))
-        except ValueError:  # more digits than Python converts
-            self.fail(f"{text[:20]}... is too long a number", param, ctx)
+            return _integers(text)
+        except ValueError as error:
+            self.fail(f"{_short(text)!r}: {error}", param, ctx)
+
+
+_INT = click.IntRange(-(INT64 - 1), INT64 - 1)
+"""An integer option: torch's arguments are 64-bit."""
+_POSITIVE = click.IntRange(1, INT64 - 1)
+
+
+def _integers(text: str) -> tuple[int, ...]:
+    """The integers of ``227`` or ``32x64`` (ASCII digits, already matched); ValueError for one beyond torch's
+    64-bit integers, which is never converted (Python refuses to convert more than 4,300 digits)."""
+    values = []
+    for part in re.split("[xX×]", text):
+        if len(part.lstrip("-")) > 19 or abs(int(part)) >= INT64:
+            raise ValueError(f"{_short(part)} is beyond torch's 64-bit integers (at most {INT64 - 1})")
+        values.append(int(part))
+    return tuple(values)
+
+
+def _short(text: str) -> str:
+    """A value as an error quotes it: at most 40 characters."""
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
 
 
 def _geometry_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,7 +133,7 @@ def _output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options every layer command shares after its own: shape, output form, verification."""
     for decorator in reversed(
         [
-            click.option("--batch", type=click.IntRange(min=1), help="Batch size N for full shapes [1]."),
+            click.option("--batch", type=_POSITIVE, help="Batch size N for full shapes [1]."),
             click.option(
                 "--dims",
                 type=click.IntRange(1, 3),
@@ -262,9 +281,9 @@ def main() -> None:
 @main.command(epilog=EXIT_CODES)
 @click.argument("size", type=SizeType())
 @_geometry_options
-@click.option("--groups", type=int, default=1, show_default=True, help="groups.")
-@click.option("--in-channels", type=click.IntRange(min=1), help="in_channels (needs --out-channels).")
-@click.option("--out-channels", type=click.IntRange(min=1), help="out_channels (needs --in-channels).")
+@click.option("--groups", type=_INT, default=1, show_default=True, help="groups.")
+@click.option("--in-channels", type=_POSITIVE, help="in_channels (needs --out-channels).")
+@click.option("--out-channels", type=_POSITIVE, help="out_channels (needs --in-channels).")
 @click.option("--bias/--no-bias", default=True, show_default=True, help="bias (counts in params).")
 @click.option("--padding-mode", default="zeros", show_default=True, help="zeros, reflect, replicate or circular.")
 @click.option("--transposed", is_flag=True, help="ConvTranspose instead of Conv.")
@@ -307,7 +326,7 @@ def conv(size: tuple[int, ...], **options: Any) -> None:
     is_flag=True,
     help="ceil_mode: round the output up (torch drops a last window that would start in the padding).",
 )
-@click.option("--in-channels", type=click.IntRange(min=1), help="Channels C, for full shapes (a pool keeps them).")
+@click.option("--in-channels", type=_POSITIVE, help="Channels C, for full shapes (a pool keeps them).")
 @_output_options
 def pool(size: tuple[int, ...], **options: Any) -> None:
     """Output size of MaxPool1d/2d/3d or AvgPool1d/2d/3d on SIZE.
@@ -369,7 +388,8 @@ def stack(
     convcalc stack examples/alexnet.yaml --input 8x3x224x224 --json
     cat net.yaml | convcalc stack - -q
     """
-    from convcalc.stack import DTYPES, StackSpecError, run_stack
+    from convcalc.errors import StackSpecError
+    from convcalc.stack import DTYPES, run_stack
 
     if sum((as_json, as_csv, markdown, quiet)) > 1:
         _usage("--json, --csv, --markdown and --quiet exclude each other")
@@ -434,7 +454,7 @@ def stack(
                 if text:
                     click.echo(f"\nlayer {row.label}: {text}")
     if result.error is not None:
-        line = specs[result.error.index - 1].line
+        line = result.error.line
         click.echo(printable(f"Error: {name}{f', line {line}' if line else ''}: {result.error}"), err=True)
     if verification is not None and (result.error is not None or not verification.agrees):
         from convcalc.text import stack_verification_text
@@ -450,16 +470,16 @@ def stack(
 @click.argument("output_size", metavar="OUT", type=SizeType())
 @click.option("--transposed", is_flag=True, help="Solve for ConvTranspose instead of Conv.")
 @click.option("--type", "kind", type=click.Choice(["max", "avg"]), help="Solve for MaxPool or AvgPool instead.")
-@click.option("--kernel-size", "--k", "-k", "kernel_size", type=int, help="Fix kernel_size.")
-@click.option("--stride", "--s", "-s", "stride", type=int, help="Fix stride.")
-@click.option("--padding", "--p", "-p", "padding", type=int, help="Fix padding.")
-@click.option("--dilation", "--d", "-d", "dilation", type=int, help="Fix dilation.")
-@click.option("--output-padding", type=int, help="Fix output_padding (with --transposed).")
+@click.option("--kernel-size", "--k", "-k", "kernel_size", type=_INT, help="Fix kernel_size.")
+@click.option("--stride", "--s", "-s", "stride", type=_INT, help="Fix stride.")
+@click.option("--padding", "--p", "-p", "padding", type=_INT, help="Fix padding.")
+@click.option("--dilation", "--d", "-d", "dilation", type=_INT, help="Fix dilation.")
+@click.option("--output-padding", type=_INT, help="Fix output_padding (with --transposed).")
 @click.option("--ceil-mode/--floor-mode", "ceil_mode", default=None, help="Fix ceil_mode (pools) [both].")
-@click.option("--max-kernel", type=click.IntRange(min=1), default=7, show_default=True, help="Largest kernel_size.")
-@click.option("--max-stride", type=click.IntRange(min=1), default=4, show_default=True, help="Largest stride.")
-@click.option("--max-dilation", type=click.IntRange(min=1), default=1, show_default=True, help="Largest dilation.")
-@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Show at most this many.")
+@click.option("--max-kernel", type=_POSITIVE, default=7, show_default=True, help="Largest kernel_size.")
+@click.option("--max-stride", type=_POSITIVE, default=4, show_default=True, help="Largest stride.")
+@click.option("--max-dilation", type=_POSITIVE, default=1, show_default=True, help="Largest dilation.")
+@click.option("--limit", type=_POSITIVE, default=10, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the best answer, as convcalc options.")
 def solve(
@@ -550,25 +570,20 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
     convcalc fit examples/unet_padded.yaml              # 32:1024:16, U-Net's multiples of 16
     convcalc fit examples/vgg16.yaml --range 16:64
     """
-    from convcalc.fit import compact
+    from convcalc.fit import FitTooLarge, compact
     from convcalc.fit import fit as search
 
-    match = re.fullmatch(r"([0-9]+):([0-9]+)", size_range.strip())
+    match = re.fullmatch(r"([0-9]{1,19}):([0-9]{1,19})", size_range.strip())  # never thousands of digits
     if not match or not 1 <= int(match[1]) <= int(match[2]):
-        _usage(f"--range {size_range!r} is not LOW:HIGH with 1 <= LOW <= HIGH, e.g. 32:1024")
+        _usage(f"--range {_short(size_range)!r} is not LOW:HIGH with 1 <= LOW <= HIGH < 2**63, e.g. 32:1024")
     low, high = int(match[1]), int(match[2])
     name, shape, specs = _read_stack(file)
     if len(shape) < 3:
         _fail(f"{name}: the input {list(shape)} has no spatial axes to vary", None)
-    from convcalc.stack import layer_count
-
-    work = high * max(layer_count(specs), 1)
-    if work > FIT_BUDGET:
-        _usage(
-            f"--range {size_range} would run {high:,} sizes through {layer_count(specs):,} layers; "
-            f"keep sizes x layers under {FIT_BUDGET:,} (a smaller HIGH)"
-        )
-    found = search(shape, specs, low, high)
+    try:
+        found = search(shape, specs, low, high)
+    except FitTooLarge as error:
+        _usage(f"--range {size_range}: {error}")
     if as_json:
         import json
         from dataclasses import asdict
@@ -620,7 +635,8 @@ def draw(
     convcalc draw examples/resnet18.yaml -o resnet18.png --png --theme dark
     """
     from convcalc.draw import draw_svg
-    from convcalc.stack import StackSpecError, run_stack
+    from convcalc.errors import StackSpecError
+    from convcalc.stack import run_stack
 
     if output == "":
         _usage("--output '' is not a file name: give a file name, or - for standard output")
@@ -632,7 +648,7 @@ def draw(
     except StackSpecError as error:
         _fail(f"{name}: {error}", None)
     if result.error is not None:
-        line = specs[result.error.index - 1].line
+        line = result.error.line
         _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
     svg = draw_svg(result, width=width, theme=theme, title=title)
     data = svg.encode()
@@ -688,7 +704,9 @@ def _broadcast(name: str, value: tuple[int, ...], dims: int) -> tuple[int, ...]:
         return value * dims
     if len(value) != dims:
         option = "SIZE" if name == "size" else "--" + name.replace("_", "-")
-        _usage(f"{option} has {len(value)} values but the layer has {dims} spatial axes: give 1 or {dims}")
+        axes = "1 spatial axis" if dims == 1 else f"{dims} spatial axes"
+        give = "give 1 value" if dims == 1 else f"give 1 or {dims}"
+        _usage(f"{option} has {len(value)} values but the layer has {axes}: {give}")
     return value
 
 

@@ -19,7 +19,8 @@ import math
 from typing import Any
 
 from convcalc.catalog import LAYERS
-from convcalc.stack import BLOCKS, JOINS, LayerSpec, Row, StackResult
+from convcalc.spec import BLOCKS, JOINS, LayerSpec
+from convcalc.stack import Row, StackResult
 
 __all__ = ["emit_torch"]
 

@@ -6,7 +6,7 @@ class covers everything the library rejects deliberately.
 
 from __future__ import annotations
 
-__all__ = ["ConvcalcError", "InvalidLayerError"]
+__all__ = ["ConvcalcError", "InvalidLayerError", "StackError", "StackSpecError"]
 
 
 class ConvcalcError(Exception):
@@ -24,3 +24,24 @@ class InvalidLayerError(ConvcalcError, ValueError):
         super().__init__(message)
         self.parameter = parameter
         self.axis = axis
+
+
+class StackSpecError(ConvcalcError):
+    """A stack's layer spec is wrong before anything runs: unknown layer or argument, a value of the wrong kind."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class StackError(ConvcalcError):
+    """A layer of a stack cannot take the shape that reaches it; the message names the layer and the shape."""
+
+    def __init__(self, message: str, *, index: int, layer: str, input_shape: tuple[int, ...], label: str = "",
+                 line: int | None = None) -> None:  # fmt: skip
+        super().__init__(message)
+        self.index = index
+        self.layer = layer
+        self.input_shape = input_shape
+        self.label = label or str(index)
+        self.line = line

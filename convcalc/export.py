@@ -111,7 +111,7 @@ def stack_markdown(result: StackResult) -> str:
         "|" + "|".join("---:" if c in ("params", "MACs") else "---" for c in header) + "|",
     ]
     for row in result.rows:
-        cells = stack_cells(row)
+        cells = [cell.replace("|", "\\|") for cell in stack_cells(row)]  # a pipe in a name would end the cell
         cells[1] += " (!)" if cells[-1] else ""
         lines.append("| " + " | ".join(cells[:-1]) + " |")
     lines.append("")

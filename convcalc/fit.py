@@ -1,10 +1,11 @@
-"""``convcalc fit``: which input sizes a stack takes.
+"""Searching input sizes: ``convcalc fit``, and the nearest sizes a stack error suggests.
 
 Square inputs are tried (every spatial axis the same size), from the file's
 batch and channels, by running the stack's shape arithmetic: no torch, and
-about a millisecond a size for VGG-16.
+about a millisecond a size for VGG-16. Both searches are bounded by the work
+they do (layers evaluated, times the rank), so no input makes them run long.
 
->>> from convcalc.stack import resolve
+>>> from convcalc.spec import resolve
 >>> specs = resolve([("Conv2d", {"out_channels": 4, "kernel_size": 3}, None), ("MaxPool2d", {"kernel_size": 2}, None)])
 >>> fit((1, 3, 64, 64), specs, 1, 12).valid
 (4, 5, 6, 7, 8, 9, 10, 11, 12)
@@ -16,10 +17,55 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from convcalc.stack import LayerSpec, run_stack
+from convcalc.errors import ConvcalcError
+from convcalc.spec import LayerSpec, layer_count
+from convcalc.stack import OutOfBudget, run_stack
 
-__all__ = ["Fit", "compact", "fit"]
+__all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "compact", "fit", "nearest_inputs"]
+
+FIT_BUDGET = 2_000_000
+"""Most work one ``fit`` may do: sizes tried x layers x dimensions of the input (a few seconds)."""
+SUGGEST_BUDGET = 400_000
+"""Most work the nearest-input search of one error may do, counted alike; past it, the error suggests nothing."""
+
+
+class FitTooLarge(ConvcalcError):
+    """The range asked for would take too long to search."""
+
+
+def _work(input_shape: Sequence[int], layers: int) -> int:
+    """What one run of a stack costs: its layers times the dimensions every shape has."""
+    return max(layers, 1) * len(input_shape)
+
+
+def nearest_inputs(input_shape: Sequence[int], specs: Sequence[LayerSpec], reach: int = 64,
+                   cache: dict[Any, Any] | None = None) -> list[tuple[int, ...]]:  # fmt: skip
+    """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes.
+
+    Up to ``reach`` steps each way, and at most :data:`SUGGEST_BUDGET` of work in all: a long stack gets fewer
+    tries, and a stack too long for one try gets none.
+    """
+    layers = layer_count(specs)
+    budget = SUGGEST_BUDGET // len(input_shape)
+    cache = {} if cache is None else cache
+    found = []
+    for direction in (-1, 1):
+        for step in range(1, reach + 1):
+            spatial = tuple(n + direction * step for n in input_shape[2:])
+            if min(spatial) < 1 or budget < layers:
+                break
+            candidate = (*input_shape[:2], *spatial)
+            try:
+                result = run_stack(candidate, specs, suggest=False, budget=budget, cache=cache)
+            except OutOfBudget:
+                return found
+            budget -= len(result.rows) + 1
+            if result.error is None:
+                found.append(candidate)
+                break
+    return found
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,13 +87,23 @@ def _shape(input_shape: Sequence[int], size: int) -> tuple[int, ...]:
 
 
 def fit(input_shape: Sequence[int], specs: Sequence[LayerSpec], low: int, high: int) -> Fit:
-    """Try every square size from ``low`` to ``high`` (and below ``low`` for the smallest)."""
+    """Try every square size from ``low`` to ``high`` (and below ``low`` for the smallest).
+
+    Refuses (FitTooLarge) a range whose search would do more than :data:`FIT_BUDGET` of work.
+    """
+    work = high * _work(input_shape, layer_count(specs))
+    if work > FIT_BUDGET:
+        raise FitTooLarge(
+            f"the search would run {high:,} sizes through {layer_count(specs):,} layers of {len(input_shape)}-D "
+            f"tensors; keep sizes x layers x dimensions under {FIT_BUDGET:,} (a smaller HIGH)"
+        )
     valid, lossless = [], []
     smallest = None
+    cache: dict[Any, Any] = {}
     for size in range(1, high + 1):
         if size < low and smallest is not None:
             continue
-        result = run_stack(_shape(input_shape, size), specs, suggest=False)
+        result = run_stack(_shape(input_shape, size), specs, suggest=False, cache=cache)
         if result.error is not None:
             continue
         if smallest is None:

@@ -12,8 +12,10 @@ answers the way a designer would pick them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 from convcalc import formulas, layers
 from convcalc.errors import ConvcalcError, InvalidLayerError
@@ -93,42 +95,64 @@ def solve(
     settings that cover every input pixel, then the stride closest to the size
     ratio, then no dilation, the smaller kernel and the smaller padding.
     """
-    if family not in FAMILIES:
-        raise ConvcalcError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     if len(input_size) != len(output_size):
         raise ConvcalcError(f"the input has {len(input_size)} axes but the output {len(output_size)}: give both alike")
+    bounds = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                  output_padding=output_padding, ceil_mode=ceil_mode, max_kernel=max_kernel, max_stride=max_stride,
+                  max_dilation=max_dilation)  # fmt: skip
+    wanted = tuple(output_size)
+    answers = [_answer(family, result, extra) for result, extra in _results(input_size, family, **bounds)
+               if result.output == wanted]  # fmt: skip
+    answers = [answer for answer in answers if answer is not None]
+    ratio = Fraction(max(output_size), max(input_size))
+    if family != "conv_transpose":
+        ratio = 1 / ratio
+    answers.sort(
+        key=lambda a: (not a.covers_all, abs(a.stride - ratio), a.dilation, a.kernel_size, a.padding, a.short())
+    )
+    return answers
+
+
+def _results(
+    input_size: Sequence[int],
+    family: str,
+    *,
+    kernel_size: int | None,
+    stride: int | None,
+    padding: int | None,
+    dilation: int | None,
+    output_padding: int | None,
+    ceil_mode: bool | None,
+    max_kernel: int,
+    max_stride: int,
+    max_dilation: int,
+) -> Iterator[tuple[layers.LayerResult, int | bool]]:
+    """Every setting within the bounds that torch accepts on ``input_size``: its result and its extra setting
+    (output_padding or ceil_mode). Refuses at once a search of more than MAX_SETTINGS settings."""
+    if family not in FAMILIES:
+        raise ConvcalcError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
     pool = family.endswith("pool")
     transposed = family == "conv_transpose"
     kernels, strides = _values(kernel_size, 1, max_kernel), _values(stride, 1, max_stride)
     dilations = _values(dilation, 1, 1 if family == "avg_pool" else max_dilation)
-    paddings = (
-        1 if padding is not None else (max(kernels) // 2 + 1 if pool else (max(dilations) * (max(kernels) - 1) + 1))
-    )
-    extras = 1 if not (pool or transposed) else (2 if pool else max(max(strides), max(dilations)))
+    if not (kernels and strides and dilations):
+        return
+    # ranges hold their last value at [-1]: max() would walk them, for hours at --max-kernel 10**12
+    paddings = 1 if padding is not None else (kernels[-1] // 2 + 1 if pool else dilations[-1] * (kernels[-1] - 1) + 1)
+    extras = 1 if not (pool or transposed) else (2 if pool else max(strides[-1], dilations[-1]))
     settings = len(kernels) * len(strides) * len(dilations) * paddings * extras
     if settings > MAX_SETTINGS:
         raise ConvcalcError(
             f"the search would try about {settings:,} settings (at most {MAX_SETTINGS:,}): "
             "lower --max-kernel, --max-stride or --max-dilation, or fix a parameter"
         )
-    answers = []
-    for k, s, d in itertools.product(
-        _values(kernel_size, 1, max_kernel),
-        _values(stride, 1, max_stride),
-        _values(dilation, 1, 1 if family == "avg_pool" else max_dilation),
-    ):
-        span = formulas.effective_kernel(k, d)
-        most_padding = k // 2 if pool else span - 1
+    for k, s, d in itertools.product(kernels, strides, dilations):
+        most_padding = k // 2 if pool else formulas.effective_kernel(k, d) - 1
         for p in _values(padding, 0, most_padding):
             for extra in _extras(family, s, d, output_padding, ceil_mode):
-                answer = _check(family, input_size, output_size, k, s, p, d, extra)
-                if answer is not None:
-                    answers.append(answer)
-    ratio = max(output_size) / max(input_size) if transposed else max(input_size) / max(output_size)
-    answers.sort(
-        key=lambda a: (not a.covers_all, abs(a.stride - ratio), a.dilation, a.kernel_size, a.padding, a.short())
-    )
-    return answers
+                result = _run(family, input_size, k, s, p, d, extra)
+                if result is not None:
+                    yield result, extra
 
 
 def _extras(family: str, s: int, d: int, output_padding: int | None, ceil_mode: bool | None) -> list[int | bool]:
@@ -139,32 +163,26 @@ def _extras(family: str, s: int, d: int, output_padding: int | None, ceil_mode: 
     return [0]
 
 
-def _check(
-    family: str,
-    input_size: Sequence[int],
-    output_size: Sequence[int],
-    k: int,
-    s: int,
-    p: int,
-    d: int,
-    extra: int | bool,
-) -> Answer | None:
+def _run(family: str, input_size: Sequence[int], k: int, s: int, p: int, d: int, extra: int | bool
+         ) -> layers.LayerResult | None:  # fmt: skip
     try:
         if family == "conv":
-            result = layers.conv(input_size, kernel_size=k, stride=s, padding=p, dilation=d)
-        elif family == "conv_transpose":
-            result = layers.conv_transpose(input_size, kernel_size=k, stride=s, padding=p, dilation=d,
-                                           output_padding=int(extra))  # fmt: skip
-        elif family == "max_pool":
-            result = layers.max_pool(input_size, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(extra))
-        else:
-            result = layers.avg_pool(input_size, kernel_size=k, stride=s, padding=p, ceil_mode=bool(extra))
+            return layers.conv(input_size, kernel_size=k, stride=s, padding=p, dilation=d)
+        if family == "conv_transpose":
+            return layers.conv_transpose(input_size, kernel_size=k, stride=s, padding=p, dilation=d,
+                                         output_padding=int(extra))  # fmt: skip
+        if family == "max_pool":
+            return layers.max_pool(input_size, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(extra))
+        return layers.avg_pool(input_size, kernel_size=k, stride=s, padding=p, ceil_mode=bool(extra))
     except InvalidLayerError:
         return None
-    if result.output != tuple(output_size):
-        return None
+
+
+def _answer(family: str, result: layers.LayerResult, extra: int | bool) -> Answer | None:
     if family.endswith("pool") and extra and all(_floor_gives(axis) for axis in result.axes):
         return None  # ceil_mode changes nothing here: list the plain setting only
+    k, s, d = result.axes[0].kernel_size, result.axes[0].stride, result.axes[0].dilation
+    p = result.axes[0].padding[0]
     span = formulas.effective_kernel(k, d)
     transposed = family == "conv_transpose"
     if transposed:  # every output pixel receives some input: no holes between the kernel's copies
@@ -190,16 +208,22 @@ def _floor_gives(axis: layers.Axis) -> bool:
 
 
 def nearest_outputs(
-    input_size: Sequence[int], output_size: Sequence[int], reach: int = 64, **bounds: object
+    input_size: Sequence[int], output_size: Sequence[int], reach: int = 64, *, family: str = "conv", **bounds: Any
 ) -> list[tuple[int, ...]]:
-    """The nearest output sizes below and above the wanted one (every axis moved alike) that have answers."""
+    """The nearest output sizes below and above the wanted one (every axis moved alike) that have answers.
+
+    One pass over the settings, whatever the reach: each setting's output is worked out once.
+    """
+    full = dict(kernel_size=None, stride=None, padding=None, dilation=None, output_padding=None, ceil_mode=None,
+                max_kernel=7, max_stride=4, max_dilation=1) | bounds  # fmt: skip
+    reached = {result.output for result, _ in _results(input_size, family, **full)}
     found = []
     for direction in (-1, 1):
         for step in range(1, reach + 1):
             candidate = tuple(n + direction * step for n in output_size)
             if min(candidate) < 1:
                 break
-            if solve(input_size, candidate, **bounds):  # type: ignore[arg-type]
+            if candidate in reached:
                 found.append(candidate)
                 break
     return found

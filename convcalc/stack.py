@@ -1,15 +1,16 @@
 """A whole network, layer by layer: shapes, parameters, MACs and receptive fields.
 
-:func:`resolve` checks a list of layer specs against the catalogue (known
-names, known keywords, value types) before anything runs. :func:`run_stack`
-then pushes the input shape through them. It does not raise for a layer that
-cannot take its input: the result keeps every row up to that layer and the
+:func:`run_stack` pushes an input shape through checked layer specs
+(:func:`convcalc.spec.resolve`) and returns one :class:`Node` per layer, block
+and join: the tree every output walks. It does not raise for a layer that
+cannot take its input: the result keeps every node up to that layer and the
 error, which names the layer by position, type and input shape.
 
+>>> from convcalc.spec import resolve
 >>> specs = resolve([("Conv2d", {"out_channels": 96, "kernel_size": 11, "stride": 4}, None),
 ...                  ("MaxPool2d", {"kernel_size": 3, "stride": 2}, None)])
 >>> result = run_stack((1, 3, 227, 227), specs)
->>> [row.output for row in result.rows]
+>>> [node.output for node in result.rows]
 [(1, 96, 55, 55), (1, 96, 27, 27)]
 >>> result.rows[-1].receptive_field, [str(jump) for jump in result.rows[-1].jump]
 ((19, 19), ['8', '8'])
@@ -18,27 +19,25 @@ error, which names the layer by position, type and input shape.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from convcalc.catalog import LAYERS
-from convcalc.errors import ConvcalcError, InvalidLayerError
-from convcalc.schema import REQUIRED, Arg, Type, check_arguments
+from convcalc.catalog import LAYERS, Step
+from convcalc.errors import InvalidLayerError, StackError, StackSpecError
+from convcalc.schema import INT64, REQUIRED
+from convcalc.spec import BLOCKS, JOINS, LayerSpec, resolve
 
 __all__ = [
-    "BLOCKS",
     "DTYPES",
-    "JOINS",
-    "Item",
-    "LayerSpec",
+    "MAX_RANK",
+    "Node",
+    "OutOfBudget",
     "Row",
     "StackError",
     "StackResult",
     "StackSpecError",
-    "layer_count",
-    "nearest_inputs",
     "resolve",
     "run_stack",
 ]
@@ -48,94 +47,85 @@ Shape = tuple[int, ...]
 DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 """Bytes per element of the dtypes ``--dtype`` takes."""
 
+MAX_RANK = 64
+"""Most dimensions a tensor may have here (torch has no limit of its own; every layer's work grows with it)."""
 
-class StackSpecError(ConvcalcError):
-    """A layer spec is wrong before anything runs: unknown layer or keyword, wrong value type."""
-
-    def __init__(self, message: str, *, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
+_ONE = Fraction(1)
 
 
-class StackError(ConvcalcError):
-    """A layer cannot take the shape that reaches it."""
-
-    def __init__(self, message: str, *, index: int, layer: str, input_shape: Shape, label: str = "") -> None:
-        super().__init__(message)
-        self.index = index
-        self.layer = layer
-        self.input_shape = input_shape
-        self.label = label or str(index)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LayerSpec:
-    """One layer as the stack file names it, its keywords checked."""
-
-    type: str
-    arguments: dict[str, Any]
-    """Only what the file gives; defaults and inferred values are added when the stack runs."""
-    line: int | None = None
-    blocks: dict[str, tuple[LayerSpec, ...]] = field(default_factory=dict)
-    """The branches of a block: ``body`` and ``shortcut`` of a Residual, ``layers`` of a Repeat."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Row:
-    """One layer of a stack that ran."""
+@dataclass(slots=True, eq=False, kw_only=True)
+class Node:
+    """One layer, block or join of a stack that ran: what it is, where it sits, what it reads and what it makes."""
 
     index: int
-    """1-based position in the stack (of the top-level block, for a layer inside one)."""
+    """1-based position in the stack (of the top-level block, for a node inside one)."""
     type: str
     arguments: dict[str, Any]
-    """The layer's keyword arguments: given, inferred and defaulted, in torch's order."""
+    """A layer's arguments: given, inferred and defaulted, in torch's order (a block's or join's: as given)."""
     given: tuple[str, ...]
     """Which arguments the file gave."""
     input: Shape
+    """The shape of the tensor it takes (the first, for a join)."""
     output: Shape
-    params: int
-    buffers: int
+    params: int = 0
+    buffers: int = 0
     """Non-trainable state (e.g. BatchNorm's running statistics), not counted in params."""
-    macs: int
-    receptive_field: tuple[int | None, ...]
+    macs: int = 0
+    receptive_field: tuple[int | None, ...] = ()
     """Per spatial axis of the stack's input: input pixels one output unit sees; None for the whole input.
 
     Exact (Araujo et al., Distill 2019) while every stride is whole; after a
     transposed conv or an upsampling, the widest field any unit can have (an
     upper bound: units of different phases see less)."""
-    jump: tuple[Fraction | None, ...]
+    jump: tuple[Fraction | None, ...] = ()
     """Per spatial axis: input pixels between neighbouring output units (the effective stride)."""
-    uncovered: tuple[int, ...]
+    uncovered: tuple[int, ...] = ()
     """Per spatial axis of this layer: input pixels at the end that no window reaches."""
     label: str = ""
-    """Where the row sits: ``3``, or ``3.body.2`` inside a block, ``4.2.1`` in a Repeat's second copy."""
+    """For people only: ``3``, ``3.body.2`` inside a block, ``4.2.1`` in a Repeat's second copy."""
     depth: int = 0
-    """How deep inside blocks the row sits (0 at the top level)."""
+    """How deep inside blocks the node sits (0 at the top level)."""
     branch: str | None = None
     """The branch of the enclosing block (``body``, ``shortcut``, or the copy number of a Repeat)."""
+    line: int | None = None
+    """The line of the stack file that wrote it."""
+    parent: Node | None = None
+    """The block it sits in."""
+    children: list[Node] = field(default_factory=list)
+    """A block's nodes, in order."""
+    inputs: tuple[Node | None, ...] = ()
+    """The nodes whose outputs it takes (None: the stack's input)."""
+
+
+Row = Node
+"""The name earlier versions gave a node."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class StackResult:
-    """Every layer that ran, and the error of the first that could not."""
+    """Every node that ran, in the order a table lists them (a block before its nodes), and the first error."""
 
     input: Shape
     output: Shape
     """The stack's output shape; where a layer fails, the shape that reached it."""
-    rows: tuple[Row, ...]
+    rows: tuple[Node, ...]
     error: StackError | None = None
 
     @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.rows
+
+    @property
     def total_params(self) -> int:
-        return sum(row.params for row in self.rows)
+        return sum(node.params for node in self.rows)
 
     @property
     def total_buffers(self) -> int:
-        return sum(row.buffers for row in self.rows)
+        return sum(node.buffers for node in self.rows)
 
     @property
     def total_macs(self) -> int:
-        return sum(row.macs for row in self.rows)
+        return sum(node.macs for node in self.rows)
 
     def parameter_bytes(self, dtype: str = "float32") -> int:
         """Memory of the parameters and buffers, every element in ``dtype``."""
@@ -147,185 +137,45 @@ class StackResult:
         A Save (which names a tensor) and a Repeat (whose output is its last
         layer's) make no new tensor.
         """
-        made = (row for row in self.rows if row.type not in ("Save", "Repeat"))
-        return sum(math.prod(row.output) for row in made) * DTYPES[dtype]
+        made = (node for node in self.rows if node.type not in ("Save", "Repeat"))
+        return sum(math.prod(node.output) for node in made) * DTYPES[dtype]
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+class OutOfBudget(Exception):
+    """A run was given at most so many layer evaluations, and needed more."""
 
 
-def _closest(word: str, choices: Iterable[str]) -> str:
-    import difflib  # only when a name is wrong: it costs every run several milliseconds
-
-    options = list(choices)
-    lowered = {choice.lower(): choice for choice in options}
-    match = lowered.get(word.lower()) or next(iter(difflib.get_close_matches(word, options, n=1, cutoff=0.6)), None)
-    return f" (did you mean {match}?)" if match else ""
-
-
-def _positive(value: int) -> str | None:
-    return None if value >= 1 else "must be a positive integer"
-
-
-@dataclass(frozen=True)
-class Block:
-    """A block of a stack file: keywords that hold lists of layers (its branches), and its other arguments."""
-
-    branches: tuple[str, ...]
-    required: tuple[str, ...]
-    args: tuple[Arg, ...] = ()
-
-
-BLOCKS = {
-    "Residual": Block(branches=("body", "shortcut"), required=("body",)),
-    "Repeat": Block(branches=("layers",), required=("layers",), args=(Arg("times", Type.INT, check=_positive),)),
-}
-"""Blocks and what they hold."""
-JOINS: dict[str, tuple[Arg, ...]] = {
-    "Save": (Arg("name", Type.NAME),),
-    "Add": (Arg("with", Type.NAME),),
-    "Concat": (Arg("with", Type.NAME), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
-}
-"""Steps that name tensors and join them, with the arguments they take."""
-MAX_LAYERS = 100_000
-"""Most layers a stack may hold once every Repeat is written out."""
-SUGGEST_ROWS = 2_000
-"""Up to this many layers before the failing one, an error searches for the nearest input sizes that work."""
-
-
-@dataclass(frozen=True)
-class Item:
-    """One entry of a layer list as a stack file writes it: a name, keywords and/or positional arguments, a line."""
-
-    type: str
-    keywords: dict[str, Any]
-    positional: tuple[Any, ...] = ()
-    line: int | None = None
-
-
-def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer") -> list[LayerSpec]:
-    """Check items against the catalogue; raise StackSpecError at the first problem.
-
-    An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
-    keywords hold its branches as lists of items, checked the same way.
-    """
-    specs = []
-    for position, entry in enumerate(items, start=1):
-        item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
-        label = f"{where} {position} ({item.type})"
-        if item.type in BLOCKS:
-            specs.append(_block(item, label, f"{where} {position}."))
-        elif item.type in JOINS:
-            arguments = _keywords(item, JOINS[item.type], label)
-            specs.append(LayerSpec(type=item.type, arguments=arguments, line=item.line))
-        elif item.type in LAYERS:
-            specs.append(_layer(item, label))
-        else:
-            choices = [*LAYERS, *BLOCKS, *JOINS]
-            raise StackSpecError(
-                f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}", line=item.line
-            )
-    if where == "layer" and _count(specs) > MAX_LAYERS:
-        raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
-    return specs
-
-
-def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
-    """The item's arguments by name (positional ones in torch's order), each checked against its declaration."""
-    names = [arg.name for arg in args]
-    if len(item.positional) > len(names):
-        takes = f"{len(names)} ({', '.join(names)})" if names else "none"
-        raise StackSpecError(
-            f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes}",
-            line=item.line,
-        )
-    arguments = dict(zip(names, item.positional))
-    for key, value in item.keywords.items():
-        if key not in names:
-            known = ", ".join(names) or "none"
-            raise StackSpecError(
-                f"{label}: unknown keyword {key!r}{_closest(key, names)}; {item.type} takes: {known}", line=item.line
-            )
-        if key in arguments:
-            raise StackSpecError(f"{label}: {key} is given twice, by position and by name", line=item.line)
-        arguments[key] = value
-    wrong = check_arguments(args, arguments)
-    if wrong:
-        raise StackSpecError(f"{label}: {wrong[0]} {wrong[1]}", line=item.line)
-    missing = [arg.name for arg in args if arg.default is REQUIRED and arg.infer is None and arg.name not in arguments]
-    if missing:
-        raise StackSpecError(f"{label}: missing {', '.join(missing)}", line=item.line)
-    return arguments
-
-
-def layer_count(specs: Sequence[LayerSpec]) -> int:
-    """How many layers the specs hold once every Repeat is written out."""
-    return _count(specs)
-
-
-def _count(specs: Sequence[LayerSpec]) -> int:
-    total = 0
-    for spec in specs:
-        inner = sum(_count(branch) for branch in spec.blocks.values())
-        times = spec.arguments.get("times", 1) if spec.type == "Repeat" else 1
-        total += 1 + times * inner
-        if total > MAX_LAYERS:
-            return total
-    return total
-
-
-def _layer(item: Item, label: str) -> LayerSpec:
-    kind = LAYERS[item.type]
-    arguments = _keywords(item, kind.args, label)
-    if kind.check is not None:
-        problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
-        if problem:
-            raise StackSpecError(f"{label}: {problem}", line=item.line)
-    return LayerSpec(type=item.type, arguments=arguments, line=item.line)
-
-
-def _block(item: Item, label: str, where: str) -> LayerSpec:
-    block = BLOCKS[item.type]
-    branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
-                        for name in block.branches)  # fmt: skip
-    arguments = _keywords(item, (*branch_args, *block.args), label)
-    for key in block.required:
-        if not arguments.get(key):
-            raise StackSpecError(f"{label}: {key} must be a list of layers", line=item.line)
-    blocks = {
-        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer"))
-        for key in block.branches
-        if key in arguments
-    }
-    return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)
-
-
-def _tuples(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Field:
-    """The receptive field and jump along every spatial axis, and the strides that led there."""
+    """The receptive field and jump along every spatial axis, and the strides that led there (immutable: a layer
+    that leaves them as they are passes the same object on)."""
 
-    field: list[int | None]
-    jump: list[Fraction | None]
-    chains: list[list[Fraction]]
+    field: tuple[int | None, ...]
+    jump: tuple[Fraction | None, ...]
+    chains: tuple[tuple[Fraction, ...], ...]
 
-    def copy(self) -> _Field:
-        return _Field(list(self.field), list(self.jump), [list(chain) for chain in self.chains])
+    def whole(self) -> _Field:
+        count = len(self.field)
+        return _Field((None,) * count, (None,) * count, self.chains)
 
-    def whole(self) -> None:
-        self.field = [None] * len(self.field)
-        self.jump = [None] * len(self.jump)
+    def widest(self, other: _Field) -> _Field:
+        """Join two tensors: each axis sees the larger field of the two."""
+        fields = tuple(None if a is None or b is None else max(a, b) for a, b in zip(self.field, other.field))
+        jumps = tuple(None if b is None else a for a, b in zip(self.jump, other.jump))
+        return _Field(fields, jumps, self.chains)
 
-    def widest(self, other: _Field) -> None:
-        """Join two branches: each axis sees the larger field of the two."""
-        for axis, (mine, theirs) in enumerate(zip(self.field, other.field)):
-            self.field[axis] = None if mine is None or theirs is None else max(mine, theirs)
-            if self.jump[axis] is None or other.jump[axis] is None:
-                self.jump[axis] = None
+    def through(self, step: Step) -> _Field:
+        """The field after a layer with these windows (one per spatial axis)."""
+        assert step.windows is not None
+        fields, jumps, chains = list(self.field), list(self.jump), list(self.chains)
+        for axis, window in enumerate(step.windows):
+            current, distance = fields[axis], jumps[axis]
+            if current is None or distance is None:
+                continue
+            fields[axis] = current + _widest(chains[axis], window.extent - 1)
+            jumps[axis] = distance * window.stride
+            chains[axis] = _chain(chains[axis], window.stride)
+        return _Field(tuple(fields), tuple(jumps), tuple(chains))
 
 
 class _Stop(Exception):
@@ -333,123 +183,142 @@ class _Stop(Exception):
         self.error = error
 
 
-class _Runner:
-    """Runs specs, block by block, collecting rows; raises _Stop at the first layer that fails."""
+class _Run:
+    """One run of specs, block by block: appends nodes; raises _Stop at the first layer that fails."""
 
-    def __init__(self, input_shape: Shape) -> None:
+    def __init__(self, input_shape: Shape, budget: int | None, cache: dict[Any, Any]) -> None:
         self.axes = max(len(input_shape) - 2, 0)
-        self.rows: list[Row] = []
-        self.saved: dict[str, tuple[Shape, _Field, str]] = {}
+        self.nodes: list[Node] = []
+        self.saved: dict[str, tuple[Node | None, Shape, _Field]] = {}
+        self.budget = budget
+        self.cache = cache
 
-    def run(self, specs: Sequence[LayerSpec], shape: Shape, state: _Field, prefix: str, depth: int,
-            top: int | None, branch: str | None) -> Shape:  # fmt: skip
+    def run(self, specs: Sequence[LayerSpec], source: Node | None, shape: Shape, state: _Field, prefix: str,
+            parent: Node | None, top: int | None, branch: str | None) -> tuple[Node | None, Shape, _Field]:  # fmt: skip
+        """Run ``specs`` on the tensor ``source`` makes (of ``shape``); the last node, its shape and field."""
+        depth = 0 if parent is None else parent.depth + 1
         for position, spec in enumerate(specs, start=1):
             label = f"{prefix}{position}"
             index = top if top is not None else position
-            if spec.type in BLOCKS:
-                shape = self.block(spec, shape, state, label, depth, index, branch)
-            else:
-                shape = self.layer(spec, shape, state, label, depth, index, branch)
-        return shape
+            if self.budget is not None:
+                self.budget -= 1
+                if self.budget < 0:
+                    raise OutOfBudget
+            node = Node(index=index, type=spec.type, arguments=spec.arguments, given=tuple(spec.arguments),
+                        input=shape, output=shape, label=label, depth=depth, branch=branch, line=spec.line,
+                        parent=parent, inputs=(source,))  # fmt: skip
+            if parent is not None:
+                parent.children.append(node)
+            self.nodes.append(node)
+            try:
+                if spec.type in BLOCKS:
+                    shape, state = self.block(spec, node, shape, state)
+                elif spec.type in JOINS:
+                    shape, state = self.join(spec, node, shape, state)
+                else:
+                    shape, state = self.layer(spec, node, shape, state)
+                if len(shape) > MAX_RANK:
+                    raise InvalidLayerError(f"the output has {len(shape)} dimensions; convcalc follows at most "
+                                            f"{MAX_RANK}")  # fmt: skip
+                for size in shape:
+                    if size >= INT64:
+                        raise InvalidLayerError(f"the output {_text(shape)} has a size beyond torch's 64-bit "
+                                                f"integers (at most {INT64 - 1})")  # fmt: skip
+            except _Stop:  # a block that did not finish is no node; the nodes in it that ran stay
+                self._drop(node)
+                raise
+            except InvalidLayerError as error:
+                self._drop(node)
+                message = f"layer {label} ({spec.type}) on input {_text(node.input)}: {error}"
+                stop = StackError(message, index=index, layer=spec.type, input_shape=node.input, label=label,
+                                  line=spec.line)  # fmt: skip
+                raise _Stop(stop) from None
+            node.output = shape
+            node.receptive_field, node.jump = state.field, state.jump
+            source = node
+        return source, shape, state
 
-    def fail(self, spec: LayerSpec, shape: Shape, label: str, index: int, error: Exception) -> _Stop:
-        message = f"layer {label} ({spec.type}) on input {_text(shape)}: {error}"
-        return _Stop(StackError(message, index=index, layer=spec.type, input_shape=shape, label=label))
+    def _drop(self, node: Node) -> None:
+        self.nodes.remove(node)
+        if node.parent is not None:
+            node.parent.children.remove(node)
 
-    def block(self, spec: LayerSpec, shape: Shape, state: _Field, label: str, depth: int, index: int,
-              branch: str | None) -> Shape:  # fmt: skip
-        at = len(self.rows)
+    def block(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
+        label = node.label
         if spec.type == "Repeat":
-            out = shape
+            source: Node | None = node.inputs[0]
+            out, result = shape, state
             for copy in range(1, spec.arguments["times"] + 1):
-                out = self.run(spec.blocks["layers"], out, state, f"{label}.{copy}.", depth + 1, index, str(copy))
-        else:
-            body_state = state.copy()
-            out = self.run(spec.blocks["body"], shape, body_state, f"{label}.body.", depth + 1, index, "body")
-            side_state = state.copy()
-            side = shape
-            if "shortcut" in spec.blocks:
-                side = self.run(spec.blocks["shortcut"], shape, side_state, f"{label}.shortcut.", depth + 1, index,
-                                "shortcut")  # fmt: skip
-            try:
-                out = _broadcast(out, side, "the body", "the shortcut")
-            except InvalidLayerError as error:
-                raise self.fail(spec, shape, label, index, error) from None
-            body_state.widest(side_state)
-            state.field, state.jump, state.chains = body_state.field, body_state.jump, body_state.chains
-        self.rows.insert(at, self.row(spec, dict(spec.arguments), shape, out, state, label, depth, index, branch))
-        return out
+                source, out, result = self.run(spec.blocks["layers"], source, out, result, f"{label}.{copy}.", node,
+                                               node.index, str(copy))  # fmt: skip
+            node.inputs = (source,)
+            return out, result
+        body_last, body, body_state = self.run(spec.blocks["body"], node.inputs[0], shape, state, f"{label}.body.",
+                                               node, node.index, "body")  # fmt: skip
+        side_last, side, side_state = node.inputs[0], shape, state
+        if "shortcut" in spec.blocks:
+            side_last, side, side_state = self.run(spec.blocks["shortcut"], node.inputs[0], shape, state,
+                                                   f"{label}.shortcut.", node, node.index, "shortcut")  # fmt: skip
+        node.inputs = (body_last, side_last)
+        return _broadcast(body, side, "the body", "the shortcut"), body_state.widest(side_state)
 
-    def layer(self, spec: LayerSpec, shape: Shape, state: _Field, label: str, depth: int, index: int,
-              branch: str | None) -> Shape:  # fmt: skip
-        if spec.type in JOINS:
-            try:
-                out = self.join(spec, shape, state, label)
-            except InvalidLayerError as error:
-                raise self.fail(spec, shape, label, index, error) from None
-            self.rows.append(self.row(spec, dict(spec.arguments), shape, out, state, label, depth, index, branch))
-            return out
-        kind = LAYERS[spec.type]
-        arguments = {key: default for key, default in kind.arguments.items()}
-        arguments.update({key: infer(shape) for key, infer in kind.inferred.items()})
-        arguments.update({key: _tuples(value) for key, value in spec.arguments.items()})
-        try:
-            step = kind.apply(shape, arguments)
-            if 0 in step.output:
-                raise InvalidLayerError(
-                    f"the output {_text(step.output)} is empty along a dimension; torch makes such a tensor, "
-                    "but convcalc stops at it, as most layers after it reject it"
-                )
-        except InvalidLayerError as error:
-            raise self.fail(spec, shape, label, index, error) from None
-        if step.whole or (step.windows is not None and len(step.windows) != self.axes):
-            state.whole()
-        elif step.windows is not None:
-            for axis, window in enumerate(step.windows):
-                current, distance = state.field[axis], state.jump[axis]
-                if current is None or distance is None:
-                    continue
-                state.field[axis] = current + _widest(state.chains[axis], window.extent - 1)
-                state.jump[axis] = distance * window.stride
-                _chain(state.chains[axis], window.stride)
-        row = self.row(spec, arguments, shape, step.output, state, label, depth, index, branch)
-        counts = {"params": step.params, "buffers": step.buffers, "macs": step.macs, "uncovered": step.uncovered}
-        self.rows.append(Row(**{**row.__dict__, **counts}))
-        return step.output
-
-    def join(self, spec: LayerSpec, shape: Shape, state: _Field, label: str) -> Shape:
+    def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
         if spec.type == "Save":
-            self.saved[spec.arguments["name"]] = (shape, state.copy(), label)
-            return shape
+            self.saved[spec.arguments["name"]] = (node, shape, state)
+            return shape, state
         name = spec.arguments["with"]
         if name not in self.saved:
-            known = ", ".join(self.saved) or "none yet"
+            known = ", ".join(map(repr, self.saved)) or "none yet"
             raise InvalidLayerError(f"no tensor was saved as {name!r} before this layer (saved: {known})")
-        other, other_state, where = self.saved[name]
-        state.widest(other_state)
+        other_node, other, other_state = self.saved[name]
+        node.inputs = (*node.inputs, other_node)
+        where = other_node.label if other_node is not None else "input"
         if spec.type == "Add":
-            return _broadcast(shape, other, "the input", f"{name!r} (saved at layer {where})")
-        return _concat(shape, other, spec.arguments.get("dim", 1), spec.arguments.get("crop", False), name, where)
+            out = _broadcast(shape, other, "the input", f"{name!r} (saved at layer {where})")
+        else:
+            out = _concat(shape, other, spec.arguments.get("dim", 1), spec.arguments.get("crop", False), name, where)
+        return out, state.widest(other_state)
 
-    def row(self, spec: LayerSpec, arguments: dict[str, Any], shape: Shape, out: Shape, state: _Field, label: str,
-            depth: int, index: int, branch: str | None) -> Row:  # fmt: skip
-        return Row(
-            index=index,
-            type=spec.type,
-            arguments=arguments,
-            given=tuple(spec.arguments),
-            input=shape,
-            output=out,
-            params=0,
-            buffers=0,
-            macs=0,
-            receptive_field=tuple(state.field),
-            jump=tuple(state.jump),
-            uncovered=(),
-            label=label,
-            depth=depth,
-            branch=branch,
-        )
+    def layer(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
+        key = (spec.key, shape)
+        cached = self.cache.get(key)
+        if cached is None:
+            cached = self.cache[key] = _apply(spec, shape)
+        if isinstance(cached, InvalidLayerError):
+            raise cached
+        arguments, step = cached
+        node.arguments = arguments
+        node.params, node.buffers, node.macs, node.uncovered = step.params, step.buffers, step.macs, step.uncovered
+        if step.whole or (step.windows is not None and len(step.windows) != self.axes):
+            state = state.whole()
+        elif step.windows is not None:
+            state = state.through(step)
+        return step.output, state
+
+
+def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step] | InvalidLayerError:
+    """A layer's full arguments (defaults, inferred, given) and its step on ``shape``, or the error it raises."""
+    kind = LAYERS[spec.type]
+    arguments = {}
+    for arg in kind.args:
+        if arg.name in spec.arguments:
+            value = spec.arguments[arg.name]
+            arguments[arg.name] = tuple(value) if isinstance(value, list) else value
+        elif arg.infer is not None:
+            arguments[arg.name] = arg.infer(shape)
+        else:
+            arguments[arg.name] = arg.default
+    try:
+        step = kind.apply(shape, arguments)
+        if 0 in step.output:
+            raise InvalidLayerError(
+                f"the output {_text(step.output)} is empty along a dimension; torch makes such a tensor, "
+                "but convcalc stops at it, as most layers after it reject it"
+            )
+    except InvalidLayerError as error:
+        return error
+    assert REQUIRED not in arguments.values()
+    return arguments, step
 
 
 def _broadcast(left: Shape, right: Shape, left_name: str, right_name: str) -> Shape:
@@ -492,57 +361,54 @@ def _concat(shape: Shape, other: Shape, dim: int, crop: Any, name: str, where: s
             raise InvalidLayerError(
                 f"cannot concatenate {_text(shape)} with {name!r} {_text(other)} (saved at layer {where}) "
                 f"along dim {dim}: dim {i} differs ({a} and {b}); "
-                + ("crop the saved tensor (crop: center), or " if i >= 2 and not crop else "")
+                + ("crop the saved tensor (crop: center), or " if i >= 2 and not crop and b > a else "")
+                + (f"{name!r} is the smaller, so no crop can help: change the padding, or " if i >= 2 and b < a else "")
                 + "change the input size"
             )
     return tuple(a + b if i == axis else a for i, (a, b) in enumerate(zip(shape, other)))
 
 
-def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: bool = True) -> StackResult:
+def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: bool = True, *,
+              budget: int | None = None, cache: dict[Any, Any] | None = None) -> StackResult:  # fmt: skip
     """Push ``input_shape`` (batch first: (N, C, *spatial)) through the layers.
 
-    Where a layer or join fails, the error names the nearest input sizes (every
-    spatial axis moved alike, at most 64 each way) for which the whole stack works
-    (``suggest``): for an input that is too small, the smallest that is not.
+    Where a layer or join fails, the error names the nearest input sizes for
+    which the whole stack works (``suggest``; see :func:`convcalc.fit.nearest_inputs`).
+    ``budget``: the most layers, blocks and joins to evaluate (OutOfBudget past it).
+    ``cache``: steps already worked out, shared between runs (a layer with the same
+    arguments on the same shape takes the same step).
     """
     shape = tuple(input_shape)
-    if not shape or any(not _is_int(n) or n < 1 for n in shape):
-        raise StackSpecError(f"input must be a list of positive integers, e.g. [1, 3, 224, 224], got {list(shape)}")
+    if not shape or any(type(n) is not int or not 1 <= n < INT64 for n in shape) or len(shape) > MAX_RANK:
+        raise StackSpecError(
+            f"input must be a list of 1 to {MAX_RANK} positive integers below 2**63, e.g. [1, 3, 224, 224], "
+            f"got {list(shape)[: MAX_RANK + 1]}"
+        )
     axes = max(len(shape) - 2, 0)
-    runner = _Runner(shape)
-    state = _Field([1] * axes, [Fraction(1)] * axes, [[] for _ in range(axes)])
+    run = _Run(shape, budget, {} if cache is None else cache)
+    state = _Field((1,) * axes, (_ONE,) * axes, ((),) * axes)
     try:
-        out = runner.run(specs, shape, state, "", 0, None, None)
+        out = run.run(specs, None, shape, state, "", None, None, None)[1]
+    except RecursionError:
+        raise StackSpecError("the blocks are nested too deeply") from None
     except _Stop as stop:
         error = stop.error
-        if suggest and len(shape) > 2 and len(runner.rows) <= SUGGEST_ROWS:
-            nearby = nearest_inputs(shape, specs)
+        if suggest and len(shape) > 2:
+            from convcalc.fit import nearest_inputs
+
+            nearby = nearest_inputs(shape, specs, cache=run.cache)
             if nearby:
                 sizes = " and ".join("x".join(map(str, size[2:])) for size in nearby)
                 error = StackError(
                     f"{error}; input sizes near {'x'.join(map(str, shape[2:]))} that work: {sizes}",
                     index=error.index, layer=error.layer, input_shape=error.input_shape, label=error.label,
+                    line=error.line,
                 )  # fmt: skip
-        return StackResult(input=shape, output=error.input_shape, rows=tuple(runner.rows), error=error)
-    return StackResult(input=shape, output=out, rows=tuple(runner.rows))
+        return StackResult(input=shape, output=error.input_shape, rows=tuple(run.nodes), error=error)
+    return StackResult(input=shape, output=out, rows=tuple(run.nodes))
 
 
-def nearest_inputs(input_shape: Shape, specs: Sequence[LayerSpec], reach: int = 64) -> list[Shape]:
-    """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes."""
-    found = []
-    for direction in (-1, 1):
-        for step in range(1, reach + 1):
-            spatial = tuple(n + direction * step for n in input_shape[2:])
-            if min(spatial) < 1:
-                break
-            candidate = (*input_shape[:2], *spatial)
-            if run_stack(candidate, specs, suggest=False).error is None:
-                found.append(candidate)
-                break
-    return found
-
-
-def _widest(chain: list[Fraction], units: int) -> int:
+def _widest(chain: tuple[Fraction, ...], units: int) -> int:
     """The most input pixels between two units ``units`` apart, through the layers' strides so far.
 
     Each stride ``q`` maps a distance of ``m`` units to at most ``ceil(m*q)``
@@ -553,14 +419,13 @@ def _widest(chain: list[Fraction], units: int) -> int:
     return units
 
 
-def _chain(chain: list[Fraction], stride: Fraction) -> None:
-    """Add a stride to the chain, merging whole strides, which compose exactly."""
+def _chain(chain: tuple[Fraction, ...], stride: Fraction) -> tuple[Fraction, ...]:
+    """The chain with a stride added, whole strides merged, as they compose exactly."""
     if stride == 1:
-        return
+        return chain
     if chain and stride.denominator == 1 and chain[-1].denominator == 1:
-        chain[-1] *= stride
-    else:
-        chain.append(stride)
+        return (*chain[:-1], chain[-1] * stride)
+    return (*chain, stride)
 
 
 def _text(shape: Shape) -> str:

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
-from convcalc.errors import ConvcalcError
-from convcalc.stack import BLOCKS, Item, LayerSpec, StackSpecError, resolve
+from convcalc.errors import ConvcalcError, StackSpecError
+from convcalc.spec import BLOCKS, Item, LayerSpec, resolve
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 

@@ -147,17 +147,18 @@ def field_text(values: tuple[Any, ...]) -> str:
 
 
 def bytes_text(count: int) -> str:
-    """Bytes in binary units: ``527.8 MiB``.
+    """Bytes in binary units, to a tenth: ``527.8 MiB``. Integer arithmetic only, so any count prints.
 
-    >>> bytes_text(553_430_176)
-    '527.8 MiB'
+    >>> bytes_text(553_430_176), bytes_text(1000), bytes_text(2**100)
+    ('527.8 MiB', '1000 B', '1,048,576.0 YiB')
     """
-    size = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:,.1f} {unit}" if unit != "B" else f"{count} B"
-        size /= 1024
-    raise AssertionError("unreachable")
+    if count < 1024:
+        return f"{count} B"
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+    power = min(len(units) - 1, (count.bit_length() - 1) // 10)
+    scale = 1024**power
+    tenths = (count * 10 + scale // 2) // scale  # rounded to the nearest tenth
+    return f"{tenths // 10:,}.{tenths % 10} {units[power]}"
 
 
 def stack_cells(row: Row) -> list[str]:
@@ -167,7 +168,7 @@ def stack_cells(row: Row) -> list[str]:
     return [
         row.label or str(row.index),
         "  " * row.depth + row.type,
-        arguments_text(row.arguments, row.given),
+        printable(arguments_text(row.arguments, row.given)),  # a Save name is the user's text
         shape_text(row.output),
         f"{row.params:,}",
         f"{row.macs:,}",
@@ -185,7 +186,7 @@ def check_text(check: LayerCheck) -> str:
     if check.agrees:
         return "ok" if check.torch_shape is not None else "ok, rejects"
     if check.torch_shape is None:
-        return f"DIFFERS: torch rejects ({check.torch_error})"
+        return printable(f"DIFFERS: torch rejects ({check.torch_error})")
     return f"DIFFERS: torch gives {shape_text(check.torch_shape)}, {check.torch_params:,} params"
 
 

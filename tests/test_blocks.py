@@ -16,7 +16,8 @@ from torch import nn
 
 from convcalc.catalog import LAYERS
 from convcalc.cli import main
-from convcalc.stack import resolve, run_stack
+from convcalc.spec import resolve
+from convcalc.stack import run_stack
 from tests.torch_oracle import TORCH_REJECTS
 
 ROOT = Path(__file__).parent.parent

@@ -19,7 +19,8 @@ from torch import nn
 from convcalc.catalog import LAYERS
 from convcalc.cli import main
 from convcalc.emit import emit_torch
-from convcalc.stack import BLOCKS, JOINS, resolve, run_stack
+from convcalc.spec import BLOCKS, JOINS, resolve
+from convcalc.stack import run_stack
 from convcalc.stackfile import load_stack
 
 ROOT = Path(__file__).parent.parent

@@ -12,7 +12,7 @@ from torch import nn
 
 from convcalc.cli import main
 from convcalc.fit import compact, fit
-from convcalc.stack import resolve
+from convcalc.spec import resolve
 
 ROOT = Path(__file__).parent.parent
 

@@ -8,6 +8,7 @@ process (click's runner) elsewhere.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import stat
@@ -328,3 +329,35 @@ def test_integers_with_thousands_of_digits_are_refused_without_converting_them()
     text = HEAD + f"  - Conv2d: {{out_channels: {'9' * 5000}, kernel_size: 3}}\n"
     result = run("stack", "-", stdin=text)
     assert one_error(result.stderr).startswith("Error: <stdin>, line 3: the integer 999999999999... has 5000 digits")
+
+
+# --- user text on a terminal and in Markdown ------------------------------------------------------------------
+
+ESCAPES = ["\x1b]0;owned\x07", "\x1b[2J", "\x9b31m", "a\nb", "\u202eevil", "|pipe|"]
+
+
+@pytest.mark.parametrize("name", ESCAPES)
+def test_names_reach_no_terminal_raw(name: str) -> None:
+    text = HEAD + f"  - Save: {name!r}\n  - ReLU\n  - Add: {{with: {name!r}}}\n  - Add: {{with: {(name + 'x')!r}}}\n"
+    text = text.replace("'", '"').replace("\\x1b", "\\e").replace("\\x07", "\\a").replace("\\x9b", "\\x9b")
+    for args in (["stack", "-"], ["stack", "-", "--csv"], ["stack", "-", "--markdown"]):
+        result = run(*args, stdin=text)
+        assert result.exit_code == 1
+        for output in (result.stdout, result.stderr):
+            assert not any(ch in output for ch in "\x1b\x07\x9b\u202e"), output
+        assert one_error(result.stderr).startswith("Error: <stdin>, line 6: layer 4 (Add)")
+        if "--markdown" in args:
+            header, _rule, *rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+            cells = len(re.split(r"(?<!\\)\|", header))
+            assert all(len(re.split(r"(?<!\\)\|", row)) == cells for row in rows), result.stdout
+
+
+def test_one_axis_count_message_reads_well() -> None:
+    result = run("conv", "5x5", "--dims", "1", "--k", "3")
+    assert "SIZE has 2 values but the layer has 1 spatial axis: give 1 value" in result.stderr
+
+
+def test_a_smaller_saved_tensor_is_not_told_to_crop() -> None:
+    text = HEAD + "  - Save: s\n  - ZeroPad2d: 1\n  - Concat: {with: s, crop: false}\n"
+    message = one_error(run("stack", "-", stdin=text).stderr)
+    assert "crop the saved tensor" not in message and "'s' is the smaller, so no crop can help" in message

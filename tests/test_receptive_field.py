@@ -17,7 +17,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from convcalc.stack import resolve, run_stack
+from convcalc.spec import resolve
+from convcalc.stack import run_stack
 
 LENGTH = 64
 

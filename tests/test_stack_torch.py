@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from convcalc.catalog import LAYERS
-from convcalc.stack import resolve, run_stack
+from convcalc.spec import resolve
+from convcalc.stack import run_stack
 from tests.torch_oracle import TORCH_REJECTS
 
 EXAMPLES = 1200

@@ -1,0 +1,187 @@
+"""Checking a stack's layer specs before anything runs: known names, known arguments, values of the right kind.
+
+:func:`resolve` turns the items of a stack file (a name, keywords or
+positional arguments, a line) into :class:`LayerSpec` objects, each argument
+checked against its one declaration in the catalogue (:mod:`convcalc.schema`).
+Nothing here knows shapes: :mod:`convcalc.stack` runs the specs.
+
+>>> [spec.type for spec in resolve([("Conv2d", {"out_channels": 8, "kernel_size": 3}, None), ("ReLU", {}, None)])]
+['Conv2d', 'ReLU']
+>>> resolve([Item("Conv2d", {}, (1, 5, 5))])[0].arguments
+{'in_channels': 1, 'out_channels': 5, 'kernel_size': 5}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from convcalc.catalog import LAYERS
+from convcalc.errors import StackSpecError
+from convcalc.schema import REQUIRED, Arg, Type, check_arguments
+
+__all__ = ["BLOCKS", "JOINS", "MAX_LAYERS", "Block", "Item", "LayerSpec", "layer_count", "resolve"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerSpec:
+    """One layer as the stack file names it, its arguments checked."""
+
+    type: str
+    arguments: dict[str, Any]
+    """Only what the file gives; defaults and inferred values are added when the stack runs."""
+    line: int | None = None
+    blocks: dict[str, tuple[LayerSpec, ...]] = field(default_factory=dict)
+    """The branches of a block: ``body`` and ``shortcut`` of a Residual, ``layers`` of a Repeat."""
+    key: Any = None
+    """The type and arguments as one hashable value: equal keys run alike on equal shapes."""
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(item) for item in value) if isinstance(value, (list, tuple)) else value
+
+
+def _closest(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only when a name is wrong: it costs every run several milliseconds
+
+    options = list(choices)
+    lowered = {choice.lower(): choice for choice in options}
+    match = lowered.get(word.lower()) or next(iter(difflib.get_close_matches(word, options, n=1, cutoff=0.6)), None)
+    return f" (did you mean {match}?)" if match else ""
+
+
+def _positive(value: int) -> str | None:
+    return None if value >= 1 else "must be a positive integer"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block of a stack file: keywords that hold lists of layers (its branches), and its other arguments."""
+
+    branches: tuple[str, ...]
+    required: tuple[str, ...]
+    args: tuple[Arg, ...] = ()
+
+
+BLOCKS = {
+    "Residual": Block(branches=("body", "shortcut"), required=("body",)),
+    "Repeat": Block(branches=("layers",), required=("layers",), args=(Arg("times", Type.INT, check=_positive),)),
+}
+"""Blocks and what they hold."""
+JOINS: dict[str, tuple[Arg, ...]] = {
+    "Save": (Arg("name", Type.NAME),),
+    "Add": (Arg("with", Type.NAME),),
+    "Concat": (Arg("with", Type.NAME), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
+}
+"""Steps that name tensors and join them, with the arguments they take."""
+MAX_LAYERS = 100_000
+"""Most layers a stack may hold once every Repeat is written out."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a layer list as a stack file writes it: a name, keywords and/or positional arguments, a line."""
+
+    type: str
+    keywords: dict[str, Any]
+    positional: tuple[Any, ...] = ()
+    line: int | None = None
+
+
+def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer") -> list[LayerSpec]:
+    """Check items against the catalogue; raise StackSpecError at the first problem.
+
+    An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
+    keywords hold its branches as lists of items, checked the same way.
+    """
+    specs = []
+    for position, entry in enumerate(items, start=1):
+        item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
+        label = f"{where} {position} ({item.type})"
+        if item.type in BLOCKS:
+            specs.append(_block(item, label, f"{where} {position}."))
+        elif item.type in JOINS:
+            arguments = _keywords(item, JOINS[item.type], label)
+            specs.append(LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type))
+        elif item.type in LAYERS:
+            specs.append(_layer(item, label))
+        else:
+            choices = [*LAYERS, *BLOCKS, *JOINS]
+            raise StackSpecError(
+                f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}", line=item.line
+            )
+    if where == "layer" and _count(specs) > MAX_LAYERS:
+        raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
+    return specs
+
+
+def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
+    """The item's arguments by name (positional ones in torch's order), each checked against its declaration."""
+    names = [arg.name for arg in args]
+    if len(item.positional) > len(names):
+        takes = f"{len(names)} ({', '.join(names)})" if names else "none"
+        raise StackSpecError(
+            f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes}",
+            line=item.line,
+        )
+    arguments = dict(zip(names, item.positional))
+    for key, value in item.keywords.items():
+        if key not in names:
+            known = ", ".join(names) or "none"
+            raise StackSpecError(
+                f"{label}: unknown keyword {key!r}{_closest(key, names)}; {item.type} takes: {known}", line=item.line
+            )
+        if key in arguments:
+            raise StackSpecError(f"{label}: {key} is given twice, by position and by name", line=item.line)
+        arguments[key] = value
+    wrong = check_arguments(args, arguments)
+    if wrong:
+        raise StackSpecError(f"{label}: {wrong[0]} {wrong[1]}", line=item.line)
+    missing = [arg.name for arg in args if arg.default is REQUIRED and arg.infer is None and arg.name not in arguments]
+    if missing:
+        raise StackSpecError(f"{label}: missing {', '.join(missing)}", line=item.line)
+    return arguments
+
+
+def layer_count(specs: Sequence[LayerSpec]) -> int:
+    """How many layers the specs hold once every Repeat is written out."""
+    return _count(specs)
+
+
+def _count(specs: Sequence[LayerSpec]) -> int:
+    total = 0
+    for spec in specs:
+        inner = sum(_count(branch) for branch in spec.blocks.values())
+        times = spec.arguments.get("times", 1) if spec.type == "Repeat" else 1
+        total += 1 + times * inner
+        if total > MAX_LAYERS:
+            return total
+    return total
+
+
+def _layer(item: Item, label: str) -> LayerSpec:
+    kind = LAYERS[item.type]
+    arguments = _keywords(item, kind.args, label)
+    if kind.check is not None:
+        problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
+        if problem:
+            raise StackSpecError(f"{label}: {problem}", line=item.line)
+    key = (item.type, tuple((name, _frozen(value)) for name, value in arguments.items()))
+    return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key)
+
+
+def _block(item: Item, label: str, where: str) -> LayerSpec:
+    block = BLOCKS[item.type]
+    branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
+                        for name in block.branches)  # fmt: skip
+    arguments = _keywords(item, (*branch_args, *block.args), label)
+    for key in block.required:
+        if not arguments.get(key):
+            raise StackSpecError(f"{label}: {key} must be a list of layers", line=item.line)
+    blocks = {
+        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer"))
+        for key in block.branches
+        if key in arguments
+    }
+    return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)

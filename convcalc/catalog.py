@@ -33,7 +33,8 @@ class Window:
     """
 
     extent: int = 1
-    stride: Fraction = Fraction(1)
+    stride: Fraction | int = 1
+    """An int where it is whole (int arithmetic is many times faster than Fraction's)."""
 
 
 SAME = Window()
@@ -105,7 +106,7 @@ def _check_match(argument: str, given: int, actual: int, what: str) -> None:
 
 
 def _windows(result: layers.LayerResult) -> tuple[Window, ...]:
-    return tuple(Window(axis.dilation * (axis.kernel_size - 1) + 1, Fraction(axis.stride)) for axis in result.axes)
+    return tuple(Window(axis.dilation * (axis.kernel_size - 1) + 1, axis.stride) for axis in result.axes)
 
 
 def _strip(error: InvalidLayerError, layer: str) -> InvalidLayerError:
@@ -391,10 +392,14 @@ def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(f"the output size {_text(out)} must not be negative")
     extent = 1 if mode.startswith("nearest") else 2
     windows = tuple(
-        Window(extent if mode != "area" else -(-length // max(n, 1)) + 1, Fraction(length, n) if n else Fraction(1))
+        Window(extent if mode != "area" else -(-length // max(n, 1)) + 1, _ratio(length, n) if n else 1)
         for length, n in zip(shape[2:], out)
     )
     return Step(output=(*shape[:2], *out), windows=windows)
+
+
+def _ratio(a: int, b: int) -> Fraction | int:
+    return a // b if a % b == 0 else Fraction(a, b)
 
 
 def _factor(shape: Shape, args: dict[str, Any], name: str) -> int:
@@ -421,7 +426,7 @@ def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
     for axis, size in (("height", shape[-2]), ("width", shape[-1])):
         if size % r:
             raise _fail(f"the {axis} {size} is not divisible by downscale_factor {r}")
-    windows = (SAME,) * (len(shape) - 4) + (Window(r, Fraction(r)),) * 2 if len(shape) >= 4 else None
+    windows = (SAME,) * (len(shape) - 4) + (Window(r, r),) * 2 if len(shape) >= 4 else None
     return Step(output=(*shape[:-3], shape[-3] * r * r, shape[-2] // r, shape[-1] // r), windows=windows)
 
 

@@ -38,8 +38,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _items(value: Any, allowed: Callable[[Any], bool]) -> bool:
-    items = value if isinstance(value, list) else [value]
-    return bool(items) and all(allowed(item) for item in items)
+    if type(value) is not list:
+        return allowed(value)
+    if not value:
+        return False
+    return all(allowed(item) for item in value)
 
 
 class Type(enum.Enum):

@@ -50,7 +50,7 @@ DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "u
 MAX_RANK = 64
 """Most dimensions a tensor may have here (torch has no limit of its own; every layer's work grows with it)."""
 
-_ONE = Fraction(1)
+_ONE = 1
 
 
 @dataclass(slots=True, eq=False, kw_only=True)
@@ -77,8 +77,8 @@ class Node:
     Exact (Araujo et al., Distill 2019) while every stride is whole; after a
     transposed conv or an upsampling, the widest field any unit can have (an
     upper bound: units of different phases see less)."""
-    jump: tuple[Fraction | None, ...] = ()
-    """Per spatial axis: input pixels between neighbouring output units (the effective stride)."""
+    jump: tuple[Fraction | int | None, ...] = ()
+    """Per spatial axis: input pixels between neighbouring output units (the effective stride; an int where whole)."""
     uncovered: tuple[int, ...] = ()
     """Per spatial axis of this layer: input pixels at the end that no window reaches."""
     label: str = ""
@@ -151,8 +151,8 @@ class _Field:
     that leaves them as they are passes the same object on)."""
 
     field: tuple[int | None, ...]
-    jump: tuple[Fraction | None, ...]
-    chains: tuple[tuple[Fraction, ...], ...]
+    jump: tuple[Fraction | int | None, ...]
+    chains: tuple[tuple[Fraction | int, ...], ...]
 
     def whole(self) -> _Field:
         count = len(self.field)
@@ -173,7 +173,8 @@ class _Field:
             if current is None or distance is None:
                 continue
             fields[axis] = current + _widest(chains[axis], window.extent - 1)
-            jumps[axis] = distance * window.stride
+            jump = distance * window.stride
+            jumps[axis] = int(jump) if type(jump) is Fraction and jump.denominator == 1 else jump
             chains[axis] = _chain(chains[axis], window.stride)
         return _Field(tuple(fields), tuple(jumps), tuple(chains))
 
@@ -408,7 +409,7 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: b
     return StackResult(input=shape, output=out, rows=tuple(run.nodes))
 
 
-def _widest(chain: tuple[Fraction, ...], units: int) -> int:
+def _widest(chain: tuple[Fraction | int, ...], units: int) -> int:
     """The most input pixels between two units ``units`` apart, through the layers' strides so far.
 
     Each stride ``q`` maps a distance of ``m`` units to at most ``ceil(m*q)``
@@ -419,7 +420,7 @@ def _widest(chain: tuple[Fraction, ...], units: int) -> int:
     return units
 
 
-def _chain(chain: tuple[Fraction, ...], stride: Fraction) -> tuple[Fraction, ...]:
+def _chain(chain: tuple[Fraction | int, ...], stride: Fraction | int) -> tuple[Fraction | int, ...]:
     """The chain with a stride added, whole strides merged, as they compose exactly."""
     if stride == 1:
         return chain

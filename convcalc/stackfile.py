@@ -30,7 +30,24 @@ from convcalc.spec import BLOCKS, Item, LayerSpec, resolve
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser, where PyYAML has it, is ~10x faster
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """PyYAML's safe loader (with the C parser where PyYAML has it, ~10x faster), whose resolver remembers the
+    tag of each plain scalar it has seen: a stack file repeats the same few words thousands of times."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._tags: dict[tuple[Any, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = self._tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
 
 MAX_NODES = 1_000_000
 """Most YAML values a stack file may expand to, aliases counted each time they are used."""
@@ -159,15 +176,15 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
     finally:
         loader.dispose()
     try:
-        return _stack(node, name)
+        return _stack(node, name, aliases="*" in text)  # without an alias (*name), nothing is shared
     except _Refused as refused:
         raise StackFileError(f"{name}, line {refused.line}: {refused.message}") from None
     except RecursionError:
         raise StackFileError(f"{name}: refused: the YAML is nested too deeply") from None
 
 
-def _stack(node: yaml.Node | None, name: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
-    if node is not None and _expanded_size(node, {}) > MAX_NODES:
+def _stack(node: yaml.Node | None, name: str, aliases: bool) -> tuple[tuple[int, ...], list[LayerSpec]]:
+    if node is not None and aliases and _expanded_size(node, {}) > MAX_NODES:
         raise StackFileError(
             f"{name}: refused: the file expands to more than {MAX_NODES:,} YAML values "
             "(aliases that repeat aliases, as in a 'billion laughs' file)"

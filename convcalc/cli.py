@@ -428,7 +428,6 @@ def stack(
             click.echo(emit_torch(specs, result, title), nl=False)
     elif as_json:
         import json
-        from dataclasses import asdict
 
         from convcalc.export import stack_dict
 
@@ -437,7 +436,7 @@ def stack(
             data["verify"] = {
                 "torch_version": verification.torch_version,
                 "agrees": verification.agrees,
-                "layers": [asdict(check) for check in verification.layers],
+                "layers": [check.as_dict() for check in verification.layers],
             }
         click.echo(json.dumps(data))
     elif as_csv or markdown:

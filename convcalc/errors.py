@@ -38,8 +38,10 @@ class StackError(ConvcalcError):
     """A layer of a stack cannot take the shape that reaches it; the message names the layer and the shape."""
 
     def __init__(self, message: str, *, index: int, layer: str, input_shape: tuple[int, ...], label: str = "",
-                 line: int | None = None) -> None:  # fmt: skip
+                 line: int | None = None, node: object = None) -> None:  # fmt: skip
         super().__init__(message)
+        self.node = node
+        """The :class:`~convcalc.stack.Node` that failed (in no result's rows): its type, arguments and inputs."""
         self.index = index
         self.layer = layer
         self.input_shape = input_shape

@@ -115,11 +115,11 @@ def stack_report(
     In a terminal narrower than the table, the jump, RF and MACs columns are
     hidden (in that order, only as many as needed) and a line says so.
     """
-    checks = {} if verification is None else {check.index: check for check in verification.layers}
+    checks = {} if verification is None else {id(check.node): check for check in verification.layers}
     columns = STACK_COLUMNS + (["torch"] if verification else [])
     rows = []
     for row in result.rows:
-        verdict = [check_text(checks[row.index]) if row.index in checks else "-"] if verification else []
+        verdict = [check_text(checks[id(row)]) if id(row) in checks else "-"] if verification else []
         rows.append([*stack_cells(row), *verdict])
     title = f"{shape_text(result.input)} -> {shape_text(result.output)}"
     lines, hidden = table(

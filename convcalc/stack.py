@@ -18,8 +18,9 @@ error, which names the layer by position, type and input shape.
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -33,11 +34,13 @@ __all__ = [
     "DTYPES",
     "MAX_RANK",
     "Node",
+    "Order",
     "OutOfBudget",
     "Row",
     "StackError",
     "StackResult",
     "StackSpecError",
+    "full_arguments",
     "resolve",
     "run_stack",
 ]
@@ -51,6 +54,15 @@ MAX_RANK = 64
 """Most dimensions a tensor may have here (torch has no limit of its own; every layer's work grows with it)."""
 
 _ONE = 1
+
+
+class Order(enum.Enum):
+    """The two orders a stack's nodes are walked in."""
+
+    TABLE = "table"
+    """A block before the nodes in it, as tables and JSON list them."""
+    EVALUATION = "evaluation"
+    """A block after the nodes in it: the order in which torch computes them."""
 
 
 @dataclass(slots=True, eq=False, kw_only=True)
@@ -114,6 +126,22 @@ class StackResult:
     @property
     def nodes(self) -> tuple[Node, ...]:
         return self.rows
+
+    def walk(self, order: Order = Order.TABLE) -> Iterator[Node]:
+        """Every node once: as a table lists them (a block before its nodes), or in the order torch computes them
+        (a block after its nodes, once its branches are done)."""
+        if order is Order.TABLE:
+            yield from self.rows
+            return
+
+        def after(node: Node) -> Iterator[Node]:
+            for child in node.children:
+                yield from after(child)
+            yield node
+
+        for node in self.rows:
+            if node.parent is None:
+                yield from after(node)
 
     @property
     def total_params(self) -> int:
@@ -232,7 +260,7 @@ class _Run:
                 self._drop(node)
                 message = f"layer {label} ({spec.type}) on input {_text(node.input)}: {error}"
                 stop = StackError(message, index=index, layer=spec.type, input_shape=node.input, label=label,
-                                  line=spec.line)  # fmt: skip
+                                  line=spec.line, node=node)  # fmt: skip
                 raise _Stop(stop) from None
             node.output = shape
             node.receptive_field, node.jump = state.field, state.jump
@@ -285,10 +313,10 @@ class _Run:
         cached = self.cache.get(key)
         if cached is None:
             cached = self.cache[key] = _apply(spec, shape)
-        if isinstance(cached, InvalidLayerError):
-            raise cached
         arguments, step = cached
         node.arguments = arguments
+        if isinstance(step, InvalidLayerError):
+            raise step
         node.params, node.buffers, node.macs, node.uncovered = step.params, step.buffers, step.macs, step.uncovered
         if step.whole or (step.windows is not None and len(step.windows) != self.axes):
             state = state.whole()
@@ -297,11 +325,10 @@ class _Run:
         return step.output, state
 
 
-def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step] | InvalidLayerError:
-    """A layer's full arguments (defaults, inferred, given) and its step on ``shape``, or the error it raises."""
-    kind = LAYERS[spec.type]
+def full_arguments(spec: LayerSpec, shape: Shape) -> dict[str, Any]:
+    """A layer's arguments as torch's constructor gets them: the given ones, the inferred ones, the defaults."""
     arguments = {}
-    for arg in kind.args:
+    for arg in LAYERS[spec.type].args:
         if arg.name in spec.arguments:
             value = spec.arguments[arg.name]
             arguments[arg.name] = tuple(value) if isinstance(value, list) else value
@@ -309,16 +336,22 @@ def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step] | Inval
             arguments[arg.name] = arg.infer(shape)
         else:
             arguments[arg.name] = arg.default
+    assert REQUIRED not in arguments.values()
+    return arguments
+
+
+def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step | InvalidLayerError]:
+    """A layer's full arguments and its step on ``shape``, or the error it raises."""
+    arguments = full_arguments(spec, shape)
     try:
-        step = kind.apply(shape, arguments)
+        step = LAYERS[spec.type].apply(shape, arguments)
         if 0 in step.output:
             raise InvalidLayerError(
                 f"the output {_text(step.output)} is empty along a dimension; torch makes such a tensor, "
                 "but convcalc stops at it, as most layers after it reject it"
             )
     except InvalidLayerError as error:
-        return error
-    assert REQUIRED not in arguments.values()
+        return arguments, error
     return arguments, step
 
 
@@ -403,7 +436,7 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: b
                 error = StackError(
                     f"{error}; input sizes near {'x'.join(map(str, shape[2:]))} that work: {sizes}",
                     index=error.index, layer=error.layer, input_shape=error.input_shape, label=error.label,
-                    line=error.line,
+                    line=error.line, node=error.node,
                 )  # fmt: skip
         return StackResult(input=shape, output=error.input_shape, rows=tuple(run.nodes), error=error)
     return StackResult(input=shape, output=out, rows=tuple(run.nodes))

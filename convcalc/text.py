@@ -194,7 +194,10 @@ def stack_verification_text(verification: StackVerification) -> str:
     """One line for a whole stack: torch agrees on every layer, or on how many not."""
     wrong = [check for check in verification.layers if not check.agrees]
     torch = f"torch {verification.torch_version}"
+    how = "meta device, eval mode"
+    if verification.batch_of_one:
+        how += "; torch holds no tensor of 2**63 elements, so both ran a batch of 1"
     if not wrong:
-        return f"verify: {torch} agrees on all {len(verification.layers)} layers (meta device, eval mode)"
-    where = ", ".join(f"layer {check.index} ({check.type})" for check in wrong)
-    return f"verify: {torch} DISAGREES on {where}"
+        return f"verify: {torch} agrees on all {len(verification.layers)} layers ({how})"
+    where = ", ".join(f"layer {check.label or check.index} ({check.type})" for check in wrong)
+    return f"verify: {torch} DISAGREES on {where} ({how})"

@@ -15,14 +15,15 @@ skipped and the verification says so.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from convcalc.errors import ConvcalcError
 from convcalc.layers import LayerResult
+from convcalc.schema import REQUIRED
 
 __all__ = [
     "CPU_LIMIT",
@@ -30,6 +31,7 @@ __all__ = [
     "LayerCheck",
     "StackVerification",
     "Verification",
+    "VerifyError",
     "verify_layer",
     "verify_stack",
 ]
@@ -40,6 +42,54 @@ CPU_LIMIT = 1 << 22
 TORCH_MISSING = "--verify needs PyTorch, which is not installed: pip install torch (or pip install 'convcalc[torch]')"
 
 _CLASSES = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
+
+_TORCH_REJECTS = (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError,
+                  AssertionError, OverflowError, AttributeError)  # fmt: skip
+"""What torch raises for a layer it refuses, across its Python and C++ checks (Hardtanh asserts)."""
+
+_RESOURCE = ("can't allocate memory", "not enough memory", "out of memory", "Storage size calculation overflowed")
+"""Words of torch's errors that say it ran out of room, not that it refuses the layer."""
+
+
+class VerifyError(ConvcalcError):
+    """--verify could not run torch (no torch, a broken install, too little memory): no verdict either way."""
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise VerifyError(TORCH_MISSING) from None
+    except Exception as error:  # a broken install: a missing shared library is an OSError
+        raise VerifyError(
+            f"--verify needs PyTorch, which is installed but does not load ({type(error).__name__}: "
+            f"{_first_line(error)}): reinstall it, e.g. pip install --force-reinstall torch"
+        ) from None
+    return torch
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+class _NoRoom(Exception):
+    """torch ran out of memory, or met a size it cannot count: no verdict on the layer."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def report(self, node: Any = None) -> VerifyError:
+        where = f" on layer {node.label} ({node.type})" if node is not None else ""
+        return VerifyError(
+            f"--verify could not run torch{where}: {type(self.error).__name__}: {_first_line(self.error)}; "
+            "this is no verdict on the layer: try a smaller --input"
+        )
+
+
+def _raise_if_resource(error: BaseException) -> None:
+    if isinstance(error, MemoryError) or any(words in str(error) for words in _RESOURCE):
+        raise _NoRoom(error) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,11 +123,7 @@ def verify_layer(
     ``conv_transpose``, ``max_pool``, ``avg_pool``), ``kwargs`` the arguments
     it was called with, ``result`` what it returned (None where it raised).
     """
-    try:
-        import torch
-    except ImportError:
-        raise ConvcalcError(TORCH_MISSING) from None
-
+    torch = _import_torch()
     batch = kwargs.get("batch") or 1
     convolution = family.startswith("conv")
     groups = kwargs.get("groups", 1) if convolution else 1
@@ -103,6 +149,8 @@ def verify_layer(
         error = None
     except _Rejected as rejected:
         shape, error = None, str(rejected)
+    except _NoRoom as no_room:
+        raise no_room.report() from None
     if shape is not None and 0 in shape[2:]:
         # CPU torch's oneDNN path returns an empty tensor for a transposed conv whose output size is 0;
         # convcalc, like torch's other backends, counts that as invalid
@@ -151,14 +199,14 @@ def _run(
                 x = torch.zeros((), dtype=torch.float32).expand(batch, in_channels, *input_size)
             with torch.no_grad():
                 return tuple(layer(x).shape)
-    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError) as exc:
-        message = str(exc).strip().splitlines()
-        raise _Rejected(f"{type(exc).__name__}: {message[0] if message else ''}") from None
+    except _TORCH_REJECTS as exc:
+        _raise_if_resource(exc)
+        raise _Rejected(f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
 @dataclass(frozen=True, kw_only=True)
 class LayerCheck:
-    """torch's answer for one layer of a stack."""
+    """torch's answer for one node of a stack."""
 
     index: int
     type: str
@@ -167,107 +215,119 @@ class LayerCheck:
     torch_error: str | None
     agrees: bool
     label: str = ""
-    """Where the layer sits: ``3``, or ``3.body.2`` inside a block."""
+    """Where the node sits, for people: ``3``, or ``3.body.2`` inside a block."""
+    node: Any = field(default=None, compare=False, repr=False)
+    """The :class:`~convcalc.stack.Node` it checks (None for the node where convcalc stopped)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        shape = None if self.torch_shape is None else list(self.torch_shape)
+        return {"index": self.index, "label": self.label, "type": self.type, "torch_shape": shape,
+                "torch_params": self.torch_params, "torch_error": self.torch_error, "agrees": self.agrees}  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
 class StackVerification:
-    """torch's answer for every layer that convcalc ran, and for the layer where it stopped."""
+    """torch's answer for every node that convcalc ran, and for the layer where it stopped."""
 
     torch_version: str
     layers: tuple[LayerCheck, ...]
+    batch_of_one: bool = False
+    """True where the stack's tensors are too large for torch to hold: both sides ran a batch of 1."""
 
     @property
     def agrees(self) -> bool:
         return all(check.agrees for check in self.layers)
 
 
-def verify_stack(specs: list[Any], result: Any) -> StackVerification:
-    """Build the stack in torch on the meta device, run it, and compare every layer and join.
+class _Stopped(Exception):
+    pass
 
-    ``specs`` are the :class:`~convcalc.stack.LayerSpec` list and ``result``
-    the :class:`~convcalc.stack.StackResult` that convcalc computed. Layers run
-    in eval mode; blocks and joins run as torch code would (``body(x) +
+
+def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
+    """Build the stack's graph in torch on the meta device, run it, and compare every node.
+
+    ``specs`` are the :class:`~convcalc.spec.LayerSpec` list and ``result``
+    the :class:`~convcalc.stack.StackResult` convcalc computed. The nodes are
+    walked in the order torch computes them (a block once its branches are
+    done): layers run in eval mode, joins as torch code does (``body(x) +
     shortcut(x)``, ``torch.cat``, ``+``). Where convcalc stops, torch must
     refuse that step too; as the meta device accepts some layers real torch
-    refuses, a layer the meta device runs there is tried once more on the CPU,
-    on an expanded zero tensor.
+    refuses, a layer it runs there is tried once more on the CPU, on an
+    expanded zero tensor, when its weights are small enough.
+
+    Where a tensor of the stack has 2**63 elements or more, which torch cannot
+    hold even on the meta device, both convcalc and torch run a batch of 1.
     """
-    try:
-        import torch
-    except ImportError:
-        raise ConvcalcError(TORCH_MISSING) from None
+    torch = _import_torch()
+    from convcalc.stack import Order, run_stack
 
-    rows = {row.label: row for row in result.rows}
-    failing = result.error.label if result.error is not None else None
+    batch_of_one = _too_large(result)
+    if batch_of_one:
+        result = run_stack((1, *result.input[1:]), specs, suggest=False)
+        if _too_large(result):
+            raise VerifyError(
+                "torch cannot hold a tensor of 2**63 elements or more, even on the meta device, and this stack "
+                "makes one even with a batch of 1: --verify cannot check it; use a smaller --input"
+            )
     checks: list[LayerCheck] = []
-    saved: dict[str, Any] = {}
+    values: dict[Any, Any] = {None: torch.empty(result.input, device="meta")}
 
-    class Stopped(Exception):
+    def check(node: Any, shape: Any, params: int | None, error: str | None, ran: bool) -> None:
+        # where convcalc stopped (not ran), torch must refuse too
+        agrees = shape == node.output and (params is None or params == node.params) if ran else shape is None
+        verdict = dict(torch_shape=shape, torch_params=params, torch_error=error, agrees=agrees, label=node.label)
+        checks.append(LayerCheck(index=node.index, type=node.type, node=node if ran else None, **verdict))
+        if shape is None or not ran:
+            raise _Stopped
+
+    def step(node: Any, ran: bool) -> None:
+        inputs = [values[source] for source in node.inputs]
+        params = None
+        try:
+            if node.type in ("Repeat", "Save"):
+                out = inputs[0]
+            elif node.type in ("Residual", "Add"):
+                out = torch.empty(torch.broadcast_shapes(*(x.shape for x in inputs)), device="meta")
+            elif node.type == "Concat":
+                out = _concatenated(torch, node, inputs)
+            else:
+                module, shape, error = _layer(torch, node, inputs[0], confirm=not ran)
+                if shape is None:
+                    check(node, None, None, error, ran)
+                params = sum(p.numel() for p in module.parameters())
+                out = torch.empty(shape, device="meta")
+        except _TORCH_REJECTS as exc:
+            _raise_if_resource(exc)
+            check(node, None, None, f"{type(exc).__name__}: {_first_line(exc)}", ran)
+        check(node, tuple(out.shape), params, None, ran)
+        values[node] = out
+
+    node = None
+    try:
+        for node in result.walk(Order.EVALUATION):
+            step(node, ran=True)
+        if result.error is not None and result.error.node is not None:
+            node = result.error.node
+            step(node, ran=False)
+    except _Stopped:  # the first step torch refuses ends the run
         pass
+    except _NoRoom as no_room:
+        raise no_room.report(node) from None
+    return StackVerification(torch_version=torch.__version__, layers=tuple(checks), batch_of_one=batch_of_one)
 
-    def check(label: str, name: str, shape: Any, params: int | None, error: str | None) -> None:
-        row = rows.get(label)
-        if row is None:  # where convcalc stopped: torch must refuse too
-            agrees = label == failing and shape is None
-            index = result.error.index if result.error is not None else 0
-        else:
-            agrees = shape == row.output and (params is None or params == row.params)
-            index = row.index
-        verdict = dict(torch_shape=shape, torch_params=params, torch_error=error, agrees=agrees, label=label)
-        checks.append(LayerCheck(index=index, type=name, **verdict))
-        if shape is None or row is None:
-            raise Stopped
 
-    def added(a: Any, b: Any) -> Any:
-        """What ``a + b`` gives, by torch's own broadcasting rule: on the meta device ``+`` itself goes through
-        torch's Python reference kernels, whose first use imports torch._dynamo (about a second)."""
-        return torch.empty(torch.broadcast_shapes(a.shape, b.shape), device="meta")
+def _too_large(result: Any) -> bool:
+    shapes = [result.input, *(node.output for node in result.rows)]
+    return max(math.prod(shape) for shape in shapes) >= 2**63
 
-    def join(spec: Any, x: Any, label: str) -> Any:
-        if spec.type == "Save":
-            saved[spec.arguments["name"]] = x
-            return x
-        other = saved.get(spec.arguments["with"])
-        if other is None:
-            raise RuntimeError(f"nothing saved as {spec.arguments['with']!r}")
-        if spec.type == "Add":
-            return added(x, other)
-        if spec.arguments.get("crop"):
-            starts = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
-            other = other[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))]
-        return torch.cat([x, other], dim=spec.arguments.get("dim", 1))
 
-    def run(block: Any, x: Any, prefix: str) -> Any:
-        for position, spec in enumerate(block, start=1):
-            label = f"{prefix}{position}"
-            params: int | None = None
-            try:
-                if spec.type == "Repeat":
-                    for copy in range(1, spec.arguments["times"] + 1):
-                        x = run(spec.blocks["layers"], x, f"{label}.{copy}.")
-                    out = x
-                elif spec.type == "Residual":
-                    body = run(spec.blocks["body"], x, f"{label}.body.")
-                    side = run(spec.blocks["shortcut"], x, f"{label}.shortcut.") if "shortcut" in spec.blocks else x
-                    out = added(body, side)
-                elif spec.type in ("Save", "Add", "Concat"):
-                    out = join(spec, x, label)
-                else:
-                    module, shape, error = _layer(torch, spec, rows.get(label), x)
-                    if shape is None:
-                        check(label, spec.type, None, None, error)
-                    params = sum(p.numel() for p in module.parameters())
-                    out = torch.empty(shape, device="meta")
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                check(label, spec.type, None, None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
-            check(label, spec.type, tuple(out.shape), params, None)
-            x = out
-        return x
-
-    with contextlib.suppress(Stopped):  # the first step torch refuses ends the run
-        run(specs, torch.empty(result.input, device="meta"), "")
-    return StackVerification(torch_version=torch.__version__, layers=tuple(checks))
+def _concatenated(torch: Any, node: Any, inputs: list[Any]) -> Any:
+    x, other = inputs
+    if node.arguments.get("crop"):
+        starts = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
+        other = other[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))]
+    return torch.cat([x, other], dim=node.arguments.get("dim", 1))
 
 
 def _shape_keeping(name: str) -> bool:
@@ -277,36 +337,37 @@ def _shape_keeping(name: str) -> bool:
     return name in ELEMENTWISE or name.startswith(("BatchNorm", "InstanceNorm")) or name == "GroupNorm"
 
 
-def _layer(torch: Any, spec: Any, row: Any, x: Any) -> tuple[Any, Any, str | None]:
-    """Run one torch.nn layer on the meta device; where it runs there but convcalc refused it, ask the CPU."""
-    from convcalc.catalog import LAYERS
-
-    if row is not None:
-        arguments = row.arguments
-    else:
-        kind = LAYERS[spec.type]
-        arguments = dict(kind.arguments) | {key: infer(tuple(x.shape)) for key, infer in kind.inferred.items()}
-        arguments |= {key: tuple(v) if isinstance(v, list) else v for key, v in spec.arguments.items()}
-    module, shape, error = _run_layer(torch, spec.type, arguments, x, "meta")
-    if shape is not None and row is None:  # the meta device is lax for some layers: ask real torch
+def _layer(torch: Any, node: Any, x: Any, confirm: bool) -> tuple[Any, Any, str | None]:
+    """Run one torch.nn layer on the meta device; where it runs there but convcalc refused it (``confirm``), ask
+    the CPU, on an expanded zero tensor, where the layer's weights are small enough to build there."""
+    module, shape, error = _run_layer(torch, node.type, node.arguments, x, "meta")
+    if shape is not None and confirm and _weights(module) <= CPU_LIMIT:  # the meta device is lax for some layers
         real = torch.zeros((), dtype=torch.float32).expand(*x.shape)
-        module, shape, error = _run_layer(torch, spec.type, arguments, real, "cpu")
+        module, shape, error = _run_layer(torch, node.type, node.arguments, real, "cpu")
     return module, shape, error
+
+
+def _weights(module: Any) -> int:
+    return sum(t.numel() for t in (*module.parameters(), *module.buffers()))
+
+
+def _small(x: Any, keep: tuple[int, ...]) -> tuple[int, ...]:
+    """A small stand-in shape for ``x``: the axes in ``keep`` as they are, every other axis cut to at most 2."""
+    return tuple(n if axis in keep else min(n, 2) for axis, n in enumerate(x.shape))
 
 
 def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device: str) -> tuple[Any, Any, str | None]:
     """(module, output shape, None) where torch runs the layer; (None, None, its error) where it refuses."""
-    from convcalc.catalog import REQUIRED
-
     kwargs = {key: value for key, value in arguments.items() if value is not REQUIRED}
     if device == "meta" and _shape_keeping(name):
         # Norms, activations and dropout keep their input's shape, and torch checks them on the rank, the
         # channels and whether an axis is longer than 1. On the meta device their kernels go through torch's
         # Python references, whose first use imports torch._dynamo (about a second), so they run on the CPU
-        # on a small input that keeps all of that: the channels, and every other axis cut to at most 2.
-        small = tuple(n if axis == 1 else min(n, 2) for axis, n in enumerate(x.shape))
-        module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
-        return module, None if shape is None else tuple(x.shape) if shape == small else shape, error
+        # on a small input that keeps all of that: the channels, and every other axis cut to at most 2 ...
+        small = _small(x, keep=(1,))
+        if math.prod(small) + sum(_numbers(arguments)) <= CPU_LIMIT:  # ... where that is small: memory is bounded
+            module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
+            return module, None if shape is None else tuple(x.shape) if shape == small else shape, error
     if device == "meta" and name.startswith("AdaptiveAvgPool") and len(x.shape) >= int(name[-2]):
         # Its output is output_size, whatever the input's size; for an output of 1 torch takes a mean, which on
         # the meta device imports torch._dynamo. So it runs on the CPU, every axis it resizes cut to 1.
@@ -341,10 +402,17 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
                     out = torch.nn.functional.linear(x, module.weight)
                 else:
                     out = module(x)
-    except (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError) as exc:
-        message = str(exc).strip().splitlines()
-        return None, None, f"{type(exc).__name__}: {message[0] if message else ''}"
+    except _TORCH_REJECTS as exc:
+        _raise_if_resource(exc)
+        return None, None, f"{type(exc).__name__}: {_first_line(exc)}"
+    if isinstance(out, tuple):  # return_indices=True: (output, indices), which no next layer takes
+        return None, None, "TypeError: the layer returns a tuple (output, indices), which the next layer cannot take"
     shape = tuple(out.shape)
     if 0 in shape:
         return None, None, f"torch made an empty output {list(shape)}"
     return module, shape, None
+
+
+def _numbers(arguments: dict[str, Any]) -> list[int]:
+    """The integer arguments of a layer: a bound on the weights it allocates (num_features, num_channels...)."""
+    return [value for value in arguments.values() if type(value) is int and value > 0]

@@ -184,7 +184,7 @@ def test_stack_verify_catches_a_wrong_calculator(monkeypatch: pytest.MonkeyPatch
     result = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["stack", "-", "--verify"], input=text)
     assert result.exit_code == 1
     assert "DIFFERS: torch gives (1, 4, 6, 6), 0 params" in result.stdout
-    assert result.stderr.splitlines()[-1].endswith("DISAGREES on layer 2 (ReLU)")
+    assert result.stderr.splitlines()[-1].endswith("DISAGREES on layer 2 (ReLU) (meta device, eval mode)")
 
 
 def test_stack_verify_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -202,3 +202,81 @@ def test_stack_verify_agrees_on_generated_stacks(case: tuple[tuple[int, ...], li
     result = run_stack(shape, specs)
     verification = verify.verify_stack(specs, result)
     assert verification.agrees, (items, [check for check in verification.layers if not check.agrees])
+
+
+# --- --verify under hostile input: no traceback, bounded memory, no false verdict ----------------------------
+
+
+def stack(text: str, *args: str) -> Result:
+    return CliRunner(env={"COLUMNS": "160"}).invoke(main, ["stack", "-", "--verify", *args], input=text)
+
+
+def test_stack_verify_of_a_tensor_torch_cannot_hold_runs_a_batch_of_one() -> None:
+    text = "input: [1000000000, 3, 1000000, 1000000]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n"
+    result = stack(text, "-q")
+    assert (result.exit_code, result.stdout) == (0, "1000000000x8x999998x999998\n"), result.stderr
+    checked = stack(text, "--json")
+    assert json.loads(checked.stdout)["verify"]["agrees"] is True
+    table = stack(text)
+    assert "both ran a batch of 1" in table.stdout
+
+
+def test_stack_verify_refuses_when_even_a_batch_of_one_is_too_large() -> None:
+    text = "input: [1, 3, 4000000000, 4000000000]\nlayers:\n  - ReLU\n"
+    result = stack(text)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: torch cannot hold a tensor of 2**63 elements or more")
+    assert "Traceback" not in result.stderr and "DISAGREES" not in result.stderr + result.stdout
+
+
+def test_return_indices_is_refused_by_both() -> None:
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - MaxPool2d: {kernel_size: 2, return_indices: true}\n"
+    result = stack(text)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].endswith("agrees on all 1 layers (meta device, eval mode)")
+
+
+def test_a_torch_that_does_not_load_gets_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def find_spec(self, name: str, *args: object) -> None:
+            if name == "torch":
+                raise OSError("libtorch_cpu.so: cannot open shared object file")
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    for args in (["conv", "227", "--k", "11", "--verify"], ["stack", str(EXAMPLES[0]), "--verify"]):
+        result = run(*args)
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "Error: --verify needs PyTorch, which is installed but does not load (OSError: libtorch_cpu.so: cannot "
+            "open shared object file): reinstall it, e.g. pip install --force-reinstall torch\n"
+        )
+
+
+def test_running_out_of_memory_is_no_disagreement(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    def no_memory(self: object, x: object) -> object:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you "
+                           "tried to allocate 8000000000 bytes")  # fmt: skip
+
+    monkeypatch.setattr(torch.nn.ReLU, "forward", no_memory)
+    result = stack("input: [1, 3, 8, 8]\nlayers:\n  - ReLU\n")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: --verify could not run torch on layer 1 (ReLU): RuntimeError: ")
+    assert "no verdict on the layer" in result.stderr
+    assert "DISAGREES" not in result.stdout + result.stderr
+
+
+def test_stack_verify_memory_is_bounded_whatever_the_channels() -> None:
+    """100,000,000 channels: every tensor expanded or on the meta device, never allocated (3.3 GB before)."""
+    import resource
+    import subprocess
+
+    text = "input: [1, 100000000, 8, 8]\nlayers:\n  - BatchNorm2d\n  - ReLU\n  - GroupNorm: {num_groups: 4}\n"
+    child = subprocess.run([sys.executable, "-m", "convcalc", "stack", "-", "--verify", "-q"], input=text,
+                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert (child.returncode, child.stdout) == (0, "1x100000000x8x8\n"), child.stderr
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert peak_mib < 1024, peak_mib

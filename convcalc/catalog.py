@@ -18,7 +18,7 @@ from typing import Any
 
 from convcalc import layers
 from convcalc.errors import InvalidLayerError
-from convcalc.schema import REQUIRED, Arg, Type
+from convcalc.schema import INT64, REQUIRED, Arg, Type
 
 __all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Kind", "Step", "Window"]
 
@@ -385,7 +385,11 @@ def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
         scales = [scale] * dims if isinstance(scale, (int, float)) else list(scale)
         if len(scales) != dims:
             raise _fail(f"scale_factor has {len(scales)} values but the input has {dims} spatial axes")
-        out = tuple(math.floor(float(length) * float(factor)) for length, factor in zip(shape[2:], scales))
+        products = [float(length) * float(factor) for length, factor in zip(shape[2:], scales)]  # float64, as torch
+        if any(not -INT64 < product < INT64 for product in products):
+            raise _fail(f"scale_factor {scale} makes an output size beyond torch's 64-bit integers (at most "
+                        f"{INT64 - 1})")  # fmt: skip
+        out = tuple(math.floor(product) for product in products)
     if mode != "area" and any(n <= 0 for n in out):
         raise _fail(f"the output size {_text(out)} must be at least 1 on every axis: use a larger size or scale_factor")
     if any(n < 0 for n in out):

@@ -108,6 +108,9 @@ class Arg:
         if value is None and (self.nullable or self.default is None):
             return None
         if not self.type.accepts(value):
+            items = value if isinstance(value, list) else [value]
+            if any(type(item) is int and not -INT64 < item < INT64 for item in items):
+                return f"must lie within torch's 64-bit integers (at most {INT64 - 1}), got {value!r}"
             shown = "nan" if isinstance(value, float) and math.isnan(value) else repr(value)
             if isinstance(value, list) and any(isinstance(v, float) and not math.isfinite(v) for v in value):
                 shown = "[" + ", ".join("nan" if v != v else repr(v) for v in value) + "]"

@@ -26,7 +26,9 @@ from typing import Any
 import yaml
 
 from convcalc.errors import ConvcalcError, StackSpecError
+from convcalc.schema import INT64
 from convcalc.spec import BLOCKS, Item, LayerSpec, resolve
+from convcalc.stack import MAX_RANK
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 
@@ -203,9 +205,12 @@ def _stack(node: yaml.Node | None, name: str, aliases: bool) -> tuple[tuple[int,
         raise _Refused(pairs["layers"][1], "'layers' must be a list of layers")
     shape_node = pairs["input"][1]
     shape = _data(shape_node)
-    if not isinstance(shape, list) or not shape or not all(_positive(n) for n in shape):
+    if not isinstance(shape, list) or not 1 <= len(shape) <= MAX_RANK or not all(_positive(n) for n in shape):
+        shown = repr(shape) if not isinstance(shape, list) or len(shape) <= 8 else f"a list of {len(shape)}"
         raise _Refused(
-            shape_node, f"input must be a list of positive integers, batch first, e.g. [1, 3, 224, 224]; got {shape!r}"
+            shape_node,
+            f"input must be a list of 1 to {MAX_RANK} positive integers, batch first, e.g. [1, 3, 224, 224]; "
+            f"got {shown}",
         )
     items = _items(pairs["layers"][1])
     try:
@@ -217,7 +222,7 @@ def _stack(node: yaml.Node | None, name: str, aliases: bool) -> tuple[tuple[int,
 
 
 def _positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return type(value) is int and 1 <= value < INT64
 
 
 def _items(node: yaml.SequenceNode) -> list[Item]:

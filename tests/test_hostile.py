@@ -298,7 +298,8 @@ YAML_SURPRISES = [
     (HEAD + "  - Upsample: {scale_factor: -.inf}\n",
      "<stdin>, line 3: layer 1 (Upsample): scale_factor must be a finite number or a list of finite numbers, got -inf"),
     (HEAD + "  - Conv2d: {out_channels: 9223372036854775808, kernel_size: 3}\n",
-     "<stdin>, line 3: layer 1 (Conv2d): out_channels must be an integer, got 9223372036854775808"),
+     "<stdin>, line 3: layer 1 (Conv2d): out_channels must lie within torch's 64-bit integers (at most "
+     "9223372036854775807), got 9223372036854775808"),
     (HEAD + "  - GELU: {approximate: bogus}\n",
      "<stdin>, line 3: layer 1 (GELU): approximate must be one of 'none', 'tanh', got 'bogus'"),
     (HEAD + "  - CELU: {alpha: 0}\n", "<stdin>, line 3: layer 1 (CELU): alpha must not be 0, got 0"),
@@ -361,3 +362,128 @@ def test_a_smaller_saved_tensor_is_not_told_to_crop() -> None:
     text = HEAD + "  - Save: s\n  - ZeroPad2d: 1\n  - Concat: {with: s, crop: false}\n"
     message = one_error(run("stack", "-", stdin=text).stderr)
     assert "crop the saved tensor" not in message and "'s' is the smaller, so no crop can help" in message
+
+
+# --- draw's text is valid XML and valid UTF-8 -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("title", ["\x1b[2J\x07\x00", "\ufffe\uffff", "<script>&", "a\udcffb"])
+def test_draw_titles_make_valid_xml_in_utf8(title: str) -> None:
+    import xml.etree.ElementTree as ElementTree
+
+    result = CliRunner().invoke(main, ["draw", LENET, "--title", title])
+    assert result.exit_code == 0
+    svg = result.stdout_bytes.decode("utf-8")  # strict: no lone surrogate written as raw bytes
+    ElementTree.fromstring(svg)
+
+
+def test_draw_title_from_a_non_utf8_argument() -> None:
+    """``--title $'\\xff'``: the shell passes a byte that is not UTF-8."""
+    child = subprocess.run([*CONVCALC, "draw", LENET, "--title", os.fsdecode(b"\xff")], capture_output=True,
+                           check=False)  # fmt: skip
+    assert child.returncode == 0
+    assert "\\udcff" in child.stdout.decode("utf-8")
+
+
+# --- sizes of any magnitude: exact, or refused in one line ----------------------------------------------------
+
+BIG = str(2**63 - 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["conv", f"{BIG}x{BIG}", "--k", "3", "--in-channels", BIG, "--out-channels", BIG, "--batch", BIG, "--explain"],
+        ["conv", BIG, "--k", BIG, "--s", BIG, "--explain"],
+        ["pool", f"{BIG}x7", "--k", "3", "--in-channels", BIG, "--batch", BIG, "--json"],
+        ["solve", BIG, "1", "-q"],
+        ["solve", BIG, BIG],
+        ["conv", BIG + "0", "--k", "3"],
+        ["conv", "5", "--k", "3", "--in-channels", "9" * 5000, "--out-channels", "2"],
+        ["fit", LENET, "--range", "1:" + "9" * 5000],
+        ["draw", LENET, "--width", "1" + "0" * 400],
+    ],
+)
+def test_huge_numbers_are_exact_or_refused(args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code in (0, 1, 2), result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if result.exit_code:
+        assert [line for line in result.stderr.splitlines() if line.startswith("Error: ")], result.stderr
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        "Upsample: {scale_factor: 1.0e+308}",
+        "Upsample: {size: 9223372036854775808}",
+        "ConvTranspose2d: {out_channels: 1, kernel_size: 3, stride: 9223372036854775807}",
+        "Flatten: {start_dim: 0}",
+        "Unflatten: {dim: 1, unflattened_size: [3" + ", 1" * 64 + "]}",
+    ],
+)
+def test_sizes_beyond_torchs_integers_are_refused(layer: str) -> None:
+    text = f"input: [9223372036854775807, 3, 1000000000, 1000000000]\nlayers:\n  - {layer}\n"
+    for extra in ([], ["--json"], ["--csv"], ["--markdown"], ["-q"]):
+        result = run("stack", "-", *extra, stdin=text)
+        assert result.exit_code == 1, result.output
+        message = one_error(result.stderr)
+        assert any(words in message for words in ("beyond torch's 64-bit integers", "within torch's 64-bit integers",
+                                                  "dimensions; convcalc follows at most"))  # fmt: skip
+
+
+def test_memory_figures_of_any_size_print() -> None:
+    text = "input: [9223372036854775807, 9223372036854775807, 9223372036854775807]\nlayers:\n  - ReLU\n"
+    result = run("stack", "-", stdin=text)
+    assert result.exit_code == 0, result.output
+    assert "YiB" in result.stdout
+
+
+# --- no hang ----------------------------------------------------------------------------------------------------
+
+
+def timed(*args: str, stdin: str | None = None) -> tuple[object, float]:
+    started = time.monotonic()
+    result = run(*args, stdin=stdin)
+    return result, time.monotonic() - started
+
+
+def test_an_error_after_a_long_repeat_suggests_within_seconds() -> None:
+    """Before, the nearest-input search re-ran 99,990 ReLUs up to 128 times: 213 s."""
+    text = ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 4, kernel_size: 9}\n"
+            "  - Repeat: {times: 99990, layers: [ReLU]}\n  - Linear: {in_features: 5, out_features: 2}\n")  # fmt: skip
+    result, seconds = timed("stack", "-", "-q", stdin=text)
+    assert result.exit_code == 1 and seconds < 30, seconds
+    assert one_error(result.stderr).startswith("Error: <stdin>, line 3: layer 1 (Conv2d)")
+
+
+@pytest.mark.parametrize("option", [["--max-kernel", "1000000000000"], ["--max-dilation", "1000000000"]])
+def test_solve_refuses_huge_searches_at_once(option: list[str]) -> None:
+    result, seconds = timed("solve", "64", "32", *option)
+    assert result.exit_code == 2 and seconds < 5, seconds
+    assert "the search would try about" in result.stderr
+
+
+def test_fit_counts_the_inputs_rank() -> None:
+    """A 5,000-D input with 24 layers took 553 s: fit's budget now counts dimensions, and ranks are bounded."""
+    rank = ", ".join(["1"] * 60)
+    text = f"input: [1, 1, {rank}]\nlayers:\n" + "  - ReLU\n" * 40
+    result, seconds = timed("fit", "-", "--range", "1:1024", stdin=text)
+    assert seconds < 30, seconds
+    assert result.exit_code == 2 and "keep sizes x layers x dimensions under" in result.stderr
+    huge = "input: [" + ", ".join(["1"] * 5000) + "]\nlayers:\n  - ReLU\n"
+    result, seconds = timed("fit", "-", stdin=huge)
+    assert result.exit_code == 1 and seconds < 10
+    assert "input must be a list of 1 to 64 positive integers" in one_error(result.stderr)
+
+
+def test_the_most_layers_a_stack_may_hold_run_in_seconds(tmp_path: Path) -> None:
+    """100,000 distinct Conv2d layers, the documented limit: 40-55 s before."""
+    lines = "".join(f"  - Conv2d: {{out_channels: {8 + i}, kernel_size: 3, padding: 1}}\n" for i in range(100_000))
+    path = tmp_path / "long.yaml"
+    path.write_text(f"input: [1, 8, 16, 16]\nlayers:\n{lines}")
+    started = time.monotonic()
+    result = process("stack", str(path), "-q")
+    assert (result.returncode, result.stdout) == (0, b"1x100007x16x16\n")
+    assert time.monotonic() - started < 60

@@ -129,7 +129,7 @@ FILE_ERRORS = [
     ("input: [1, 3, 8, 8]\nlayers:\n  - !!python/object/apply:os.system [echo hi]\n",
      "line 3: refused: the tag 'tag:yaml.org,2002:python/object/apply:os.system' (only plain YAML data is read"),
     ("input: [1, 3, 8\nlayers: [", "line 2: did not find expected ',' or ']'"),
-    ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of positive integers, batch first"),
+    ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of 1 to 64 positive integers, batch first"),
     ("layers: []\n", "'input' is missing: give the input shape, batch first"),
     ("input: [1, 3]\n", "'layers' must be a list of layers"),
     ("input: [1, 3]\nlayers: []\nouput: 3\n", "line 3: unknown key 'ouput': use input and layers"),

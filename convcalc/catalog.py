@@ -319,8 +319,13 @@ def _instance_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
     def apply(shape: Shape, args: dict[str, Any]) -> Step:
         _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         channels = shape[_channel_axis(shape, dims)]
-        if args["affine"]:  # without affine, torch only warns about a mismatch
-            _check_match("num_features", args["num_features"], channels, "channels")
+        if args["affine"] and args["num_features"] != channels:  # without affine, torch only warns about a mismatch
+            unbatched = (
+                " (torch's LazyInstanceNorm, whose inference convcalc follows, reads it from dim 1, which is no "
+                "channel axis in an unbatched input)" if len(shape) == dims + 1 else ""
+            )
+            raise _fail(f"num_features is {args['num_features']} but the input has {channels} channels{unbatched}: "
+                        f"give num_features: {channels}")  # fmt: skip
         if math.prod(shape[-dims:]) == 1:
             raise _fail("needs more than 1 spatial element per channel: use a larger input")
         c = args["num_features"]
@@ -553,7 +558,7 @@ def _kinds() -> dict[str, Kind]:
         add(f"AdaptiveMaxPool{d}d", _adaptive(d, "Max"), output_size, return_indices)
         add(f"BatchNorm{d}d", _batch_norm(d), Arg("num_features", Type.INT, infer=features), eps, momentum,
             Arg("affine", Type.BOOL, True), Arg("track_running_stats", Type.BOOL, True))  # fmt: skip
-        add(f"InstanceNorm{d}d", _instance_norm(d), Arg("num_features", Type.INT, infer=channels(d)), eps, momentum,
+        add(f"InstanceNorm{d}d", _instance_norm(d), Arg("num_features", Type.INT, infer=features), eps, momentum,
             Arg("affine", Type.BOOL, False), Arg("track_running_stats", Type.BOOL, False), bias)  # fmt: skip
         for prefix, mode in (("Zero", "constant"), ("Reflection", "reflect"), ("Replication", "replicate"),
                              ("Circular", "circular")):  # fmt: skip

@@ -12,13 +12,11 @@ import torch
 from click.testing import CliRunner, Result
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
-from torch import nn
 
-from convcalc.catalog import LAYERS
 from convcalc.cli import main
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
-from tests.torch_oracle import TORCH_REJECTS
+from tests.torch_oracle import TORCH_REJECTS, inferring_module
 
 ROOT = Path(__file__).parent.parent
 
@@ -62,12 +60,9 @@ def torch_graph(items: list[Any], x: torch.Tensor, prefix: str, saved: dict[str,
                     other = other[(slice(None), slice(None), *(slice(t, t + n) for t, n in zip(top, x.shape[2:])))]
                 out = torch.cat([x, other], dim=args.get("dim", 1))
             else:
-                full = {key: tuple(v) if isinstance(v, list) else v for key, v in args.items()}
-                for key, infer in LAYERS[name].inferred.items():
-                    full.setdefault(key, infer(tuple(x.shape)))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    module = getattr(nn, name)(**full).eval()
+                    module = inferring_module(name, args, x).eval()  # torch infers what the file leaves out
                     out = module(x)
                 params = sum(p.numel() for p in module.parameters())
         except (*TORCH_REJECTS, KeyError) as error:

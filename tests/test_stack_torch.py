@@ -15,13 +15,11 @@ from typing import Any
 import torch
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
-from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from convcalc.catalog import LAYERS
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
-from tests.torch_oracle import TORCH_REJECTS
+from tests.torch_oracle import TORCH_REJECTS, inferring_module
 
 EXAMPLES = 1200
 
@@ -155,14 +153,10 @@ def torch_layers(
     x = torch.zeros(shape)
     seen = []
     for index, (name, args) in enumerate(items, start=1):
-        kind = LAYERS[name]
-        full = {key: (tuple(v) if isinstance(v, list) and key != "unflattened_size" else v) for key, v in args.items()}
-        for key, infer in kind.inferred.items():
-            full.setdefault(key, infer(tuple(x.shape)))
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                module = getattr(nn, name)(**full).eval()
+                module = inferring_module(name, args, x).eval()  # torch infers what the file leaves out
                 counter = FlopCounterMode(display=False)
                 with torch.no_grad(), counter:
                     y = module(x)

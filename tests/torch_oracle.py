@@ -6,6 +6,7 @@ calculator with the code that checks it for users.
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Any
 
@@ -55,3 +56,38 @@ def run(family: str, size: tuple[int, ...], kwargs: dict[str, Any]) -> tuple[tup
         return None, None
     spatial = tuple(out.shape[2:])
     return (None, None) if 0 in spatial else (spatial, module)
+
+
+_LAZY = {
+    "Conv": ("in_channels", "LazyConv"),
+    "ConvTranspose": ("in_channels", "LazyConvTranspose"),
+    "BatchNorm": ("num_features", "LazyBatchNorm"),
+    "InstanceNorm": ("num_features", "LazyInstanceNorm"),
+    "Linear": ("in_features", "LazyLinear"),
+}
+
+
+def inferring_module(name: str, args: dict[str, Any], x: torch.Tensor) -> nn.Module:
+    """The torch module for a stack file's layer, built from the file's own arguments.
+
+    What the file leaves out is inferred by torch, never by convcalc: torch's
+    Lazy module infers ``in_channels``, ``num_features`` or ``in_features`` on
+    its first call; GroupNorm, which has no Lazy form, gets ``num_channels =
+    input.size(1)``, as its documentation defines it.
+    """
+    kwargs = {key: tuple(v) if isinstance(v, list) and key != "unflattened_size" else v for key, v in args.items()}
+    family = name[:-2] if name[-2:] in ("1d", "2d", "3d") else name
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if family in _LAZY and _LAZY[family][0] not in kwargs:
+            lazy = _LAZY[family][1]
+            # a Lazy class has defaults of its own (LazyInstanceNorm: affine and track_running_stats true), so
+            # the plain class's defaults, read from torch's signature, come first
+            plain = inspect.signature(getattr(nn, name)).parameters.values()
+            defaults = {
+                p.name: p.default for p in plain if p.default is not p.empty and p.name not in ("device", "dtype")
+            }
+            return getattr(nn, lazy + name[len(family) :])(**(defaults | kwargs))
+        if name == "GroupNorm" and "num_channels" not in kwargs:
+            kwargs["num_channels"] = x.shape[1] if x.dim() > 1 else 0
+        return getattr(nn, name)(**kwargs)

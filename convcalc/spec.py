@@ -89,23 +89,27 @@ class Item:
     line: int | None = None
 
 
-def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer") -> list[LayerSpec]:
+def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer",
+            seen: dict[Any, tuple[dict[str, Any], Any]] | None = None) -> list[LayerSpec]:  # fmt: skip
     """Check items against the catalogue; raise StackSpecError at the first problem.
 
     An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
     keywords hold its branches as lists of items, checked the same way.
+    ``seen`` holds the layers already checked, by what they say: a stack file
+    repeats the same few layers many times, and each is checked once.
     """
+    seen = {} if seen is None else seen
     specs = []
     for position, entry in enumerate(items, start=1):
         item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
         label = f"{where} {position} ({item.type})"
         if item.type in BLOCKS:
-            specs.append(_block(item, label, f"{where} {position}."))
+            specs.append(_block(item, label, f"{where} {position}.", seen))
         elif item.type in JOINS:
             arguments = _keywords(item, JOINS[item.type], label)
             specs.append(LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type))
         elif item.type in LAYERS:
-            specs.append(_layer(item, label))
+            specs.append(_layer(item, label, seen))
         else:
             choices = [*LAYERS, *BLOCKS, *JOINS]
             raise StackSpecError(
@@ -122,7 +126,8 @@ def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
     if len(item.positional) > len(names):
         takes = f"{len(names)} ({', '.join(names)})" if names else "none"
         raise StackSpecError(
-            f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes}",
+            f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes} "
+            "(a list that is one argument goes in a list of its own: [[1, 1]], or give it by name)",
             line=item.line,
         )
     arguments = dict(zip(names, item.positional))
@@ -160,18 +165,28 @@ def _count(specs: Sequence[LayerSpec]) -> int:
     return total
 
 
-def _layer(item: Item, label: str) -> LayerSpec:
-    kind = LAYERS[item.type]
-    arguments = _keywords(item, kind.args, label)
-    if kind.check is not None:
-        problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
-        if problem:
-            raise StackSpecError(f"{label}: {problem}", line=item.line)
-    key = (item.type, tuple((name, _frozen(value)) for name, value in arguments.items()))
+def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:
+    try:
+        said = (item.type, tuple((name, _frozen(value)) for name, value in item.keywords.items()),
+                _frozen(item.positional))  # fmt: skip
+        known = seen.get(said)
+    except TypeError:  # a mapping among the values: unhashable, and about to be refused anyway
+        said, known = None, None
+    if known is None:
+        kind = LAYERS[item.type]
+        arguments = _keywords(item, kind.args, label)
+        if kind.check is not None:
+            problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
+            if problem:
+                raise StackSpecError(f"{label}: {problem}", line=item.line)
+        known = arguments, (item.type, tuple((name, _frozen(value)) for name, value in arguments.items()))
+        if said is not None:
+            seen[said] = known
+    arguments, key = known
     return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key)
 
 
-def _block(item: Item, label: str, where: str) -> LayerSpec:
+def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:
     block = BLOCKS[item.type]
     branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
                         for name in block.branches)  # fmt: skip
@@ -180,7 +195,7 @@ def _block(item: Item, label: str, where: str) -> LayerSpec:
         if not arguments.get(key):
             raise StackSpecError(f"{label}: {key} must be a list of layers", line=item.line)
     blocks = {
-        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer"))
+        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer", seen=seen))
         for key in block.branches
         if key in arguments
     }

@@ -18,7 +18,7 @@ from typing import Any
 
 from convcalc import layers
 from convcalc.errors import InvalidLayerError
-from convcalc.schema import INT64, REQUIRED, Arg, Type
+from convcalc.schema import FLOAT32_MAX, INT64, REQUIRED, Arg, Type, float32
 
 __all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Kind", "Step", "Window"]
 
@@ -166,6 +166,21 @@ def _pool(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
         pool_args = {
             key: args[key] for key in ("kernel_size", "stride", "padding", "dilation", "ceil_mode") if key in args
         }
+        if pool_args.get("stride") in ((), []):  # torch reads an empty stride as none given: the kernel size
+            pool_args["stride"] = None
+        for key in ("kernel_size", "stride", "padding", "dilation"):
+            values = pool_args.get(key)
+            values = values if isinstance(values, (tuple, list)) else (values,)
+            if any(value is not None and not -(2**31) <= value < 2**31 for value in values):
+                raise _fail(f"{key} {pool_args[key]} is beyond the 32-bit integers torch's pooling takes "
+                            f"(at most {2**31 - 1})")  # fmt: skip
+        kernel = pool_args["kernel_size"]
+        if kind == "LP" and isinstance(kernel, (tuple, list)) and (dims == 1 or len(kernel) != dims):
+            raise _fail(
+                f"kernel_size {list(kernel)}: LPPool1d takes one integer (torch fails on a list there)"
+                if dims == 1
+                else f"kernel_size {list(kernel)} needs one value per axis, {dims}, for LPPool{dims}d"
+            )
         try:
             if kind == "Max":
                 result = layers.max_pool(shape[-dims:], **pool_args)
@@ -189,7 +204,10 @@ def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
         if args.get("return_indices"):
             raise _fail("return_indices: true makes the layer return a pair, which the next layer cannot take")
         size = args["output_size"]
-        sizes = [size] * dims if size is None or isinstance(size, int) else list(size)
+        if size is None:
+            raise _fail(f"output_size must be a size or a list of {dims} sizes (null for the input's), not null "
+                        "itself")  # fmt: skip
+        sizes = [size] * dims if isinstance(size, int) else list(size)
         if len(sizes) != dims:
             raise _fail(f"output_size has {len(sizes)} values but the layer has {dims} spatial axes")
         if dims == 1 and None in sizes:
@@ -305,10 +323,17 @@ def _batch_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
         _rank(shape, ranks, "(N, C) or (N, C, L)" if dims == 1 else f"(N, C, {_spatial_names(dims)})")
         if args["affine"] or args["track_running_stats"]:  # otherwise there is nothing of that size to match
             _check_match("num_features", args["num_features"], shape[1], "channels")
+        if not args["track_running_stats"]:  # without running statistics, eval mode normalises by the batch's own
+            if args["eps"] <= 0:
+                raise _fail(f"eps must be positive without running statistics (track_running_stats: false), got "
+                            f"{args['eps']}")  # fmt: skip
+            if math.prod(shape) // shape[1] == 1:
+                raise _fail("needs more than 1 value per channel without running statistics "
+                            "(track_running_stats: false): use a larger batch or input")  # fmt: skip
         c = args["num_features"]
         return Step(
             output=shape,
-            params=2 * c if args["affine"] else 0,
+            params=(2 if args["bias"] else 1) * c if args["affine"] else 0,
             buffers=2 * c + 1 if args["track_running_stats"] else 0,
         )
 
@@ -319,14 +344,17 @@ def _instance_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
     def apply(shape: Shape, args: dict[str, Any]) -> Step:
         _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         channels = shape[_channel_axis(shape, dims)]
-        if args["affine"] and args["num_features"] != channels:  # without affine, torch only warns about a mismatch
+        matters = args["affine"] or args["track_running_stats"]  # otherwise torch only warns about a mismatch
+        if matters and args["num_features"] != channels:
             unbatched = (
                 " (torch's LazyInstanceNorm, whose inference convcalc follows, reads it from dim 1, which is no "
-                "channel axis in an unbatched input)" if len(shape) == dims + 1 else ""
+                "channel axis in an unbatched input)"
+                if len(shape) == dims + 1
+                else ""
             )
             raise _fail(f"num_features is {args['num_features']} but the input has {channels} channels{unbatched}: "
                         f"give num_features: {channels}")  # fmt: skip
-        if math.prod(shape[-dims:]) == 1:
+        if math.prod(shape[-dims:]) == 1 and not args["track_running_stats"]:  # eval mode uses the input's statistics
             raise _fail("needs more than 1 spatial element per channel: use a larger input")
         c = args["num_features"]
         return Step(
@@ -340,11 +368,17 @@ def _instance_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
 
 def _group_norm(shape: Shape, args: dict[str, Any]) -> Step:
     groups, channels = args["num_groups"], args["num_channels"]
-    if groups < 1 or channels % groups:
+    if groups == 0 or channels % groups:  # the constructor's check: Python's modulo, so a negative count passes
         raise _fail(f"num_channels {channels} is not divisible by num_groups {groups}")
-    _rank(shape, tuple(range(2, 9)), "(N, C, *)")
-    _check_match("num_channels", channels, shape[1], "channels")
-    if shape[0] * channels // groups * math.prod(shape[2:]) == 1:
+    if groups < 0:
+        raise _fail(f"num_groups must be at least 1, got {groups}")
+    if len(shape) < 2:
+        raise _fail(f"needs an input with at least 2 dimensions (N, C, *), got {len(shape)}-D")
+    if args["affine"]:  # without affine, torch never compares num_channels with the input
+        _check_match("num_channels", channels, shape[1], "channels")
+    if shape[1] % groups:
+        raise _fail(f"the input's {shape[1]} channels are not divisible by num_groups {groups}")
+    if math.prod(shape) // groups == 1:
         raise _fail("needs more than 1 value per group: use a larger input or batch")
     return Step(output=shape, params=((2 if args["bias"] else 1) * channels) if args["affine"] else 0)
 
@@ -379,6 +413,8 @@ def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
     size, scale = args["size"], args["scale_factor"]
     if size is not None and scale:
         raise _fail("give size or scale_factor, not both")
+    if size is not None and args["recompute_scale_factor"]:
+        raise _fail("recompute_scale_factor applies to a scale_factor, not to an explicit size: leave it out")
     if size is None and not scale:
         raise _fail("give size or scale_factor")
     if size is not None:
@@ -440,25 +476,33 @@ def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], Step]:
+    """A padding layer, as F.pad applies it: one int pads the class's ``dims`` last axes; a list of 2k values pads
+    the last k axes, whatever the class (``ZeroPad1d: [1, 1, 1, 1]`` pads two)."""
+
     def apply(shape: Shape, args: dict[str, Any]) -> Step:
         padding = args["padding"]
         pads = [padding] * (2 * dims) if isinstance(padding, int) else list(padding)
-        if len(pads) != 2 * dims:
-            raise _fail(
-                f"padding needs 1 or {2 * dims} values (left, right, top, bottom, front, back), got {len(pads)}"
-            )
+        if len(pads) % 2:
+            raise _fail(f"padding needs an even number of values (left, right, top, bottom, front, back), got "
+                        f"{len(pads)}")  # fmt: skip
+        count = len(pads) // 2
+        if mode == "circular":  # the module checks the rank for its own dims before F.pad does
+            _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         if mode == "constant":
-            if len(shape) < dims:
-                raise _fail(f"needs an input with at least {dims} dimensions, got {len(shape)}-D")
-        elif mode == "circular":
-            _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
-        else:
-            _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
+            if len(shape) < count:
+                raise _fail(f"{len(pads)} pad values need an input of at least {count} dimensions, got "
+                            f"{len(shape)}-D")  # fmt: skip
+        elif len(shape) not in (count + 1, count + 2):
+            raise _fail(f"{len(pads)} pad values in mode {mode!r} need a {count + 1}-D or {count + 2}-D input, "
+                        f"got {len(shape)}-D")  # fmt: skip
         out = list(shape)
-        for i in range(dims):
+        for i in range(count):
             axis = len(shape) - 1 - i  # pads run from the last axis backwards
             before, after = pads[2 * i], pads[2 * i + 1]
             length = shape[axis]
+            if mode == "constant" and length + min(before, 0) + min(after, 0) < 0:
+                raise _fail(f"padding ({before}, {after}) crops more than the input {length} of dim {axis} has "
+                            "(torch crops by each negative pad first)")  # fmt: skip
             if mode == "reflect" and (before >= length or after >= length):
                 raise _fail(
                     f"padding ({before}, {after}) must be smaller than the input {length} on dim {axis} for reflection"
@@ -467,16 +511,16 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
                 raise _fail(
                     f"padding ({before}, {after}) wraps around more than once on the input {length} of dim {axis}"
                 )
+            if mode == "circular" and min(before, after) < 0 < max(before, after):
+                raise _fail(f"padding ({before}, {after}) mixes signs on dim {axis}, which torch's circular "
+                            "padding does not handle: crop and pad in two layers")  # fmt: skip
             out[axis] = length + before + after
-        sizes = [out[len(shape) - 1 - i] for i in range(dims)]
-        if mode == "constant" or mode == "circular":
+        sizes = [out[len(shape) - 1 - i] for i in range(count)]
+        if mode in ("constant", "circular"):
             if any(n < 0 for n in sizes):
                 raise _fail(f"negative padding leaves a negative size: {_text(tuple(out))}")
-        elif mode == "reflect" and dims > 1:
-            # torch's 2-D and 3-D reflection pads check only that some axis is at least 1
-            if all(n < 1 for n in sizes) or any(n < 0 for n in sizes):
-                raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
-        elif mode == "replicate" and dims > 1:
+        elif mode in ("reflect", "replicate") and count > 1:
+            # torch's 2-D and 3-D reflection and replication pads check only that some axis is at least 1
             if all(n < 1 for n in sizes) or any(n < 0 for n in sizes):
                 raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
         elif any(n < 1 for n in sizes):
@@ -496,6 +540,13 @@ def _at_least(low: int) -> Callable[[Any], str | None]:
 
 def _not_zero(value: Any) -> str | None:
     return "must not be 0" if value == 0 else None
+
+
+def _celu_alpha(value: Any) -> str | None:
+    """CELU divides by alpha: alpha and 1/alpha must both be float32 numbers."""
+    if value == 0:
+        return "must not be 0"
+    return float32(value) or (None if abs(1 / value) <= FLOAT32_MAX else "is too small: 1/alpha overflows float32")
 
 
 def _ordered(low: str, high: str, strict: bool) -> Callable[[dict[str, Any]], str | None]:
@@ -523,12 +574,13 @@ def _kinds() -> dict[str, Kind]:
     def features(shape: Shape) -> int:
         return shape[1] if len(shape) > 1 else 0
 
-    eps = Arg("eps", Type.NUMBER, 1e-5, check=lambda value: None if value >= 0 else "must not be negative")
+    eps = Arg("eps", Type.NUMBER, 1e-5)  # no check: InstanceNorm, GroupNorm and LayerNorm take any eps
+    batch_eps = Arg("eps", Type.NUMBER, 1e-5, check=lambda value: None if value >= 0 else "must not be negative")
     momentum = Arg("momentum", Type.NUMBER, 0.1, nullable=True)
     inplace = Arg("inplace", Type.BOOL, False)
     bias = Arg("bias", Type.BOOL, True)
     padding_mode = Arg("padding_mode", Type.TEXT, "zeros", choices=layers.PADDING_MODES)
-    stride_none = Arg("stride", Type.PER_AXIS, None, nullable=True)
+    stride_none = Arg("stride", Type.PER_AXIS, None, nullable=True, empty=True)  # []: the kernel size, as None
     ceil_mode = Arg("ceil_mode", Type.BOOL, False)
     return_indices = Arg("return_indices", Type.BOOL, False)
     dropout = (Arg("p", Type.NUMBER, 0.5, check=_between(0, 1)), inplace)
@@ -556,21 +608,22 @@ def _kinds() -> dict[str, Kind]:
         output_size = Arg("output_size", Type.OPTIONAL_SIZES)
         add(f"AdaptiveAvgPool{d}d", _adaptive(d, "Avg"), output_size)
         add(f"AdaptiveMaxPool{d}d", _adaptive(d, "Max"), output_size, return_indices)
-        add(f"BatchNorm{d}d", _batch_norm(d), Arg("num_features", Type.INT, infer=features), eps, momentum,
-            Arg("affine", Type.BOOL, True), Arg("track_running_stats", Type.BOOL, True))  # fmt: skip
+        add(f"BatchNorm{d}d", _batch_norm(d), Arg("num_features", Type.INT, infer=features), batch_eps, momentum,
+            Arg("affine", Type.BOOL, True), Arg("track_running_stats", Type.BOOL, True),
+            Arg("bias", Type.BOOL, True, keyword_only=True))  # fmt: skip
         add(f"InstanceNorm{d}d", _instance_norm(d), Arg("num_features", Type.INT, infer=features), eps, momentum,
             Arg("affine", Type.BOOL, False), Arg("track_running_stats", Type.BOOL, False), bias)  # fmt: skip
         for prefix, mode in (("Zero", "constant"), ("Reflection", "reflect"), ("Replication", "replicate"),
                              ("Circular", "circular")):  # fmt: skip
-            add(f"{prefix}Pad{d}d", _padding_layer(d, mode), Arg("padding", Type.PER_AXIS))
-        add(f"ConstantPad{d}d", _padding_layer(d, "constant"), Arg("padding", Type.PER_AXIS),
-            Arg("value", Type.NUMBER))  # fmt: skip
+            add(f"{prefix}Pad{d}d", _padding_layer(d, mode), Arg("padding", Type.PER_AXIS, empty=mode == "constant"))
+        add(f"ConstantPad{d}d", _padding_layer(d, "constant"), Arg("padding", Type.PER_AXIS, empty=True),
+            Arg("value", Type.NUMBER, check=float32))  # fmt: skip
         add(f"Dropout{d}d", _dropout((2, 3) if d == 1 else None), *dropout)
 
     add("Linear", _linear, Arg("in_features", Type.INT, infer=lambda shape: shape[-1] if shape else 0),
-        Arg("out_features", Type.INT), bias)  # fmt: skip
+        Arg("out_features", Type.INT, check=_at_least(0)), bias)  # fmt: skip
     add("Flatten", _flatten, Arg("start_dim", Type.INT, 1), Arg("end_dim", Type.INT, -1))
-    add("Unflatten", _unflatten, Arg("dim", Type.INT), Arg("unflattened_size", Type.PER_AXIS))
+    add("Unflatten", _unflatten, Arg("dim", Type.INT), Arg("unflattened_size", Type.SIZES))
     add("Identity", _same)
     for name in ("Dropout", "AlphaDropout", "FeatureAlphaDropout"):
         add(name, _dropout(None), *dropout)
@@ -583,37 +636,43 @@ def _kinds() -> dict[str, Kind]:
         Arg("recompute_scale_factor", Type.BOOL, None))  # fmt: skip
     add("PixelShuffle", _pixel_shuffle, Arg("upscale_factor", Type.INT))
     add("PixelUnshuffle", _pixel_unshuffle, Arg("downscale_factor", Type.INT))
-    add("PReLU", _prelu, Arg("num_parameters", Type.INT, 1), Arg("init", Type.NUMBER, 0.25))
+    add("PReLU", _prelu, Arg("num_parameters", Type.INT, 1, check=_at_least(0)),
+        Arg("init", Type.NUMBER, 0.25, check=float32))  # fmt: skip
     for name in ("Softmax", "LogSoftmax", "Softmin"):
         add(name, _softmax, Arg("dim", Type.INT, None))
     add("Softmax2d", _softmax2d)
     add("GLU", _glu, Arg("dim", Type.INT, -1))
     number = Type.NUMBER
+
+    def scalar(name: str, default: Any = REQUIRED, check: Callable[[Any], str | None] = float32) -> Arg:
+        """A float argument that torch converts to the input's float32."""
+        return Arg(name, number, default, check=check)
+
     add("ReLU", _same, inplace)
     add("ReLU6", _same, inplace)
-    add("LeakyReLU", _same, Arg("negative_slope", number, 0.01), inplace)
-    add("RReLU", _same, Arg("lower", number, 0.125), Arg("upper", number, 1 / 3), inplace,
+    add("LeakyReLU", _same, scalar("negative_slope", 0.01), inplace)
+    add("RReLU", _same, scalar("lower", 0.125), scalar("upper", 1 / 3), inplace,
         check=_ordered("lower", "upper", strict=False))  # fmt: skip
-    add("ELU", _same, Arg("alpha", number, 1.0), inplace)
-    add("CELU", _same, Arg("alpha", number, 1.0, check=_not_zero), inplace)
+    add("ELU", _same, scalar("alpha", 1.0), inplace)
+    add("CELU", _same, scalar("alpha", 1.0, check=_celu_alpha), inplace)
     add("SELU", _same, inplace)
     add("GELU", _same, Arg("approximate", Type.TEXT, "none", choices=("none", "tanh")))
     add("SiLU", _same, inplace)
     add("Mish", _same, inplace)
     add("Sigmoid", _same)
     add("Tanh", _same)
-    add("Hardtanh", _same, Arg("min_val", number, -1.0), Arg("max_val", number, 1.0), inplace,
+    add("Hardtanh", _same, scalar("min_val", -1.0), scalar("max_val", 1.0), inplace,
         check=_ordered("min_val", "max_val", strict=True))  # fmt: skip
     add("Hardswish", _same, inplace)
     add("Hardsigmoid", _same, inplace)
-    add("Softplus", _same, Arg("beta", number, 1.0), Arg("threshold", number, 20.0))
+    add("Softplus", _same, scalar("beta", 1.0), scalar("threshold", 20.0))
     add("Softsign", _same)
-    add("Softshrink", _same, Arg("lambd", number, 0.5, check=lambda value: None if value >= 0 else
-                                  "must not be negative"))  # fmt: skip
-    add("Hardshrink", _same, Arg("lambd", number, 0.5))
+    add("Softshrink", _same, scalar("lambd", 0.5, check=lambda value: float32(value) or (
+        None if value >= 0 else "must not be negative")))  # fmt: skip
+    add("Hardshrink", _same, scalar("lambd", 0.5))
     add("Tanhshrink", _same)
     add("LogSigmoid", _same)
-    add("Threshold", _same, Arg("threshold", number), Arg("value", number), inplace)
+    add("Threshold", _same, scalar("threshold"), scalar("value"), inplace)
     return kinds
 
 

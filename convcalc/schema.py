@@ -19,13 +19,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["INT64", "REQUIRED", "Arg", "Type", "check_arguments", "is_int"]
+__all__ = ["FLOAT32_MAX", "INT64", "REQUIRED", "Arg", "Type", "check_arguments", "float32", "is_int"]
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """Marks an argument that has no default."""
 
 INT64 = 2**63
 """torch's sizes and integer arguments are 64-bit: every integer must lie in -2**63 < n < 2**63."""
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest float32: a layer's float arguments reach a float32 input's kernel as float32."""
+
+
+def float32(value: Any) -> str | None:
+    """The check of a float argument that torch converts to the input's dtype (float32 here)."""
+    return None if abs(value) <= FLOAT32_MAX else f"must lie within float32's range (at most {FLOAT32_MAX:.8g})"
 
 
 def is_int(value: Any) -> bool:
@@ -53,6 +61,7 @@ class Type(enum.Enum):
     BOOL = "true or false"
     TEXT = "a string"
     PER_AXIS = "an integer or a list of integers"
+    SIZES = "a list of integers"
     PADDING = "an integer, a list of integers, 'same' or 'valid'"
     OPTIONAL_SIZES = "an integer or a list of integers and nulls"
     NUMBERS = "a finite number or a list of finite numbers"
@@ -72,6 +81,8 @@ class Type(enum.Enum):
             return type(value) is str
         if self is Type.PER_AXIS:
             return _items(value, is_int)
+        if self is Type.SIZES:
+            return type(value) is list and _items(value, is_int)
         if self is Type.PADDING:
             return value in ("same", "valid") or _items(value, is_int)
         if self is Type.OPTIONAL_SIZES:
@@ -102,10 +113,16 @@ class Arg:
     """The range check torch's constructor makes on the value alone: the problem in words, or None."""
     infer: Callable[[tuple[int, ...]], int] | None = None
     """How the value follows from the incoming shape, where torch's Lazy module infers it."""
+    empty: bool = False
+    """Whether an empty list is a value (a pool's ``stride: []`` is its kernel size; a pad's ``padding: []`` none)."""
+    keyword_only: bool = False
+    """Whether torch takes it by name only (BatchNorm's ``bias``): no positional argument reaches it."""
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` for this argument (type, choices, range), or None."""
         if value is None and (self.nullable or self.default is None):
+            return None
+        if self.empty and value == []:
             return None
         if not self.type.accepts(value):
             items = value if isinstance(value, list) else [value]

@@ -123,14 +123,15 @@ def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], wher
 def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
     """The item's arguments by name (positional ones in torch's order), each checked against its declaration."""
     names = [arg.name for arg in args]
-    if len(item.positional) > len(names):
-        takes = f"{len(names)} ({', '.join(names)})" if names else "none"
+    positional = [arg.name for arg in args if not arg.keyword_only]
+    if len(item.positional) > len(positional):
+        takes = f"{len(positional)} ({', '.join(positional)})" if positional else "none"
         raise StackSpecError(
             f"{label}: {len(item.positional)} positional arguments, but {item.type} takes at most {takes} "
             "(a list that is one argument goes in a list of its own: [[1, 1]], or give it by name)",
             line=item.line,
         )
-    arguments = dict(zip(names, item.positional))
+    arguments = dict(zip(positional, item.positional))
     for key, value in item.keywords.items():
         if key not in names:
             known = ", ".join(names) or "none"

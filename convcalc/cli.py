@@ -174,7 +174,7 @@ class _Main(click.Group):
                 code = stop.code
             _flush()
         except click.ClickException as error:
-            error.show()
+            _show_escaped(error)
             code = error.exit_code
         except (click.Abort, KeyboardInterrupt, EOFError):
             code = 130
@@ -202,12 +202,26 @@ class _PipeClosed(Exception):
     """The reader of standard output went away."""
 
 
+def _show_escaped(error: click.ClickException) -> None:
+    """click's usage error, with the user's text in it (an unexpected argument) shown escaped, line by line."""
+    import io
+
+    text = io.StringIO()
+    error.show(file=text)
+    for line in text.getvalue().splitlines():
+        click.echo(printable(line), err=True)
+
+
 class _ClosedStream:
     """Standard output when the shell closed it (``>&-``): writing fails as a write to a closed descriptor does."""
 
     encoding = "utf-8"
 
-    def write(self, text: str) -> int:
+    @property
+    def buffer(self) -> _ClosedStream:
+        return self
+
+    def write(self, text: str | bytes) -> int:
         raise OSError(9, "standard output is closed")
 
     def flush(self) -> None:
@@ -463,7 +477,8 @@ def stack(
     if verification is not None and (result.error is not None or not verification.agrees):
         from convcalc.text import stack_verification_text
 
-        verdict = f"{'' if verification.agrees else 'Error: '}{stack_verification_text(verification)}"
+        first = not verification.agrees and result.error is None  # one Error line: the stack's own comes first
+        verdict = f"{'Error: ' if first else ''}{stack_verification_text(verification)}"
         click.echo(printable(verdict), err=True)
     if result.error is not None or (verification is not None and not verification.agrees):
         sys.exit(1)

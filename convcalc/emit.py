@@ -8,9 +8,11 @@ is laid out the way ruff or black would leave it.
 
 No text from the stack file becomes code. Identifiers are made by convcalc
 (``saved_1`` for the first name a Save gives, ``layer3_body_2`` from positions);
-the user's names and the file's name appear only in comments and string
-literals, through ``repr()``, which escapes quotes, newlines and every other
-character that could end a comment or a string.
+the user's names and the file's name appear only in comments, through
+``ascii()``: ``repr()`` with every character past ASCII escaped too, so that
+nothing can end the comment and the file is ASCII, which Python reads whatever
+encoding wrote it. They are never on the first two lines, where a comment
+could declare the file's encoding.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ def _value(value: Any) -> str:
         inner = ", ".join(_value(item) for item in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     if isinstance(value, float) and not math.isfinite(value):  # refused at load; never a bare name like inf
-        return f"float({repr(value)!r})"
-    return repr(value)
+        return f"float({repr(value)!a})"
+    return ascii(value)
 
 
 LINE = 88
@@ -76,7 +78,7 @@ def _header(name: str, result: StackResult) -> list[str]:
         f"Input {_shape(result.input)}, output {_shape(result.output)}, {result.total_params:,} parameters.",
         '"""',
         "",
-        f"# stack file: {name!r}",
+        f"# stack file: {name!a}",
         "",
         "import torch",
         "from torch import nn",
@@ -163,7 +165,7 @@ def _walk(specs: Any, rows: dict[str, Row], var: str, prefix: str, modules: list
                 crops |= _walk(spec.blocks["shortcut"], rows, side, f"{label}.shortcut.", modules, body, indent, names)
             body.append(f"{indent}{var} = {var} + {side}  # {_shape(row.output)}")
         elif spec.type == "Save":
-            body.append(f"{indent}{saved(spec.arguments['name'])} = {var}  # Save: {spec.arguments['name']!r}")
+            body.append(f"{indent}{saved(spec.arguments['name'])} = {var}  # Save: {spec.arguments['name']!a}")
         elif spec.type == "Add":
             other = saved(spec.arguments["with"])
             body.append(f"{indent}{var} = {var} + {other}  # {_shape(row.output)}")

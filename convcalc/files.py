@@ -144,9 +144,11 @@ def _replace(target: str, data: bytes, existing: os.stat_result | None) -> None:
                 continue
         try:
             if existing is not None:
-                os.fchmod(handle, mode)  # the replaced file's mode, whatever the umask
                 with contextlib.suppress(OSError):  # only root may give a file away; the mode is what matters
                     os.fchown(handle, existing.st_uid, existing.st_gid)
+                os.fchmod(
+                    handle, mode
+                )  # the replaced file's mode, whatever the umask; after fchown, which clears setuid
             view = memoryview(data)
             while view:
                 view = view[os.write(handle, view) :]

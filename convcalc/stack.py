@@ -139,8 +139,10 @@ class StackResult:
                 yield from after(child)
             yield node
 
+        # a block whose join failed is no node, but the nodes in it that ran are: they start walks of their own
+        present = {id(node) for node in self.rows}
         for node in self.rows:
-            if node.parent is None:
+            if node.parent is None or id(node.parent) not in present:
                 yield from after(node)
 
     @property

@@ -56,7 +56,10 @@ MAX_NODES = 1_000_000
 
 _TAG = "tag:yaml.org,2002:"
 _DECIMAL = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)")
-_OTHER_BASE = re.compile(r"[-+]?0(?:x[0-9a-fA-F_]+|b[01_]+)")
+_OTHER_BASE = re.compile(r"[-+]?0(?:x_*[0-9a-fA-F][0-9a-fA-F_]*|b_*[01][01_]*)")
+_OCTAL = re.compile(r"[-+]?0_*[0-7][0-7_]*")
+_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+")
+_BOOLEANS = {"yes": True, "on": True, "no": False, "off": False}
 _DIGITS = 40
 """Longest integer literal read: torch's sizes are 64-bit (19 digits), so anything longer is refused anyway."""
 
@@ -99,23 +102,29 @@ def _scalar(node: yaml.ScalarNode) -> Any:
                 raise _Refused(node, f"the integer {text[:12]}... has {len(digits)} digits: torch's sizes are "
                                      "64-bit integers, at most 9223372036854775807")  # fmt: skip
             return int(digits, 0) if not _DECIMAL.fullmatch(text) else int(digits)
+        if _OCTAL.fullmatch(text):
+            raise _Refused(node, f"{text} reads as an octal number in YAML 1.1 ({int(text.replace('_', ''), 8)}): "
+                                 f"write it without the leading zeros")  # fmt: skip
         if ":" in text:
             raise _Refused(node, f"{text} reads as a base-60 number in YAML 1.1: write the number itself, "
                                  f"or quote it ('{text}') for text")  # fmt: skip
-        raise _Refused(node, f"{text} reads as an octal number in YAML 1.1 ({int(text.replace('_', ''), 8)}): "
-                             f"write it without the leading zeros")  # fmt: skip
+        raise _Refused(node, f"{text!r} is not an integer")
     if tag == _TAG + "float":
         lowered = text.lower().lstrip("+-")
         if lowered in (".inf", ".nan"):
             return float(text.lower().replace(".", ""))
         if ":" in text:
             raise _Refused(node, f"{text} reads as a base-60 number in YAML 1.1: write the number itself")
+        if not _FLOAT.fullmatch(text):
+            raise _Refused(node, f"{text!r} is not a number")
         return float(text.replace("_", ""))
     if tag == _TAG + "bool":
         if text.lower() in ("true", "false"):
             return text.lower() == "true"
-        raise _Refused(node, f"{text} reads as {text.lower() in ('yes', 'on')} in YAML 1.1: write true or false, "
-                             f"or quote it ('{text}') for text")  # fmt: skip
+        if text.lower() in _BOOLEANS:
+            raise _Refused(node, f"{text} reads as {_BOOLEANS[text.lower()]} in YAML 1.1: write true or false, "
+                                 f"or quote it ('{text}') for text")  # fmt: skip
+        raise _Refused(node, f"{text!r} is not true or false")
     if tag == _TAG + "null":
         return None
     if tag == _TAG + "timestamp":

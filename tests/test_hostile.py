@@ -487,3 +487,70 @@ def test_the_most_layers_a_stack_may_hold_run_in_seconds(tmp_path: Path) -> None
     result = process("stack", str(path), "-q")
     assert (result.returncode, result.stdout) == (0, b"1x100007x16x16\n")
     assert time.monotonic() - started < 60
+
+
+# --- what the generated fuzzing found (tests/test_fuzz.py), kept as plain regressions ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0x_", "'0x_' is not an integer"),
+        ("!!int 'nan'", "'nan' is not an integer"),
+        ("!!float 'abc'", "'abc' is not a number"),
+        ("!!bool 'maybe'", "'maybe' is not true or false"),
+    ],
+)
+def test_odd_yaml_scalars_are_one_error_line(value: str, message: str) -> None:
+    result = run("stack", "-", stdin=HEAD + f"  - Conv2d: {{out_channels: {value}, kernel_size: 3}}\n")
+    assert one_error(result.stderr) == f"Error: <stdin>, line 3: {message}"
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        "  - Residual: {body: [Flatten]}\n",
+        "  - Repeat: {times: 5, layers: [Conv2d: {out_channels: 4, kernel_size: 3}, ReLU]}\n",
+        "  - Add: a\n",
+    ],
+)
+def test_verify_of_a_failing_stack_is_one_error_line(layers: str) -> None:
+    result = run("stack", "-", "--verify", stdin=HEAD + layers)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].endswith("(meta device, eval mode)")
+    assert "DISAGREES" not in result.stderr
+
+
+def test_clicks_own_messages_are_escaped_too() -> None:
+    result = run("fit", LENET, "\x1b]0;owned\x07")
+    assert result.exit_code == 2
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "\\x1b]0;owned\\x07" in result.stderr
+
+
+def test_draw_to_a_closed_stdout_is_one_error_line() -> None:
+    result = process("draw", LENET, preexec_fn=lambda: os.close(1))
+    assert result.returncode == 1
+    assert one_error(result.stderr).startswith("Error: cannot write to standard output")
+
+
+def test_a_replaced_file_keeps_setuid_and_setgid(tmp_path: Path) -> None:
+    target = tmp_path / "net.svg"
+    target.write_text("old")
+    target.chmod(0o6755)
+    assert draw_to(target).exit_code == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o6755
+
+
+def test_emitted_code_runs_whatever_encoding_wrote_it(tmp_path: Path) -> None:
+    text = "input: [1, 3, 8, 8]\nlayers:\n  - Save: caf\u00e9 \u0444\n  - ReLU\n"
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    result = process("stack", "-", "--emit", "torch", input=text.encode(), env=env)
+    assert result.returncode == 0, result.stderr
+    result.stdout.decode("ascii")  # every byte ASCII: the names are escaped
+    path = tmp_path / "net.py"
+    path.write_bytes(result.stdout)
+    run_it = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=False)
+    assert run_it.returncode == 0, run_it.stderr

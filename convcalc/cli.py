@@ -325,8 +325,7 @@ def conv(size: tuple[int, ...], **options: Any) -> None:
         _usage("give --in-channels and --out-channels together (or neither)")
     if options["output_padding"] is None:
         del options["output_padding"]
-    family = "conv_transpose" if transposed else "conv"
-    _run(family, size, options)
+    _run(layers.Family.CONV_TRANSPOSE if transposed else layers.Family.CONV, size, options)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -361,7 +360,7 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
         if options["dilation"] not in (None, (1,)):
             _usage("AvgPool has no dilation: drop --dilation, or use --type max")
         del options["dilation"]
-    _run(f"{kind}_pool", size, options)
+    _run(layers.Family(f"{kind}_pool"), size, options)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -539,7 +538,9 @@ def solve(
             _usage(f"IN has {len(input_size)} axes but OUT has {len(output_size)}: give both alike")
         dims = max(len(input_size), len(output_size))
         input_size, output_size = _broadcast("size", input_size, dims), _broadcast("size", output_size, dims)
-    family = "conv_transpose" if transposed else f"{kind}_pool" if kind else "conv"
+    family = (
+        layers.Family.CONV_TRANSPOSE if transposed else layers.Family(f"{kind}_pool") if kind else layers.Family.CONV
+    )
     bounds = {key: value for key, value in fixed.items()}
     try:
         answers = search(input_size, output_size, family=family, **bounds)
@@ -550,7 +551,7 @@ def solve(
         near = " and ".join(size_text(size) for size in nearby)
         hint = f"; nearest outputs with answers: {near}" if near else ""
         _fail(
-            f"no {family.replace('_', ' ')} setting within kernel_size <= {fixed['max_kernel']}, stride <= "
+            f"no {family.words} setting within kernel_size <= {fixed['max_kernel']}, stride <= "
             f"{fixed['max_stride']} turns {size_text(input_size)} into {size_text(output_size)}{hint}",
             None,
         )
@@ -563,7 +564,7 @@ def solve(
         data = {
             "input": list(input_size),
             "output": list(output_size),
-            "family": family,
+            "family": family.value,
             "count": len(answers),
             "answers": [asdict(answer) for answer in answers[:limit]],
         }
@@ -729,7 +730,7 @@ def _broadcast(name: str, value: tuple[int, ...], dims: int) -> tuple[int, ...]:
     return value
 
 
-def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
+def _run(family: layers.Family, size: tuple[int, ...], options: dict[str, Any]) -> None:
     as_json, quiet, verify, dims, explain = (
         options.pop(name) for name in ("as_json", "quiet", "verify", "dims", "explain")
     )
@@ -746,7 +747,7 @@ def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
         _usage("--batch needs --in-channels: the full shape needs the channels")
 
     try:
-        result: layers.LayerResult | None = getattr(layers, family)(size, **kwargs)
+        result: layers.LayerResult | None = family.calculate(size, **kwargs)
         error = None
     except ConvcalcError as exc:
         result, error = None, exc
@@ -783,7 +784,8 @@ def _run(family: str, size: tuple[int, ...], options: dict[str, Any]) -> None:
         _fail("torch disagrees with convcalc on this layer", None if shown else verification)
 
 
-def _verify(family: str, size: tuple[int, ...], kwargs: dict[str, Any], result: layers.LayerResult | None) -> Any:
+def _verify(family: layers.Family, size: tuple[int, ...], kwargs: dict[str, Any], result: layers.LayerResult | None
+            ) -> Any:  # fmt: skip
     from convcalc.verify import verify_layer
 
     try:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from convcalc import formulas
-from convcalc.layers import Axis, LayerResult
+from convcalc import formulas, layers
+from convcalc.layers import Axis, Family, LayerResult
 
 __all__ = ["explain"]
 
@@ -106,7 +106,7 @@ def _transposed(axis: Axis) -> list[str]:
 
 def explain(result: LayerResult) -> str:
     """The layer's arithmetic, axis by axis (axes that work out alike share one explanation)."""
-    transposed = result.layer.startswith("ConvTranspose")
+    transposed = result.family is Family.CONV_TRANSPOSE
     blocks: dict[tuple[str, ...], list[str]] = {}
     for axis in result.axes:
         lines = tuple(_transposed(axis) if transposed else _windowed(result, axis))
@@ -121,21 +121,15 @@ def explain(result: LayerResult) -> str:
     return "\n".join(out)
 
 
-_FAMILIES = {"Conv": "conv", "ConvTranspose": "conv_transpose", "MaxPool": "max_pool", "AvgPool": "avg_pool"}
-
-
 def explain_row(layer: str, input_shape: tuple[int, ...], arguments: dict[str, object]) -> str | None:
     """The explanation for one row of a stack, where the layer is a conv or a pool (None otherwise)."""
     import inspect
 
-    from convcalc import layers
-
-    family = _FAMILIES.get(layer[:-2])
+    family = Family.of(layer)
     if family is None:
         return None
     dims = int(layer[-2])
-    call = getattr(layers, family)
-    accepted = inspect.signature(call).parameters
+    accepted = inspect.signature(getattr(layers, family.value)).parameters
     kwargs = {key: value for key, value in arguments.items() if key in accepted and key != "in_channels"}
     kwargs.pop("out_channels", None)
-    return explain(call(input_shape[-dims:], **kwargs))
+    return explain(family.calculate(input_shape[-dims:], **kwargs))

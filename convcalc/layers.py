@@ -16,6 +16,7 @@ says which parameter, on which axis, and what would work instead.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from convcalc.errors import ConvcalcError, InvalidLayerError
 __all__ = [
     "PADDING_MODES",
     "Axis",
+    "Family",
     "LayerResult",
     "avg_pool",
     "axis_names",
@@ -38,6 +40,57 @@ __all__ = [
 PerAxis = Union[int, Sequence[int]]
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+class Family(enum.Enum):
+    """The four layer families worked out axis by axis, each named as its function here is.
+
+    >>> Family.of("ConvTranspose2d"), Family.MAX_POOL.torch_name(3)
+    (<Family.CONV_TRANSPOSE: 'conv_transpose'>, 'MaxPool3d')
+    >>> Family("avg_pool").calculate((5, 5), kernel_size=2).output
+    (2, 2)
+    """
+
+    CONV = "conv"
+    CONV_TRANSPOSE = "conv_transpose"
+    MAX_POOL = "max_pool"
+    AVG_POOL = "avg_pool"
+
+    @property
+    def prefix(self) -> str:
+        """torch's class name without the ``1d``/``2d``/``3d``."""
+        return _PREFIXES[self]
+
+    @property
+    def words(self) -> str:
+        """The family in words: ``transposed conv``, ``max pool``."""
+        return "transposed conv" if self is Family.CONV_TRANSPOSE else self.value.replace("_", " ")
+
+    @property
+    def pool(self) -> bool:
+        return self in (Family.MAX_POOL, Family.AVG_POOL)
+
+    def torch_name(self, dims: int) -> str:
+        """torch's class for ``dims`` spatial axes: ``Conv2d``."""
+        return f"{self.prefix}{dims}d"
+
+    def calculate(self, input_size: Sequence[int], **kwargs: Any) -> LayerResult:
+        """The layer on ``input_size``: :func:`conv`, :func:`conv_transpose`, :func:`max_pool` or :func:`avg_pool`."""
+        return globals()[self.value](input_size, **kwargs)  # type: ignore[no-any-return]
+
+    @classmethod
+    def of(cls, layer: str) -> Family | None:
+        """The family of a torch class name (``Conv2d``), or None for a class of no family here."""
+        return _BY_PREFIX.get(layer[:-2]) if layer[-2:] in ("1d", "2d", "3d") else None
+
+
+_PREFIXES = {
+    Family.CONV: "Conv",
+    Family.CONV_TRANSPOSE: "ConvTranspose",
+    Family.MAX_POOL: "MaxPool",
+    Family.AVG_POOL: "AvgPool",
+}
+_BY_PREFIX = {prefix: family for family, prefix in _PREFIXES.items()}
 
 
 def axis_names(dims: int) -> tuple[str, ...]:
@@ -87,6 +140,12 @@ class LayerResult:
     """Learnable parameters, ``sum(p.numel() for p in layer.parameters())``."""
     macs: int | None = None
     """Multiply-accumulate operations for one forward pass of the whole batch."""
+
+    @property
+    def family(self) -> Family:
+        family = Family.of(self.layer)
+        assert family is not None
+        return family
 
     @property
     def input_shape(self) -> tuple[int, ...] | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from convcalc.layers import Family
 from convcalc.table import grid, style, table, wrap
 from convcalc.text import (
     STACK_COLUMNS,
@@ -51,7 +52,7 @@ def layer_report(result: LayerResult, verification: Verification | None = None, 
     The formula is a column where the table fits in ``width``; on a narrower
     terminal the formulas follow the table, one line per axis.
     """
-    transposed = result.layer.startswith("ConvTranspose")
+    transposed = result.family is Family.CONV_TRANSPOSE
     dilated = "dilation" in result.parameters  # AvgPool has none
     columns = ["axis", "input", "kernel_size", "stride", "padding"]
     columns += ["dilation"] if dilated else []
@@ -161,35 +162,34 @@ def stack_report(
 def solve_report(
     input_size: tuple[int, ...],
     output_size: tuple[int, ...],
-    family: str,
+    family: Family,
     answers: list[Answer],
     limit: int,
     width: int | None = None,
 ) -> str:
     """The answers of ``convcalc solve``, best first, with whether each covers every pixel and is 'same'."""
-    names = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
     columns = ["kernel_size", "stride", "padding", "dilation"]
-    columns += ["output_padding"] if family == "conv_transpose" else []
-    columns += ["ceil_mode"] if family.endswith("pool") else []
-    columns += ["covers all", "same"] if family == "conv" else ["covers all"]
+    columns += ["output_padding"] if family is Family.CONV_TRANSPOSE else []
+    columns += ["ceil_mode"] if family.pool else []
+    columns += ["covers all", "same"] if family is Family.CONV else ["covers all"]
     rows = []
     for answer in answers[:limit]:
         row = [str(answer.kernel_size), str(answer.stride), str(answer.padding), str(answer.dilation)]
-        row += [str(answer.output_padding)] if family == "conv_transpose" else []
-        row += ["yes" if answer.ceil_mode else "no"] if family.endswith("pool") else []
+        row += [str(answer.output_padding)] if family is Family.CONV_TRANSPOSE else []
+        row += ["yes" if answer.ceil_mode else "no"] if family.pool else []
         row += ["yes" if answer.covers_all else "no"]
-        row += ["yes" if answer.same else "no"] if family == "conv" else []
+        row += ["yes" if answer.same else "no"] if family is Family.CONV else []
         rows.append(row)
-    title = f"{names[family]}: {size_text(input_size)} -> {size_text(output_size)}"
+    title = f"{family.prefix}: {size_text(input_size)} -> {size_text(output_size)}"
     lines, _ = table(title, columns, rows, width=width, right=columns)
     more = len(answers) - limit
     if more > 0:
         lines += _paragraph(f"{more} more (--limit {len(answers)} shows them all)", width, "dim")
-    if family == "conv_transpose":
+    if family is Family.CONV_TRANSPOSE:
         note = "covers all: every output pixel receives some input (no holes between the kernel's copies)"
     else:
         note = "covers all: every input pixel is read by some window (no gaps, nothing lost to the floor)"
-    if family == "conv":
+    if family is Family.CONV:
         note += "; same: the padding that torch's padding='same' works out to"
     lines += _paragraph(note, width, "dim")
     return "\n".join(lines)

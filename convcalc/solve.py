@@ -19,10 +19,11 @@ from typing import Any
 
 from convcalc import formulas, layers
 from convcalc.errors import ConvcalcError, InvalidLayerError
+from convcalc.layers import Family
 
 __all__ = ["FAMILIES", "MAX_SETTINGS", "Answer", "nearest_outputs", "solve"]
 
-FAMILIES = ("conv", "conv_transpose", "max_pool", "avg_pool")
+FAMILIES = tuple(family.value for family in Family)
 MAX_SETTINGS = 200_000
 """Most settings one search may try: a bound that keeps every search under a few seconds."""
 
@@ -77,7 +78,7 @@ def solve(
     input_size: Sequence[int],
     output_size: Sequence[int],
     *,
-    family: str = "conv",
+    family: Family | str = Family.CONV,
     kernel_size: int | None = None,
     stride: int | None = None,
     padding: int | None = None,
@@ -100,12 +101,13 @@ def solve(
     bounds = dict(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
                   output_padding=output_padding, ceil_mode=ceil_mode, max_kernel=max_kernel, max_stride=max_stride,
                   max_dilation=max_dilation)  # fmt: skip
+    family = _family(family)
     wanted = tuple(output_size)
     answers = [_answer(family, result, extra) for result, extra in _results(input_size, family, **bounds)
                if result.output == wanted]  # fmt: skip
     answers = [answer for answer in answers if answer is not None]
     ratio = Fraction(max(output_size), max(input_size))
-    if family != "conv_transpose":
+    if family is not Family.CONV_TRANSPOSE:
         ratio = 1 / ratio
     answers.sort(
         key=lambda a: (not a.covers_all, abs(a.stride - ratio), a.dilation, a.kernel_size, a.padding, a.short())
@@ -113,9 +115,16 @@ def solve(
     return answers
 
 
+def _family(family: Family | str) -> Family:
+    try:
+        return Family(family)
+    except ValueError:
+        raise ConvcalcError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}") from None
+
+
 def _results(
     input_size: Sequence[int],
-    family: str,
+    family: Family,
     *,
     kernel_size: int | None,
     stride: int | None,
@@ -129,12 +138,10 @@ def _results(
 ) -> Iterator[tuple[layers.LayerResult, int | bool]]:
     """Every setting within the bounds that torch accepts on ``input_size``: its result and its extra setting
     (output_padding or ceil_mode). Refuses at once a search of more than MAX_SETTINGS settings."""
-    if family not in FAMILIES:
-        raise ConvcalcError(f"family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    pool = family.endswith("pool")
-    transposed = family == "conv_transpose"
+    pool = family.pool
+    transposed = family is Family.CONV_TRANSPOSE
     kernels, strides = _values(kernel_size, 1, max_kernel), _values(stride, 1, max_stride)
-    dilations = _values(dilation, 1, 1 if family == "avg_pool" else max_dilation)
+    dilations = _values(dilation, 1, 1 if family is Family.AVG_POOL else max_dilation)
     if not (kernels and strides and dilations):
         return
     # ranges hold their last value at [-1]: max() would walk them, for hours at --max-kernel 10**12
@@ -155,36 +162,36 @@ def _results(
                     yield result, extra
 
 
-def _extras(family: str, s: int, d: int, output_padding: int | None, ceil_mode: bool | None) -> list[int | bool]:
-    if family == "conv_transpose":
+def _extras(family: Family, s: int, d: int, output_padding: int | None, ceil_mode: bool | None) -> list[int | bool]:
+    if family is Family.CONV_TRANSPOSE:
         return list(_values(output_padding, 0, max(s, d) - 1))
-    if family.endswith("pool"):
+    if family.pool:
         return [ceil_mode] if ceil_mode is not None else [False, True]
     return [0]
 
 
-def _run(family: str, input_size: Sequence[int], k: int, s: int, p: int, d: int, extra: int | bool
+def _run(family: Family, input_size: Sequence[int], k: int, s: int, p: int, d: int, extra: int | bool
          ) -> layers.LayerResult | None:  # fmt: skip
+    settings: dict[str, Any] = {"kernel_size": k, "stride": s, "padding": p}
+    if family is not Family.AVG_POOL:
+        settings["dilation"] = d
+    if family is Family.CONV_TRANSPOSE:
+        settings["output_padding"] = int(extra)
+    elif family.pool:
+        settings["ceil_mode"] = bool(extra)
     try:
-        if family == "conv":
-            return layers.conv(input_size, kernel_size=k, stride=s, padding=p, dilation=d)
-        if family == "conv_transpose":
-            return layers.conv_transpose(input_size, kernel_size=k, stride=s, padding=p, dilation=d,
-                                         output_padding=int(extra))  # fmt: skip
-        if family == "max_pool":
-            return layers.max_pool(input_size, kernel_size=k, stride=s, padding=p, dilation=d, ceil_mode=bool(extra))
-        return layers.avg_pool(input_size, kernel_size=k, stride=s, padding=p, ceil_mode=bool(extra))
+        return family.calculate(input_size, **settings)
     except InvalidLayerError:
         return None
 
 
-def _answer(family: str, result: layers.LayerResult, extra: int | bool) -> Answer | None:
-    if family.endswith("pool") and extra and all(_floor_gives(axis) for axis in result.axes):
+def _answer(family: Family, result: layers.LayerResult, extra: int | bool) -> Answer | None:
+    if family.pool and extra and all(_floor_gives(axis) for axis in result.axes):
         return None  # ceil_mode changes nothing here: list the plain setting only
     k, s, d = result.axes[0].kernel_size, result.axes[0].stride, result.axes[0].dilation
     p = result.axes[0].padding[0]
     span = formulas.effective_kernel(k, d)
-    transposed = family == "conv_transpose"
+    transposed = family is Family.CONV_TRANSPOSE
     if transposed:  # every output pixel receives some input: no holes between the kernel's copies
         covers = span >= s and d == 1
     else:
@@ -195,9 +202,9 @@ def _answer(family: str, result: layers.LayerResult, extra: int | bool) -> Answe
         padding=p,
         dilation=d,
         output_padding=int(extra) if transposed else None,
-        ceil_mode=bool(extra) if family.endswith("pool") else None,
+        ceil_mode=bool(extra) if family.pool else None,
         covers_all=covers,
-        same=family == "conv" and s == 1 and formulas.same_padding(k, d) == (p, p),
+        same=family is Family.CONV and s == 1 and formulas.same_padding(k, d) == (p, p),
     )
 
 
@@ -208,7 +215,12 @@ def _floor_gives(axis: layers.Axis) -> bool:
 
 
 def nearest_outputs(
-    input_size: Sequence[int], output_size: Sequence[int], reach: int = 64, *, family: str = "conv", **bounds: Any
+    input_size: Sequence[int],
+    output_size: Sequence[int],
+    reach: int = 64,
+    *,
+    family: Family | str = Family.CONV,
+    **bounds: Any,
 ) -> list[tuple[int, ...]]:
     """The nearest output sizes below and above the wanted one (every axis moved alike) that have answers.
 
@@ -216,7 +228,7 @@ def nearest_outputs(
     """
     full = dict(kernel_size=None, stride=None, padding=None, dilation=None, output_padding=None, ceil_mode=None,
                 max_kernel=7, max_stride=4, max_dilation=1) | bounds  # fmt: skip
-    reached = {result.output for result, _ in _results(input_size, family, **full)}
+    reached = {result.output for result, _ in _results(input_size, _family(family), **full)}
     found = []
     for direction in (-1, 1):
         for step in range(1, reach + 1):

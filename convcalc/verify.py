@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convcalc.errors import ConvcalcError
-from convcalc.layers import LayerResult
+from convcalc.layers import Family, LayerResult
 from convcalc.schema import REQUIRED
 
 __all__ = [
@@ -41,7 +41,6 @@ CPU_LIMIT = 1 << 22
 
 TORCH_MISSING = "--verify needs PyTorch, which is not installed: pip install torch (or pip install 'convcalc[torch]')"
 
-_CLASSES = {"conv": "Conv", "conv_transpose": "ConvTranspose", "max_pool": "MaxPool", "avg_pool": "AvgPool"}
 
 _TORCH_REJECTS = (RuntimeError, ValueError, TypeError, IndexError, NotImplementedError, ZeroDivisionError,
                   AssertionError, OverflowError, AttributeError)  # fmt: skip
@@ -115,7 +114,7 @@ class _Rejected(Exception):
 
 
 def verify_layer(
-    family: str, input_size: tuple[int, ...], kwargs: dict[str, Any], result: LayerResult | None
+    family: Family | str, input_size: tuple[int, ...], kwargs: dict[str, Any], result: LayerResult | None
 ) -> Verification:
     """Run the torch layer that ``family`` and ``kwargs`` describe, and compare.
 
@@ -124,8 +123,9 @@ def verify_layer(
     it was called with, ``result`` what it returned (None where it raised).
     """
     torch = _import_torch()
+    family = Family(family)
     batch = kwargs.get("batch") or 1
-    convolution = family.startswith("conv")
+    convolution = not family.pool
     groups = kwargs.get("groups", 1) if convolution else 1
     in_channels = kwargs.get("in_channels") or (groups if isinstance(groups, int) and groups > 0 else 1)
     out_channels = kwargs.get("out_channels") or in_channels
@@ -175,7 +175,7 @@ def _cpu_elements(result: LayerResult, groups: int) -> int:
 
 def _run(
     torch: Any,
-    family: str,
+    family: Family,
     input_size: tuple[int, ...],
     kwargs: dict[str, Any],
     in_channels: int,
@@ -185,14 +185,14 @@ def _run(
     meta: bool,
 ) -> tuple[int, ...]:
     layer_kwargs = {name: value for name, value in kwargs.items() if name not in ("batch", "in_channels")}
-    if family.startswith("conv"):
+    if not family.pool:
         layer_kwargs |= {"in_channels": in_channels, "out_channels": out_channels}
     device = "meta" if meta else "cpu"
     try:
-        cls = getattr(torch.nn, f"{_CLASSES[family]}{len(input_size)}d")
+        cls = getattr(torch.nn, family.torch_name(len(input_size)))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Initializing zero-element tensors is a no-op"
-            layer = cls(**layer_kwargs, **({"device": device} if family.startswith("conv") else {}))
+            layer = cls(**layer_kwargs, **({"device": device} if not family.pool else {}))
             if meta:
                 x = torch.empty(batch, in_channels, *input_size, device="meta")
             else:

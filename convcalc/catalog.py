@@ -10,17 +10,18 @@ position: :mod:`convcalc.stack` adds that once, at its boundary.
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from convcalc import layers
+from convcalc import layers, tensor_ops
 from convcalc.errors import InvalidLayerError
 from convcalc.schema import FLOAT32_MAX, INT64, REQUIRED, Arg, Type, float32
 
-__all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Kind", "Step", "Window"]
+__all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Form", "Kind", "Step", "Window"]
 
 Shape = tuple[int, ...]
 
@@ -49,11 +50,34 @@ class Step:
     buffers: int = 0
     macs: int = 0
     windows: tuple[Window, ...] | None = None
-    """One Window per spatial axis; None for a layer that leaves the receptive field as it is."""
+    """One Window per spatial axis, on the input's trailing axes; None for a layer that leaves the receptive field
+    as it is."""
     whole: bool = False
-    """True where every output depends on the whole input (Linear, Flatten, adaptive pooling)."""
+    """True where every output depends on the whole input (Flatten, adaptive pooling)."""
+    mixes: tuple[int, ...] = ()
+    """Input dims whose elements the layer combines (Linear: the last): an axis there sees all of itself."""
+    dims: tuple[int | None, ...] | None = None
+    """Where each input dim goes in the output (permute, squeeze...); None: merged or removed. None for all of
+    it: the dims stay where they are."""
     uncovered: tuple[int, ...] = ()
     """Input pixels per axis that no window reaches (conv and pooling)."""
+    restride: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None
+    """A view's strides from its input's (tensor methods); it raises InvalidLayerError where no view is possible."""
+    keeps_layout: bool = False
+    """Whether the output has the input's memory layout (elementwise layers); otherwise it is contiguous."""
+
+
+class Form(enum.Enum):
+    """How torch code runs an entry of the catalogue."""
+
+    MODULE = "module"
+    """``nn.X(**arguments)``, called on the tensor."""
+    ATTENTION = "attention"
+    """``nn.MultiheadAttention``, called as self-attention: ``(x, x, x, need_weights=False)[0]``."""
+    METHOD = "method"
+    """A method of the tensor: ``x.permute(0, 2, 3, 1)``."""
+    PARAMETER = "parameter"
+    """A learned tensor that is no torch.nn class: a small module convcalc writes (ClassToken...)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +91,9 @@ class Kind:
     """The forward pass: torch's checks against the input, and the output shape and counts."""
     check: Callable[[dict[str, Any]], str | None] | None = None
     """The constructor's checks across arguments (the given ones and the defaults): the problem, or None."""
+    form: Form = Form.MODULE
+    varargs: bool = False
+    """Whether torch's method takes its one list argument as separate positional values (``x.permute(0, 2, 1)``)."""
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -236,8 +263,9 @@ def _linear(shape: Shape, args: dict[str, Any]) -> Step:
     weights = args["in_features"] * args["out_features"]
     params = weights + (args["out_features"] if args["bias"] else 0)
     return Step(
-        output=(*shape[:-1], args["out_features"]), params=params, macs=math.prod(shape[:-1]) * weights, whole=True
-    )
+        output=(*shape[:-1], args["out_features"]), params=params, macs=math.prod(shape[:-1]) * weights,
+        mixes=(len(shape) - 1,),
+    )  # fmt: skip
 
 
 def _wrap(dim: int, rank: int, argument: str) -> int:
@@ -277,7 +305,7 @@ def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def _same(shape: Shape, args: dict[str, Any]) -> Step:
-    return Step(output=shape)
+    return Step(output=shape, keeps_layout=True)
 
 
 def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]], Step]:
@@ -286,7 +314,7 @@ def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]],
             raise _fail(f"p must be between 0 and 1, got {args['p']}")
         if ranks is not None:
             _rank(shape, ranks, "(N, C, L) or unbatched")
-        return Step(output=shape)
+        return Step(output=shape, keeps_layout=True)
 
     return apply
 
@@ -294,7 +322,7 @@ def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]],
 def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
     if args["dim"] is not None:
         _wrap(args["dim"], len(shape), "dim")
-    return Step(output=shape)
+    return Step(output=shape, keeps_layout=True)
 
 
 def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
@@ -393,7 +421,7 @@ def _layer_norm(shape: Shape, args: dict[str, Any]) -> Step:
         )
     count = math.prod(normalized)
     params = ((2 if args["bias"] else 1) * count) if args["elementwise_affine"] else 0
-    return Step(output=shape, params=params)
+    return Step(output=shape, params=params, mixes=tuple(range(len(shape) - len(normalized), len(shape))))
 
 
 _UPSAMPLE_RANKS = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5}
@@ -673,6 +701,53 @@ def _kinds() -> dict[str, Kind]:
     add("Tanhshrink", _same)
     add("LogSigmoid", _same)
     add("Threshold", _same, scalar("threshold"), scalar("value"), inplace)
+
+    # what a network does that is no torch.nn class: tensor methods, under torch's names
+    def method(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False) -> None:
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs)
+
+    sizes = Arg("shape", Type.SIZES)
+    method("permute", tensor_ops.permute, Arg("dims", Type.SIZES), varargs=True)
+    method("transpose", tensor_ops.transpose, Arg("dim0", Type.INT), Arg("dim1", Type.INT))
+    method("reshape", tensor_ops.reshape, sizes, varargs=True)
+    method("view", tensor_ops.view, sizes, varargs=True)
+    method("flatten", tensor_ops.flatten, Arg("start_dim", Type.INT, 0), Arg("end_dim", Type.INT, -1))
+    method("squeeze", tensor_ops.squeeze, Arg("dim", Type.PER_AXIS, None))
+    method("unsqueeze", tensor_ops.unsqueeze, Arg("dim", Type.INT))
+    method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
+    method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False))
+
+    # learned tensors that are no layer of torch's
+    def learned(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg) -> None:
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.PARAMETER)
+
+    learned("ClassToken", tensor_ops.class_token)
+    learned("PositionEmbedding", tensor_ops.position_embedding)
+    learned("LayerScale", tensor_ops.layer_scale, Arg("dim", Type.INT, 1), scalar("init", 1e-6))
+
+    # attention
+    dropout_p = Arg("dropout", Type.NUMBER, 0.0, check=_between(0, 1))
+    kinds["MultiheadAttention"] = Kind(
+        name="MultiheadAttention",
+        apply=tensor_ops.multihead_attention,
+        form=Form.ATTENTION,
+        args=(
+            Arg("embed_dim", Type.INT, infer=lambda shape: shape[-1] if shape else 0),
+            Arg("num_heads", Type.INT),
+            dropout_p,
+            bias,
+            Arg("add_bias_kv", Type.BOOL, False),
+            Arg("add_zero_attn", Type.BOOL, False),
+            Arg("kdim", Type.INT, None),
+            Arg("vdim", Type.INT, None),
+            Arg("batch_first", Type.BOOL, False),
+        ),
+    )
+    add("TransformerEncoderLayer", tensor_ops.transformer_encoder_layer,
+        Arg("d_model", Type.INT, infer=lambda shape: shape[-1] if shape else 0), Arg("nhead", Type.INT),
+        Arg("dim_feedforward", Type.INT, 2048), Arg("dropout", Type.NUMBER, 0.1, check=_between(0, 1)),
+        Arg("activation", Type.TEXT, "relu", choices=("relu", "gelu")), Arg("layer_norm_eps", Type.NUMBER, 1e-5),
+        Arg("batch_first", Type.BOOL, False), Arg("norm_first", Type.BOOL, False), bias)  # fmt: skip
     return kinds
 
 

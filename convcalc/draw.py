@@ -61,7 +61,7 @@ def _family(layer: str) -> str:
         return "dense"
     if layer.startswith(("Upsample", "Pixel")):
         return "resize"
-    if layer in ("Residual", "Add", "Concat", "Repeat"):
+    if layer in ("Residual", "Add", "Mul", "Concat", "Repeat", "Parallel"):
         return "join"
     return "other"
 
@@ -87,12 +87,21 @@ def _maps(result: StackResult) -> list[_Map]:
     """
     maps = [_Map(result.input, [])]
     open_blocks: list[tuple[int, str]] = []
+    inside: int | None = None  # the depth of a Parallel whose branches are drawn as one map
     for row in result.rows:
+        if inside is not None and row.depth > inside:
+            continue
+        inside = None
         while open_blocks and row.depth <= open_blocks[-1][0]:
             maps[-1].note = open_blocks.pop()[1]
         if row.branch == "shortcut" or (row.branch not in (None, "body", "1") and row.depth > 0):
             continue  # a shortcut is noted on its join; later copies of a Repeat are drawn once
-        if row.type == "Save":
+        if row.type in ("Save", "From"):
+            continue
+        if row.type == "Parallel":
+            branches = len(row.inputs)  # one input per branch, an empty one (the input itself) included
+            maps.append(_Map(row.output, [row], note=f"{branches} branches, {row.arguments['join']}"))
+            inside = row.depth
             continue
         if row.type in ("Residual", "Repeat"):
             note = f"x{row.arguments['times']}" if row.type == "Repeat" else "+ shortcut"

@@ -66,25 +66,20 @@ def _row_dict(row: Row) -> dict[str, Any]:
 
 
 def _nest(rows: list[Row]) -> list[dict[str, Any]]:
-    """Rows in the order they were listed (a block before its layers) as a tree: a block's layers go in its
-    ``blocks``, by branch (``body``, ``shortcut``, or a Repeat's copy number)."""
-    out: list[dict[str, Any]] = []
-    while rows:
-        row = rows.pop(0)
-        entry = _row_dict(row)
-        if row.type in ("Residual", "Repeat"):
-            inner = []
-            while rows and rows[0].depth > row.depth:
-                inner.append(rows.pop(0))
-            branches: dict[str, list[Row]] = {}
-            for child in inner:
-                if child.depth == row.depth + 1:
-                    branches.setdefault(child.branch or "", []).append(child)
-                else:
-                    branches[list(branches)[-1]].append(child)
-            entry["blocks"] = {name: _nest(members) for name, members in branches.items()}
-        out.append(entry)
-    return out
+    """The nodes as a tree: a block's nodes go in its ``blocks``, by branch (``body``, ``shortcut``, ``branch2``,
+    or a Repeat's copy number). The nodes of a block that failed, which is no node itself, stand at the top."""
+
+    def entry(node: Row) -> dict[str, Any]:
+        data = _row_dict(node)
+        if node.children:
+            branches: dict[str, list[dict[str, Any]]] = {}
+            for child in node.children:
+                branches.setdefault(child.branch or "", []).append(entry(child))
+            data["blocks"] = branches
+        return data
+
+    present = {id(node) for node in rows}
+    return [entry(node) for node in rows if node.parent is None or id(node.parent) not in present]
 
 
 def stack_csv(result: StackResult) -> str:

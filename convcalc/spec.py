@@ -21,7 +21,7 @@ from convcalc.catalog import LAYERS
 from convcalc.errors import StackSpecError
 from convcalc.schema import REQUIRED, Arg, Type, check_arguments
 
-__all__ = ["BLOCKS", "JOINS", "MAX_LAYERS", "Block", "Item", "LayerSpec", "layer_count", "resolve"]
+__all__ = ["BLOCKS", "JOINS", "JOIN_TYPES", "MAX_LAYERS", "Block", "Item", "LayerSpec", "layer_count", "resolve"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,17 +64,29 @@ class Block:
     args: tuple[Arg, ...] = ()
 
 
+JOIN_TYPES = ("Concat", "Add", "Mul")
+"""How tensors are joined: ``torch.cat`` (in the order written), ``+`` and ``*`` (both broadcast as torch does)."""
+
 BLOCKS = {
     "Residual": Block(branches=("body", "shortcut"), required=("body",)),
     "Repeat": Block(branches=("layers",), required=("layers",), args=(Arg("times", Type.INT, check=_positive),)),
+    "Parallel": Block(
+        branches=("branches",),
+        required=("branches",),
+        args=(Arg("join", Type.TEXT, choices=JOIN_TYPES), Arg("dim", Type.INT, 1)),
+    ),
 }
-"""Blocks and what they hold."""
+"""Blocks and what they hold. A Parallel's ``branches`` is a list of branches, each a list of layers (``[]``: the
+block's input itself), all starting from the block's input and joined in the order written."""
 JOINS: dict[str, tuple[Arg, ...]] = {
     "Save": (Arg("name", Type.NAME),),
-    "Add": (Arg("with", Type.NAME),),
-    "Concat": (Arg("with", Type.NAME), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
+    "From": (Arg("name", Type.NAME),),
+    "Add": (Arg("with", Type.NAMES),),
+    "Mul": (Arg("with", Type.NAMES),),
+    "Concat": (Arg("with", Type.NAMES), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
 }
-"""Steps that name tensors and join them, with the arguments they take."""
+"""Steps that name tensors, go back to one, and join them, with the arguments they take: ``From: NAME`` goes on
+from a saved tensor; ``Add``, ``Mul`` and ``Concat`` join the current tensor with the saved ones, in that order."""
 MAX_LAYERS = 100_000
 """Most layers a stack may hold once every Repeat is written out."""
 
@@ -175,6 +187,10 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
         said, known = None, None
     if known is None:
         kind = LAYERS[item.type]
+        if kind.varargs and item.positional:  # x.permute(0, 2, 1), or x.permute([0, 2, 1]): one list either way
+            values = item.positional
+            single = len(values) == 1 and isinstance(values[0], list)
+            item = Item(item.type, item.keywords, (values[0] if single else list(values),), item.line)
         arguments = _keywords(item, kind.args, label)
         if kind.check is not None:
             problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
@@ -194,7 +210,19 @@ def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, A
     arguments = _keywords(item, (*branch_args, *block.args), label)
     for key in block.required:
         if not arguments.get(key):
-            raise StackSpecError(f"{label}: {key} must be a list of layers", line=item.line)
+            what = "a list of branches, each a list of layers" if key == "branches" else "a list of layers"
+            raise StackSpecError(f"{label}: {key} must be {what}", line=item.line)
+    if item.type == "Parallel":
+        branches = arguments.pop("branches")
+        for position, branch in enumerate(branches, start=1):
+            if not isinstance(branch, list):
+                raise StackSpecError(f"{label}: branch {position} must be a list of layers ([] for the block's "
+                                     f"input itself), got {branch!r}", line=item.line)  # fmt: skip
+        blocks = {
+            f"branch{position}": tuple(resolve(branch, where=f"{where}branch{position} layer", seen=seen))
+            for position, branch in enumerate(branches, start=1)
+        }
+        return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)
     blocks = {
         key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer", seen=seen))
         for key in block.branches

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from convcalc.catalog import LAYERS, Step
+from convcalc import tensor_ops
+from convcalc.catalog import LAYERS, Step, Window
 from convcalc.errors import InvalidLayerError, StackError, StackSpecError
 from convcalc.schema import INT64, REQUIRED
 from convcalc.spec import BLOCKS, JOINS, LayerSpec, resolve
@@ -176,29 +177,36 @@ class OutOfBudget(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Field:
-    """The receptive field and jump along every spatial axis, and the strides that led there (immutable: a layer
-    that leaves them as they are passes the same object on)."""
+class _State:
+    """What convcalc follows of a tensor besides its shape (immutable: a layer that changes none of it passes the
+    same object on): the receptive field and jump of each spatial axis of the stack's input, the strides that led
+    there, the dim that carries each of those axes now, and the tensor's strides (None: contiguous)."""
 
     field: tuple[int | None, ...]
     jump: tuple[Fraction | int | None, ...]
     chains: tuple[tuple[Fraction | int, ...], ...]
+    dims: tuple[int | None, ...]
+    strides: tuple[int, ...] | None = None
 
-    def whole(self) -> _Field:
-        count = len(self.field)
-        return _Field((None,) * count, (None,) * count, self.chains)
+    def whole(self, axes: Sequence[int] | None = None) -> _State:
+        """Each axis (or the ``axes`` given) now sees the whole input."""
+        lost = range(len(self.field)) if axes is None else axes
+        fields, jumps = list(self.field), list(self.jump)
+        for axis in lost:
+            fields[axis] = jumps[axis] = None
+        return _State(tuple(fields), tuple(jumps), self.chains, self.dims, self.strides)
 
-    def widest(self, other: _Field) -> _Field:
+    def widest(self, other: _State) -> _State:
         """Join two tensors: each axis sees the larger field of the two."""
         fields = tuple(None if a is None or b is None else max(a, b) for a, b in zip(self.field, other.field))
         jumps = tuple(None if b is None else a for a, b in zip(self.jump, other.jump))
-        return _Field(fields, jumps, self.chains)
+        joined = _State(fields, jumps, self.chains, self.dims)
+        return joined if self.dims == other.dims else joined.whole()
 
-    def through(self, step: Step) -> _Field:
+    def through(self, windows: tuple[Window, ...]) -> _State:
         """The field after a layer with these windows (one per spatial axis)."""
-        assert step.windows is not None
         fields, jumps, chains = list(self.field), list(self.jump), list(self.chains)
-        for axis, window in enumerate(step.windows):
+        for axis, window in enumerate(windows):
             current, distance = fields[axis], jumps[axis]
             if current is None or distance is None:
                 continue
@@ -206,7 +214,32 @@ class _Field:
             jump = distance * window.stride
             jumps[axis] = int(jump) if type(jump) is Fraction and jump.denominator == 1 else jump
             chains[axis] = _chain(chains[axis], window.stride)
-        return _Field(tuple(fields), tuple(jumps), tuple(chains))
+        return _State(tuple(fields), tuple(jumps), tuple(chains), self.dims)
+
+    def after(self, step: Step, shape: Shape) -> _State:
+        """The state after a layer's step on a tensor of ``shape``: receptive fields, where the axes went, strides."""
+        state = self
+        if step.whole:
+            state = state.whole()
+        elif step.windows is not None:
+            trailing = tuple(range(len(shape) - len(step.windows), len(shape)))
+            state = state.through(step.windows) if state.dims == trailing else state.whole()
+        if step.mixes:
+            state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in step.mixes])
+        if step.dims is not None:
+            moved = tuple(None if dim is None else step.dims[dim] for dim in state.dims)
+            state = _State(state.field, state.jump, state.chains, moved).whole(
+                [axis for axis, dim in enumerate(moved) if dim is None]
+            )
+        elif len(step.output) != len(shape):
+            state = state.whole()
+        if step.restride is not None:
+            strides: tuple[int, ...] | None = step.restride(self.strides or tensor_ops.contiguous(shape))
+        else:
+            strides = self.strides if step.keeps_layout else None
+        if state is self and strides is self.strides:
+            return self
+        return _State(state.field, state.jump, state.chains, state.dims, strides)
 
 
 class _Stop(Exception):
@@ -220,13 +253,13 @@ class _Run:
     def __init__(self, input_shape: Shape, budget: int | None, cache: dict[Any, Any]) -> None:
         self.axes = max(len(input_shape) - 2, 0)
         self.nodes: list[Node] = []
-        self.saved: dict[str, tuple[Node | None, Shape, _Field]] = {}
+        self.saved: dict[str, tuple[Node | None, Shape, _State]] = {}
         self.budget = budget
         self.cache = cache
 
-    def run(self, specs: Sequence[LayerSpec], source: Node | None, shape: Shape, state: _Field, prefix: str,
-            parent: Node | None, top: int | None, branch: str | None) -> tuple[Node | None, Shape, _Field]:  # fmt: skip
-        """Run ``specs`` on the tensor ``source`` makes (of ``shape``); the last node, its shape and field."""
+    def run(self, specs: Sequence[LayerSpec], source: Node | None, shape: Shape, state: _State, prefix: str,
+            parent: Node | None, top: int | None, branch: str | None) -> tuple[Node | None, Shape, _State]:  # fmt: skip
+        """Run ``specs`` on the tensor ``source`` makes (of ``shape``); the last node, its shape and state."""
         depth = 0 if parent is None else parent.depth + 1
         for position, spec in enumerate(specs, start=1):
             label = f"{prefix}{position}"
@@ -274,43 +307,68 @@ class _Run:
         if node.parent is not None:
             node.parent.children.remove(node)
 
-    def block(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
-        label = node.label
+    def block(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
+        label, source = node.label, node.inputs[0]
         if spec.type == "Repeat":
-            source: Node | None = node.inputs[0]
             out, result = shape, state
             for copy in range(1, spec.arguments["times"] + 1):
                 source, out, result = self.run(spec.blocks["layers"], source, out, result, f"{label}.{copy}.", node,
                                                node.index, str(copy))  # fmt: skip
             node.inputs = (source,)
             return out, result
-        body_last, body, body_state = self.run(spec.blocks["body"], node.inputs[0], shape, state, f"{label}.body.",
-                                               node, node.index, "body")  # fmt: skip
-        side_last, side, side_state = node.inputs[0], shape, state
-        if "shortcut" in spec.blocks:
-            side_last, side, side_state = self.run(spec.blocks["shortcut"], node.inputs[0], shape, state,
-                                                   f"{label}.shortcut.", node, node.index, "shortcut")  # fmt: skip
-        node.inputs = (body_last, side_last)
-        return _broadcast(body, side, "the body", "the shortcut"), body_state.widest(side_state)
+        ends = [
+            self.run(branch, source, shape, state, f"{label}.{name}.", node, node.index, name)
+            for name, branch in spec.blocks.items()
+        ]
+        if spec.type == "Residual":
+            if "shortcut" not in spec.blocks:
+                ends.append((source, shape, state))
+            names = ["the body", "the shortcut"]
+            how = "Add"
+        else:
+            names = [f"branch {position}" for position in range(1, len(ends) + 1)]
+            how = spec.arguments["join"]
+        node.inputs = tuple(end for end, _, _ in ends)
+        shapes = [(name, end_shape, "") for name, (_, end_shape, _) in zip(names, ends)]
+        out = _joined(how, shapes, spec.arguments.get("dim", 1), crop=False)
+        joined = ends[0][2]
+        for _, _, other in ends[1:]:
+            joined = joined.widest(other)
+        return out, joined
 
-    def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
+    def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
         if spec.type == "Save":
             self.saved[spec.arguments["name"]] = (node, shape, state)
             return shape, state
-        name = spec.arguments["with"]
-        if name not in self.saved:
-            known = ", ".join(map(repr, self.saved)) or "none yet"
-            raise InvalidLayerError(f"no tensor was saved as {name!r} before this layer (saved: {known})")
-        other_node, other, other_state = self.saved[name]
-        node.inputs = (*node.inputs, other_node)
-        where = other_node.label if other_node is not None else "input"
-        if spec.type == "Add":
-            out = _broadcast(shape, other, "the input", f"{name!r} (saved at layer {where})")
-        else:
-            out = _concat(shape, other, spec.arguments.get("dim", 1), spec.arguments.get("crop", False), name, where)
-        return out, state.widest(other_state)
+        given = spec.arguments["name" if spec.type == "From" else "with"]
+        names = given if isinstance(given, list) else [given]
+        others = []
+        for name in names:
+            if name not in self.saved:
+                known = ", ".join(map(repr, self.saved)) or "none yet"
+                raise InvalidLayerError(
+                    f"no tensor was saved as {name!r} before this layer{_closest_name(name, self.saved)} "
+                    f"(saved: {known})"
+                )
+            others.append(self.saved[name])
+        if spec.type == "From":
+            other_node, other, other_state = others[0]
+            node.inputs = (other_node,)
+            node.input = other
+            return other, other_state
+        node.inputs = (*node.inputs, *(other_node for other_node, _, _ in others))
+        shapes = [("the input", shape, "")]
+        shapes += [(repr(name), other, f" (saved at layer {o.label if o is not None else 'input'})")
+                   for name, (o, other, _) in zip(names, others)]  # fmt: skip
+        out = _joined(spec.type, shapes, spec.arguments.get("dim", 1), spec.arguments.get("crop", False))
+        joined = state
+        for _, _, other_state in others:
+            joined = joined.widest(other_state)
+        if spec.type != "Concat" and out == shape and joined.strides is None:
+            joined = _State(joined.field, joined.jump, joined.chains, joined.dims, state.strides)
+        return out, joined
 
-    def layer(self, spec: LayerSpec, node: Node, shape: Shape, state: _Field) -> tuple[Shape, _Field]:
+    def layer(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
         key = (spec.key, shape)
         cached = self.cache.get(key)
         if cached is None:
@@ -320,11 +378,28 @@ class _Run:
         if isinstance(step, InvalidLayerError):
             raise step
         node.params, node.buffers, node.macs, node.uncovered = step.params, step.buffers, step.macs, step.uncovered
-        if step.whole or (step.windows is not None and len(step.windows) != self.axes):
-            state = state.whole()
-        elif step.windows is not None:
-            state = state.through(step)
-        return step.output, state
+        if len(step.output) - 2 != self.axes and step.windows is not None:
+            return step.output, state.after(Step(output=step.output, whole=True), shape)
+        return step.output, state.after(step, shape)
+
+
+def _closest_name(name: str, saved: dict[str, Any]) -> str:
+    import difflib
+
+    match = next(iter(difflib.get_close_matches(name, list(saved), n=1, cutoff=0.6)), None)
+    return f" (did you mean {match!r}?)" if match else ""
+
+
+def _joined(how: str, shapes: list[tuple[str, Shape, str]], dim: int, crop: Any) -> Shape:
+    """The shape of joining tensors with Concat, Add or Mul, as torch does; each tensor comes with its name and
+    what follows its shape in a message (where it was saved)."""
+    (first, out, first_where), rest = shapes[0], shapes[1:]
+    for name, shape, where in rest:
+        if how == "Concat":
+            out = _concat(out, shape, dim, crop, (first, first_where), (name, where))
+        else:
+            out = _broadcast(out, shape, (first, first_where), (name, where))
+    return out
 
 
 def full_arguments(spec: LayerSpec, shape: Shape) -> dict[str, Any]:
@@ -357,15 +432,16 @@ def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step | Invali
     return arguments, step
 
 
-def _broadcast(left: Shape, right: Shape, left_name: str, right_name: str) -> Shape:
-    """torch's broadcasting of ``left + right``, or an error naming both sides."""
+def _broadcast(left: Shape, right: Shape, left_name: tuple[str, str], right_name: tuple[str, str]) -> Shape:
+    """torch's broadcasting of ``left + right``, or an error naming both sides: (name, where it was saved)."""
     out = []
     for a, b in zip(
         reversed((1,) * (len(right) - len(left)) + left), reversed((1,) * (len(left) - len(right)) + right)
     ):
         if a != b and 1 not in (a, b):
             raise InvalidLayerError(
-                f"{left_name} {_text(left)} and {right_name} {_text(right)} do not match: {_mismatch(left, right)}"
+                f"{left_name[0]} {_text(left)}{left_name[1]} and {right_name[0]} {_text(right)}{right_name[1]} do not "
+                f"match: {_mismatch(left, right)}"
             )
         out.append(max(a, b))
     return tuple(reversed(out))
@@ -379,26 +455,27 @@ def _mismatch(left: Shape, right: Shape) -> str:
     return "shapes must be equal, or 1 where they differ"
 
 
-def _concat(shape: Shape, other: Shape, dim: int, crop: Any, name: str, where: str) -> Shape:
+def _concat(shape: Shape, other: Shape, dim: int, crop: Any, first: tuple[str, str], named: tuple[str, str]) -> Shape:
+    """torch.cat([x, other], dim) of the first tensor (``shape``) and another (``other``), each named with where it
+    was saved."""
+    name = named[0]
+    mine, theirs = f"{first[0]} {_text(shape)}{first[1]}", f"{name} {_text(other)}{named[1]}"
     if len(shape) != len(other):
-        raise InvalidLayerError(f"cannot concatenate {_text(shape)} with {name!r} {_text(other)}: the ranks differ")
+        raise InvalidLayerError(f"cannot concatenate {mine} with {theirs}: the ranks differ")
     if not -len(shape) <= dim < len(shape):
         raise InvalidLayerError(f"dim {dim} is out of range for a {len(shape)}-D input")
     axis = dim % len(shape)
     if crop:
         if any(o < s for o, s in zip(other[2:], shape[2:])):
-            raise InvalidLayerError(
-                f"{name!r} {_text(other)} (saved at layer {where}) is smaller than the input {_text(shape)}, "
-                "so it cannot be cropped to it"
-            )
+            raise InvalidLayerError(f"{theirs} is smaller than {mine}, so it cannot be cropped to it")
         other = (*other[:2], *shape[2:])
     for i, (a, b) in enumerate(zip(shape, other)):
         if i != axis and a != b:
+            theirs = f"{name} {_text(other)}{named[1]}"
             raise InvalidLayerError(
-                f"cannot concatenate {_text(shape)} with {name!r} {_text(other)} (saved at layer {where}) "
-                f"along dim {dim}: dim {i} differs ({a} and {b}); "
+                f"cannot concatenate {mine} with {theirs} along dim {dim}: dim {i} differs ({a} and {b}); "
                 + ("crop the saved tensor (crop: center), or " if i >= 2 and not crop and b > a else "")
-                + (f"{name!r} is the smaller, so no crop can help: change the padding, or " if i >= 2 and b < a else "")
+                + (f"{name} is the smaller, so no crop can help: change the padding, or " if i >= 2 and b < a else "")
                 + "change the input size"
             )
     return tuple(a + b if i == axis else a for i, (a, b) in enumerate(zip(shape, other)))
@@ -422,7 +499,7 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: b
         )
     axes = max(len(shape) - 2, 0)
     run = _Run(shape, budget, {} if cache is None else cache)
-    state = _Field((1,) * axes, (_ONE,) * axes, ((),) * axes)
+    state = _State((1,) * axes, (_ONE,) * axes, ((),) * axes, tuple(range(2, 2 + axes)))
     try:
         out = run.run(specs, None, shape, state, "", None, None, None)[1]
     except RecursionError:

@@ -99,8 +99,11 @@ _CHANNELS = {"in_channels": "out_channels", "in_features": "out_features"}
 _FEATURES = ("num_features", "num_channels")
 
 
-def _value_text(value: Any) -> str:
+def _value_text(value: Any, per_axis: bool = True) -> str:
+    """A value short: per-axis values as a size (``3x5``), other lists as lists (``[0, 2, 3, 1]``)."""
     if isinstance(value, (tuple, list)):
+        if not per_axis:
+            return "[" + ", ".join(_value_text(v) for v in value) + "]"
         return "x".join("None" if v is None else str(v) for v in value)
     if isinstance(value, bool):
         return str(value).lower()
@@ -124,7 +127,7 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
             parts.append(f"{arguments[source]} -> {arguments[target]}")
     parts += [str(arguments[name]) for name in _FEATURES if name in arguments]
     shown = [
-        f"{_SHORT.get(name, name)}={_value_text(arguments[name])}"
+        f"{_SHORT.get(name, name)}={_value_text(arguments[name], name in _SHORT or name == 'normalized_shape')}"
         for name in given
         if name not in _CHANNELS and name not in _CHANNELS.values() and name not in _FEATURES and name != "inplace"
     ]

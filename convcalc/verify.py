@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from convcalc import torch_code
+from convcalc.catalog import LAYERS, Form
 from convcalc.errors import ConvcalcError
 from convcalc.layers import Family, LayerResult
 from convcalc.schema import REQUIRED
@@ -281,24 +283,32 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
         if shape is None or not ran:
             raise _Stopped
 
+    namespace: dict[str, Any] = {"torch": torch, "nn": torch.nn}
+    for helper in torch_code.helpers([*result.rows, *([result.error.node] if result.error and result.error.node
+                                                       else [])]):  # fmt: skip
+        exec(torch_code.HELPERS[helper], namespace)  # convcalc's own code, the same that --emit torch writes
+
     def step(node: Any, ran: bool) -> None:
         inputs = [values[source] for source in node.inputs]
         params = None
+        kind = LAYERS.get(node.type)
         try:
-            if node.type in ("Add", "Concat") and len(inputs) < 2:  # the saved name is unknown: torch code fails too
+            if node.type in ("Add", "Mul", "Concat") and len(inputs) < 2:  # an unknown saved name: torch code fails
                 raise NameError(f"no tensor was saved as {node.arguments.get('with')!r}")
-            if node.type in ("Repeat", "Save"):
-                out = inputs[0]
-            elif node.type in ("Residual", "Add"):
+            join = node.arguments.get("join", "Add") if node.type in ("Residual", "Parallel") else node.type
+            if kind is None and join in ("Add", "Mul"):
+                # torch's own broadcasting rule: on the meta device + and * go through torch's Python reference
+                # kernels, whose first use imports torch._dynamo (about a second)
                 out = torch.empty(torch.broadcast_shapes(*(x.shape for x in inputs)), device="meta")
-            elif node.type == "Concat":
-                out = _concatenated(torch, node, inputs)
+            elif kind is None or kind.form is not Form.MODULE:
+                out, params = _by_code(torch, namespace, node, inputs)
             else:
-                module, shape, error = _layer(torch, node, inputs[0], confirm=not ran)
+                module, shape, error, out = _layer(torch, node, inputs[0], confirm=not ran)
                 if shape is None:
                     check(node, None, None, error, ran)
                 params = sum(p.numel() for p in module.parameters())
-                out = torch.empty(shape, device="meta")
+                if out is None:
+                    out = torch.empty(shape, device="meta")
         except (*_TORCH_REJECTS, NameError) as exc:
             _raise_if_resource(exc)
             check(node, None, None, f"{type(exc).__name__}: {_first_line(exc)}", ran)
@@ -324,12 +334,25 @@ def _too_large(result: Any) -> bool:
     return max(math.prod(shape) for shape in shapes) >= 2**63
 
 
-def _concatenated(torch: Any, node: Any, inputs: list[Any]) -> Any:
-    x, other = inputs
-    if node.arguments.get("crop"):
-        starts = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
-        other = other[(slice(None), slice(None), *(slice(a, a + n) for a, n in zip(starts, x.shape[2:])))]
-    return torch.cat([x, other], dim=node.arguments.get("dim", 1))
+def _by_code(torch: Any, namespace: dict[str, Any], node: Any, inputs: list[Any]) -> tuple[Any, int | None]:
+    """Run a node as the code --emit torch writes for it (a tensor method, a join, attention, a learned tensor),
+    on the meta device; its output (strides included) and its module's parameter count."""
+    names = [f"t{position}" for position in range(len(inputs))]
+    scope = {**namespace, **dict(zip(names, inputs))}
+    params = None
+    kind = LAYERS.get(node.type)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kind is not None and kind.form is not Form.METHOD:
+            callee, arguments = torch_code.constructor(node)
+            with torch.device("meta"):
+                module = eval(f"{callee}({', '.join(arguments)})", scope)  # code convcalc made, no user text
+            module.eval()
+            scope["module"] = module
+            params = sum(p.numel() for p in module.parameters())
+        with torch.no_grad():
+            out = eval(torch_code.expression(node, names, "module"), scope)
+    return out, params
 
 
 def _shape_keeping(name: str) -> bool:
@@ -339,14 +362,15 @@ def _shape_keeping(name: str) -> bool:
     return name in ELEMENTWISE or name.startswith(("BatchNorm", "InstanceNorm")) or name == "GroupNorm"
 
 
-def _layer(torch: Any, node: Any, x: Any, confirm: bool) -> tuple[Any, Any, str | None]:
+def _layer(torch: Any, node: Any, x: Any, confirm: bool) -> tuple[Any, Any, str | None, Any]:
     """Run one torch.nn layer on the meta device; where it runs there but convcalc refused it (``confirm``), ask
-    the CPU, on an expanded zero tensor, where the layer's weights are small enough to build there."""
-    module, shape, error = _run_layer(torch, node.type, node.arguments, x, "meta")
+    the CPU, on an expanded zero tensor, where the layer's weights are small enough to build there. Returns the
+    module, the output shape, torch's error, and the meta output where there is one (with torch's strides)."""
+    module, shape, error, out = _run_layer(torch, node.type, node.arguments, x, "meta")
     if shape is not None and confirm and _weights(module) <= CPU_LIMIT:  # the meta device is lax for some layers
         real = torch.zeros((), dtype=torch.float32).expand(*x.shape)
-        module, shape, error = _run_layer(torch, node.type, node.arguments, real, "cpu")
-    return module, shape, error
+        module, shape, error, _ = _run_layer(torch, node.type, node.arguments, real, "cpu")
+    return module, shape, error, out
 
 
 def _weights(module: Any) -> int:
@@ -358,19 +382,24 @@ def _small(x: Any, keep: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(n if axis in keep else min(n, 2) for axis, n in enumerate(x.shape))
 
 
-def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device: str) -> tuple[Any, Any, str | None]:
-    """(module, output shape, None) where torch runs the layer; (None, None, its error) where it refuses."""
+def _run_layer(
+    torch: Any, name: str, arguments: dict[str, Any], x: Any, device: str
+) -> tuple[Any, Any, str | None, Any]:
+    """(module, output shape, None, meta output or None) where torch runs the layer; (None, None, its error, None)
+    where it refuses. The shortcuts below stand in for the meta device on a contiguous input only: a permuted one
+    keeps its strides through some layers, which only the meta device follows."""
     kwargs = {key: value for key, value in arguments.items() if value is not REQUIRED}
-    if device == "meta" and _shape_keeping(name):
+    contiguous = device != "meta" or x.is_contiguous()
+    if device == "meta" and contiguous and _shape_keeping(name):
         # Norms, activations and dropout keep their input's shape, and torch checks them on the rank, the
         # channels and whether an axis is longer than 1. On the meta device their kernels go through torch's
         # Python references, whose first use imports torch._dynamo (about a second), so they run on the CPU
         # on a small input that keeps all of that: the channels, and every other axis cut to at most 2 ...
         small = _small(x, keep=(1,))
         if math.prod(small) + sum(_numbers(arguments)) <= CPU_LIMIT:  # ... where that is small: memory is bounded
-            module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
-            return module, None if shape is None else tuple(x.shape) if shape == small else shape, error
-    if device == "meta" and name.startswith("AdaptiveAvgPool") and len(x.shape) >= int(name[-2]):
+            module, shape, error, _ = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
+            return module, None if shape is None else tuple(x.shape) if shape == small else shape, error, None
+    if device == "meta" and contiguous and name.startswith("AdaptiveAvgPool") and len(x.shape) >= int(name[-2]):
         # Its output is output_size, whatever the input's size; for an output of 1 torch takes a mean, which on
         # the meta device imports torch._dynamo. So it runs on the CPU, every axis it resizes cut to 1.
         dims = int(name[-2])
@@ -383,10 +412,10 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
                 for axis, n in enumerate(x.shape)
             )
             if math.prod(small) <= CPU_LIMIT:
-                module, shape, error = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
+                module, shape, error, _ = _run_layer(torch, name, arguments, torch.zeros(small), "cpu")
                 if shape is None:
-                    return module, None, error
-                return module, (*x.shape[:lead], *shape[lead:]), None
+                    return module, None, error, None
+                return module, (*x.shape[:lead], *shape[lead:]), None, None
     try:
         cls = getattr(torch.nn, name)
         with warnings.catch_warnings():
@@ -406,13 +435,16 @@ def _run_layer(torch: Any, name: str, arguments: dict[str, Any], x: Any, device:
                     out = module(x)
     except _TORCH_REJECTS as exc:
         _raise_if_resource(exc)
-        return None, None, f"{type(exc).__name__}: {_first_line(exc)}"
+        return None, None, f"{type(exc).__name__}: {_first_line(exc)}", None
     if isinstance(out, tuple):  # return_indices=True: (output, indices), which no next layer takes
-        return None, None, "TypeError: the layer returns a tuple (output, indices), which the next layer cannot take"
+        message = "TypeError: the layer returns a tuple (output, indices), which the next layer cannot take"
+        return None, None, message, None
     shape = tuple(out.shape)
     if 0 in shape:
-        return None, None, f"torch made an empty output {list(shape)}"
-    return module, shape, None
+        return None, None, f"torch made an empty output {list(shape)}", None
+    if device == "meta" and name == "Linear":  # F.linear without its bias: the shape is right, the strides too
+        return module, shape, None, out
+    return module, shape, None, out if device == "meta" else None
 
 
 def _numbers(arguments: dict[str, Any]) -> list[int]:

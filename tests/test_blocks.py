@@ -208,8 +208,8 @@ JOIN_ERRORS = [
     (
         "input: [1, 3, 15, 15]\nlayers:\n  - Save: a\n  - MaxPool2d: {kernel_size: 2}\n"
         "  - Upsample: {scale_factor: 2}\n  - Add: {with: a}\n",
-        "Error: <stdin>, line 6: layer 4 (Add) on input (1, 3, 14, 14): the input (1, 3, 14, 14) and 'a' (saved at "
-        "layer 1) (1, 3, 15, 15) do not match: the sizes differ: change the strides or padding of one side, or the "
+        "Error: <stdin>, line 6: layer 4 (Add) on input (1, 3, 14, 14): the input (1, 3, 14, 14) and 'a' (1, 3, 15, "
+        "15) (saved at layer 1) do not match: the sizes differ: change the strides or padding of one side, or the "
         "input size; input sizes near 15x15 that work: 14x14 and 16x16\n",
     ),
     (
@@ -220,7 +220,8 @@ JOIN_ERRORS = [
     (
         "input: [1, 3, 8, 8]\nlayers:\n  - Save: a\n  - Conv2d: {out_channels: 4, kernel_size: 3}\n"
         "  - Concat: {with: a, dim: 1}\n",
-        "Error: <stdin>, line 5: layer 3 (Concat) on input (1, 4, 6, 6): cannot concatenate (1, 4, 6, 6) with 'a' "
+        "Error: <stdin>, line 5: layer 3 (Concat) on input (1, 4, 6, 6): cannot concatenate the input (1, 4, 6, 6) "
+        "with 'a' "
         "(1, 3, 8, 8) (saved at layer 1) along dim 1: dim 2 differs (6 and 8); crop the saved tensor (crop: center), "
         "or change the input size\n",
     ),

@@ -89,7 +89,7 @@ def test_an_invalid_stack_emits_nothing() -> None:
 
 # --- no text from the stack file becomes code ------------------------------------------------------------------
 
-GENERATED = re.compile(r"(saved_[0-9]+|shortcut[0-9_a-z]*|layer[0-9_a-z]+)")
+GENERATED = re.compile(r"(saved_[0-9]+|out_[0-9_a-z]+|x_in|layer[0-9_a-z]+)")
 FIXED = {
     "torch", "nn", "x", "self", "Network", "build", "center_crop", "saved", "like", "starts", "index", "s", "n", "a",
     "model", "print", "zip", "slice", "tuple", "super", "float", "__init__", "forward", "__name__", "shape", "zeros",

@@ -1,0 +1,356 @@
+"""Shape rules of what a network does that is no ``torch.nn`` layer: tensor methods, learned tensors, attention.
+
+- Tensor methods, under torch's names: ``permute``, ``transpose``, ``reshape``,
+  ``view``, ``flatten``, ``squeeze``, ``unsqueeze``, ``select``, ``mean``.
+  ``view`` fails where torch's does: convcalc follows the strides of a tensor
+  through tensor methods and elementwise layers (see :func:`view_strides`).
+- Learned tensors, with their parameters counted: ``ClassToken`` (ViT's class
+  token, prepended along the sequence axis), ``PositionEmbedding`` (a learned
+  additive embedding the input's shape), ``LayerScale`` (ConvNeXt's per-channel
+  ``gamma * x``).
+- Attention: ``nn.MultiheadAttention`` as self-attention and
+  ``nn.TransformerEncoderLayer``, with MACs counted as torch's FlopCounterMode
+  counts them (the projections, the attention scores and the weighted sum).
+
+Each function takes the incoming shape and the resolved arguments and returns
+a :class:`~convcalc.catalog.Step`, raising InvalidLayerError with torch's rule
+in words where torch would refuse. The catalogue declares their arguments.
+
+>>> from convcalc.catalog import LAYERS
+>>> LAYERS["permute"].apply((1, 3, 8, 8), {"dims": (0, 2, 3, 1)}).output
+(1, 8, 8, 3)
+>>> step = LAYERS["MultiheadAttention"].apply((1, 197, 768), {**LAYERS["MultiheadAttention"].arguments,
+...                                            "embed_dim": 768, "num_heads": 12, "batch_first": True})
+>>> step.params, step.macs
+(2362368, 524391936)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from convcalc.errors import InvalidLayerError
+
+if TYPE_CHECKING:
+    from convcalc.catalog import Step
+
+__all__ = ["contiguous", "view_strides"]
+
+Shape = tuple[int, ...]
+Strides = tuple[int, ...]
+
+
+def _step(**fields: Any) -> Step:
+    from convcalc.catalog import Step  # the catalogue imports this module
+
+    return Step(**fields)
+
+
+def _fail(message: str) -> InvalidLayerError:
+    return InvalidLayerError(message)
+
+
+def _text(shape: Shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def _dim(dim: int, rank: int, argument: str = "dim", extra: int = 0) -> int:
+    """``dim`` wrapped into 0..rank-1 (0..rank for ``extra`` 1, as unsqueeze takes); a 0-d tensor counts as 1-d."""
+    size = max(rank, 1) + extra
+    if not -size <= dim < size:
+        raise _fail(f"{argument} {dim} is out of range for a {rank}-D input: use {-size}..{size - 1}")
+    return dim % size
+
+
+def contiguous(shape: Shape) -> Strides:
+    """The strides of a contiguous tensor of ``shape``.
+
+    >>> contiguous((2, 3, 4))
+    (12, 4, 1)
+    """
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def view_strides(old: Shape, strides: Strides, new: Shape) -> Strides | None:
+    """The strides of ``view(new)`` of a tensor (``old``, ``strides``), or None where torch cannot make the view.
+
+    torch's ``computeStride`` (ATen/TensorUtils.cpp): the new shape must split
+    and merge only runs of dimensions that are contiguous among themselves.
+
+    >>> view_strides((2, 3, 4), (12, 4, 1), (6, 4))
+    (4, 1)
+    >>> view_strides((2, 4, 3), (12, 1, 4), (8, 3)) is None  # a transposed tensor: merging 2 and 4 needs a copy
+    True
+    """
+    if not old:
+        return contiguous(new)
+    if math.prod(old) == 0:
+        return contiguous(new)
+    result = [0] * len(new)
+    view_d = len(new) - 1
+    chunk_base = strides[-1]
+    tensor_numel, view_numel = 1, 1
+    for tensor_d in range(len(old) - 1, -1, -1):
+        tensor_numel *= old[tensor_d]
+        if tensor_d == 0 or (old[tensor_d - 1] != 1 and strides[tensor_d - 1] != tensor_numel * chunk_base):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                result[view_d] = view_numel * chunk_base
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base = strides[tensor_d - 1]
+                tensor_numel, view_numel = 1, 1
+    if view_d != -1:
+        return None
+    return tuple(result)
+
+
+def _new_shape(shape: Shape, sizes: Sequence[int], name: str) -> Shape:
+    """The shape ``reshape``/``view`` make: one -1 at most, inferred; the rest sizes of the same element count."""
+    sizes = list(sizes)
+    if sizes.count(-1) > 1:
+        raise _fail(f"{name} takes one -1 at most, got {sizes}")
+    if any(n < -1 for n in sizes):
+        raise _fail(f"{name} sizes must be at least 0 (or one -1), got {sizes}")
+    total = math.prod(shape)
+    known = math.prod(n for n in sizes if n != -1)
+    if -1 in sizes:
+        if known == 0 or total % known:
+            raise _fail(f"{name} {sizes} does not fit the {total} elements of {_text(shape)}")
+        sizes[sizes.index(-1)] = total // known
+    elif known != total:
+        raise _fail(f"{name} {sizes} has {known} elements, but the input {_text(shape)} has {total}")
+    return tuple(sizes)
+
+
+def _merged(shape: Shape, out: Shape) -> tuple[int | None, ...]:
+    """Where each dim of ``shape`` goes in ``out`` after a reshape: kept where the leading and trailing sizes
+    match unchanged, else None (merged or split: a receptive field through it is lost)."""
+    dims: list[int | None] = [None] * len(shape)
+    for i in range(len(shape)):
+        j = len(out) - len(shape) + i
+        if 0 <= j < len(out) and shape[i:] == out[j:] and math.prod(shape[:i]) == math.prod(out[:j]):
+            dims[i] = j
+    for i in range(len(shape)):
+        if i < len(out) and shape[: i + 1] == out[: i + 1] and dims[i] is None:
+            dims[i] = i
+    return tuple(dims)
+
+
+def reshape(shape: Shape, args: dict[str, Any]) -> Step:
+    out = _new_shape(shape, args["shape"], "reshape")
+
+    def restride(strides: Strides) -> Strides:
+        return view_strides(shape, strides, out) or contiguous(out)  # a copy where no view is possible
+
+    return _step(output=out, dims=_merged(shape, out), restride=restride)
+
+
+def view(shape: Shape, args: dict[str, Any]) -> Step:
+    out = _new_shape(shape, args["shape"], "view")
+
+    def restride(strides: Strides) -> Strides:
+        result = view_strides(shape, strides, out)
+        if result is None:
+            raise _fail(
+                f"view {list(out)} needs the input {_text(shape)} to be contiguous where it merges or splits dims, "
+                f"and it is not (strides {list(strides)}, after a permute or transpose): use reshape, which copies"
+            )
+        return result
+
+    return _step(output=out, dims=_merged(shape, out), restride=restride)
+
+
+def flatten(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.flatten(start_dim, end_dim)``, whose start_dim defaults to 0 (nn.Flatten's to 1)."""
+    start = _dim(args["start_dim"], len(shape), "start_dim")
+    end = _dim(args["end_dim"], len(shape), "end_dim")
+    if start > end:
+        raise _fail(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}")
+    out = (1,) if not shape else (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+    return reshape(shape, {"shape": out})
+
+
+def permute(shape: Shape, args: dict[str, Any]) -> Step:
+    given = list(args["dims"])
+    if len(given) != len(shape):
+        raise _fail(f"permute needs one dim per dimension of the input, {len(shape)}, got {len(given)}: {given}")
+    dims = [_dim(d, len(shape), "permute's dim") for d in given]
+    if len(set(dims)) != len(dims):
+        raise _fail(f"permute names a dim twice: {given}")
+    where = tuple(dims.index(d) for d in range(len(shape)))
+    return _step(
+        output=tuple(shape[d] for d in dims),
+        dims=where,
+        restride=lambda strides: tuple(strides[d] for d in dims),
+    )
+
+
+def transpose(shape: Shape, args: dict[str, Any]) -> Step:
+    a, b = _dim(args["dim0"], len(shape), "dim0"), _dim(args["dim1"], len(shape), "dim1")
+    if not shape:
+        return _step(output=shape, dims=())
+    order = list(range(len(shape)))
+    order[a], order[b] = order[b], order[a]
+    return permute(shape, {"dims": order})
+
+
+def squeeze(shape: Shape, args: dict[str, Any]) -> Step:
+    dim = args["dim"]
+    if dim is None:
+        drop = {d for d, n in enumerate(shape) if n == 1}
+    else:
+        given = dim if isinstance(dim, (tuple, list)) else (dim,)
+        wrapped = [_dim(d, len(shape)) for d in given]
+        if len(set(wrapped)) != len(wrapped):
+            raise _fail(f"squeeze names a dim twice: {list(given)}")
+        drop = {d for d in wrapped if shape and shape[d] == 1}
+    kept = [d for d in range(len(shape)) if d not in drop]
+    where = tuple(kept.index(d) if d in kept else None for d in range(len(shape)))
+    return _step(
+        output=tuple(shape[d] for d in kept),
+        dims=where,
+        restride=lambda strides: tuple(strides[d] for d in kept),
+    )
+
+
+def unsqueeze(shape: Shape, args: dict[str, Any]) -> Step:
+    d = _dim(args["dim"], len(shape), extra=1)
+    out = (*shape[:d], 1, *shape[d:])
+
+    def restride(strides: Strides) -> Strides:
+        inserted = strides[d] * shape[d] if d < len(shape) else 1
+        return (*strides[:d], inserted, *strides[d:])
+
+    return _step(output=out, dims=tuple(i if i < d else i + 1 for i in range(len(shape))), restride=restride)
+
+
+def select(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.select(dim, index)``: ``x[:, 0]`` is ``select: [1, 0]``."""
+    if not shape:
+        raise _fail("select() cannot be applied to a 0-dim tensor")
+    d = _dim(args["dim"], len(shape))
+    index = args["index"]
+    if not -shape[d] <= index < shape[d]:
+        raise _fail(f"index {index} is out of range for dim {args['dim']} of size {shape[d]}: use "
+                    f"{-shape[d]}..{shape[d] - 1}")  # fmt: skip
+    where = tuple(None if i == d else i if i < d else i - 1 for i in range(len(shape)))
+    return _step(
+        output=(*shape[:d], *shape[d + 1 :]),
+        dims=where,
+        restride=lambda strides: (*strides[:d], *strides[d + 1 :]),
+    )
+
+
+def mean(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.mean(dim, keepdim)``: over the dims given (every dim for null)."""
+    dim, keep = args["dim"], args["keepdim"]
+    if dim is None or dim == []:
+        reduced = set(range(len(shape)))
+    else:
+        given = dim if isinstance(dim, (tuple, list)) else (dim,)
+        wrapped = [_dim(d, len(shape)) for d in given]
+        if len(set(wrapped)) != len(wrapped):
+            raise _fail(f"mean names a dim twice: {list(given)}")
+        reduced = set(wrapped)
+    if keep:
+        out = tuple(1 if d in reduced else n for d, n in enumerate(shape))
+        where: tuple[int | None, ...] = tuple(None if d in reduced else d for d in range(len(shape)))
+    else:
+        kept = [d for d in range(len(shape)) if d not in reduced]
+        out = tuple(shape[d] for d in kept)
+        where = tuple(kept.index(d) if d in kept else None for d in range(len(shape)))
+    return _step(output=out, dims=where)
+
+
+# --- learned tensors ------------------------------------------------------------------------------------------
+
+
+def class_token(shape: Shape, args: dict[str, Any]) -> Step:
+    """A learned (1, 1, E) token, expanded over the batch and prepended along dim 1 of an (N, S, E) input."""
+    if len(shape) != 3:
+        raise _fail(f"needs an (N, S, E) input (batch first), got {len(shape)}-D {_text(shape)}")
+    n, s, e = shape
+    return _step(output=(n, s + 1, e), params=e, dims=(0, None, 2))
+
+
+def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
+    """A learned (1, *shape[1:]) tensor added to the input (ViT's pos_embedding)."""
+    if len(shape) < 2:
+        raise _fail(f"needs an input with a batch axis and at least one more, got {len(shape)}-D")
+    return _step(output=shape, params=math.prod(shape[1:]), keeps_layout=True)
+
+
+def layer_scale(shape: Shape, args: dict[str, Any]) -> Step:
+    """A learned per-channel scale ``gamma * x`` (ConvNeXt), gamma of shape (C, 1, ..., 1) along ``dim``."""
+    d = _dim(args["dim"], len(shape))
+    return _step(output=shape, params=shape[d], keeps_layout=True)
+
+
+def layer_scale_shape(shape: Shape, dim: int) -> Shape:
+    """The shape of LayerScale's gamma on an input of ``shape``: the channels, then a 1 per later axis."""
+    d = dim % len(shape)
+    return (shape[d], *([1] * (len(shape) - d - 1)))
+
+
+# --- attention ------------------------------------------------------------------------------------------------
+
+
+def _sequence(shape: Shape, embed: int, batch_first: bool, what: str) -> tuple[int, int]:
+    """(batch, sequence length) of an attention input, after torch's rank and embedding checks."""
+    if len(shape) not in (2, 3):
+        raise _fail(f"needs a 2-D (S, E) or 3-D input ({what}), got {len(shape)}-D {_text(shape)}")
+    if shape[-1] != embed:
+        raise _fail(f"the input's last dim is {shape[-1]}, but the embedding is {embed}: they must be equal")
+    if len(shape) == 2:
+        return 1, shape[0]
+    return (shape[0], shape[1]) if batch_first else (shape[1], shape[0])
+
+
+def _attention_counts(embed: int, heads: int, bias: bool, bias_kv: bool) -> int:
+    if heads < 1:
+        raise _fail(f"num_heads must be at least 1, got {heads}")
+    if embed % heads:
+        raise _fail(f"embed_dim {embed} must be divisible by num_heads {heads}: use num_heads that divide it")
+    return 4 * embed * embed + (4 * embed if bias else 0) + (2 * embed if bias_kv else 0)
+
+
+def multihead_attention(shape: Shape, args: dict[str, Any]) -> Step:
+    """Self-attention: ``module(x, x, x, need_weights=False)[0]``, of the input's shape."""
+    embed = args["embed_dim"]
+    for name in ("kdim", "vdim"):
+        if args[name] is not None and args[name] != embed:
+            raise _fail(
+                f"{name} {args[name]} differs from embed_dim {embed}: in self-attention the keys and values are "
+                f"the input itself, of {embed} features; leave {name} out"
+            )
+    params = _attention_counts(embed, args["num_heads"], args["bias"], args["add_bias_kv"])
+    batch, length = _sequence(shape, embed, args["batch_first"], "(N, S, E) with batch_first, else (S, N, E)")
+    keys = length + args["add_bias_kv"] + args["add_zero_attn"]
+    macs = batch * length * 4 * embed * embed + 2 * batch * length * keys * embed
+    sequence = len(shape) - 2 if len(shape) == 3 and args["batch_first"] else 0
+    return _step(output=shape, params=params, macs=macs, mixes=(sequence,))
+
+
+def transformer_encoder_layer(shape: Shape, args: dict[str, Any]) -> Step:
+    """``nn.TransformerEncoderLayer``: self-attention and a feed-forward block, each with a LayerNorm and a residual."""
+    embed, hidden, bias = args["d_model"], args["dim_feedforward"], args["bias"]
+    if hidden < 0:
+        raise _fail(f"dim_feedforward must be at least 0, got {hidden}")
+    params = _attention_counts(embed, args["nhead"], bias, False)
+    params += 2 * embed * hidden + (hidden + embed if bias else 0)  # linear1, linear2
+    params += 2 * (2 if bias else 1) * embed  # norm1, norm2
+    batch, length = _sequence(shape, embed, args["batch_first"], "(N, S, E) with batch_first, else (S, N, E)")
+    macs = (
+        batch * length * 4 * embed * embed + 2 * batch * length * length * embed + 2 * batch * length * embed * hidden
+    )
+    sequence = len(shape) - 2 if len(shape) == 3 and args["batch_first"] else 0
+    return _step(output=shape, params=params, macs=macs, mixes=(sequence, len(shape) - 1))

@@ -171,6 +171,7 @@ def _conv(dims: int, transposed: bool) -> Callable[[Shape, dict[str, Any]], Step
             params=result.params,
             macs=result.macs,
             windows=windows,
+            mixes=(c,),  # every output channel reads every input channel of its group
             uncovered=tuple(axis.uncovered or 0 for axis in result.axes),
         )
 
@@ -320,9 +321,10 @@ def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]],
 
 
 def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
+    mixes: tuple[int, ...] = ()
     if args["dim"] is not None:
-        _wrap(args["dim"], len(shape), "dim")
-    return Step(output=shape, keeps_layout=True)
+        mixes = (_wrap(args["dim"], len(shape), "dim"),)
+    return Step(output=shape, keeps_layout=True, mixes=mixes)
 
 
 def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
@@ -385,10 +387,12 @@ def _instance_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
         if math.prod(shape[-dims:]) == 1 and not args["track_running_stats"]:  # eval mode uses the input's statistics
             raise _fail("needs more than 1 spatial element per channel: use a larger input")
         c = args["num_features"]
+        spatial = () if args["track_running_stats"] else tuple(range(len(shape) - dims, len(shape)))
         return Step(
             output=shape,
             params=(2 if args["bias"] else 1) * c if args["affine"] else 0,
             buffers=2 * c + 1 if args["track_running_stats"] else 0,
+            mixes=spatial,  # the statistics of each channel are taken over its whole map
         )
 
     return apply
@@ -408,7 +412,11 @@ def _group_norm(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(f"the input's {shape[1]} channels are not divisible by num_groups {groups}")
     if math.prod(shape) // groups == 1:
         raise _fail("needs more than 1 value per group: use a larger input or batch")
-    return Step(output=shape, params=((2 if args["bias"] else 1) * channels) if args["affine"] else 0)
+    return Step(
+        output=shape,
+        params=((2 if args["bias"] else 1) * channels) if args["affine"] else 0,
+        mixes=tuple(range(1, len(shape))),  # the statistics of each group are taken over its channels' whole maps
+    )
 
 
 def _layer_norm(shape: Shape, args: dict[str, Any]) -> Step:
@@ -706,8 +714,11 @@ def _kinds() -> dict[str, Kind]:
     def method(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False) -> None:
         kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs)
 
-    sizes = Arg("shape", Type.SIZES)
-    method("permute", tensor_ops.permute, Arg("dims", Type.SIZES), varargs=True)
+    def some(value: list[int]) -> str | None:  # x.permute() and x.reshape() with no values are errors in torch
+        return None if value else "needs at least one value"
+
+    sizes = Arg("shape", Type.SIZES, check=some)
+    method("permute", tensor_ops.permute, Arg("dims", Type.SIZES, check=some), varargs=True)
     method("transpose", tensor_ops.transpose, Arg("dim0", Type.INT), Arg("dim1", Type.INT))
     method("reshape", tensor_ops.reshape, sizes, varargs=True)
     method("view", tensor_ops.view, sizes, varargs=True)

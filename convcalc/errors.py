@@ -32,6 +32,8 @@ class StackSpecError(ConvcalcError):
     def __init__(self, message: str, *, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+        self.position: int | None = None
+        """The 1-based position, in its list, of the item that is wrong."""
 
 
 class StackError(ConvcalcError):

@@ -81,8 +81,8 @@ class Type(enum.Enum):
             return type(value) is str
         if self is Type.PER_AXIS:
             return _items(value, is_int)
-        if self is Type.SIZES:
-            return type(value) is list and _items(value, is_int)
+        if self is Type.SIZES:  # an empty list too: permute() of a 0-d tensor, reshape() to one
+            return type(value) is list and all(is_int(item) for item in value)
         if self is Type.PADDING:
             return value in ("same", "valid") or _items(value, is_int)
         if self is Type.OPTIONAL_SIZES:

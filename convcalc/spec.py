@@ -113,23 +113,31 @@ def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], wher
     seen = {} if seen is None else seen
     specs = []
     for position, entry in enumerate(items, start=1):
-        item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
-        label = f"{where} {position} ({item.type})"
-        if item.type in BLOCKS:
-            specs.append(_block(item, label, f"{where} {position}.", seen))
-        elif item.type in JOINS:
-            arguments = _keywords(item, JOINS[item.type], label)
-            specs.append(LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type))
-        elif item.type in LAYERS:
-            specs.append(_layer(item, label, seen))
-        else:
-            choices = [*LAYERS, *BLOCKS, *JOINS]
-            raise StackSpecError(
-                f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}", line=item.line
-            )
+        try:
+            specs.append(_spec(entry, position, where, seen))
+        except StackSpecError as error:
+            if error.position is None:
+                error.position = position
+            raise
     if where == "layer" and _count(specs) > MAX_LAYERS:
         raise StackSpecError(f"the stack expands to {_count(specs):,} layers; convcalc takes at most {MAX_LAYERS:,}")
     return specs
+
+
+def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, where: str,
+          seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:  # fmt: skip
+    item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
+    label = f"{where} {position} ({item.type})"
+    if item.type in BLOCKS:
+        return _block(item, label, f"{where} {position}.", seen)
+    if item.type in JOINS:
+        arguments = _keywords(item, JOINS[item.type], label)
+        return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type)
+    if item.type in LAYERS:
+        return _layer(item, label, seen)
+    choices = [*LAYERS, *BLOCKS, *JOINS]
+    raise StackSpecError(f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}",
+                         line=item.line)  # fmt: skip
 
 
 def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:

@@ -221,9 +221,12 @@ class _State:
         state = self
         if step.whole:
             state = state.whole()
-        elif step.windows is not None:
+        elif step.windows is not None:  # windows act on the trailing axes; an input axis elsewhere keeps its field
             trailing = tuple(range(len(shape) - len(step.windows), len(shape)))
-            state = state.through(step.windows) if state.dims == trailing else state.whole()
+            if state.dims == trailing:
+                state = state.through(step.windows)
+            else:
+                state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in trailing])
         if step.mixes:
             state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in step.mixes])
         if step.dims is not None:

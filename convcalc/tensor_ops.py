@@ -58,7 +58,7 @@ def _text(shape: Shape) -> str:
 
 def _dim(dim: int, rank: int, argument: str = "dim", extra: int = 0) -> int:
     """``dim`` wrapped into 0..rank-1 (0..rank for ``extra`` 1, as unsqueeze takes); a 0-d tensor counts as 1-d."""
-    size = max(rank, 1) + extra
+    size = rank + extra if extra else max(rank, 1)
     if not -size <= dim < size:
         raise _fail(f"{argument} {dim} is out of range for a {rank}-D input: use {-size}..{size - 1}")
     return dim % size
@@ -284,8 +284,6 @@ def class_token(shape: Shape, args: dict[str, Any]) -> Step:
 
 def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned (1, *shape[1:]) tensor added to the input (ViT's pos_embedding)."""
-    if len(shape) < 2:
-        raise _fail(f"needs an input with a batch axis and at least one more, got {len(shape)}-D")
     return _step(output=shape, params=math.prod(shape[1:]), keeps_layout=True)
 
 

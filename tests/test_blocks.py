@@ -48,17 +48,31 @@ def torch_graph(items: list[Any], x: torch.Tensor, prefix: str, saved: dict[str,
                 out = x
                 for copy in range(1, args["times"] + 1):
                     out = torch_graph(args["layers"], out, f"{label}.{copy}.", saved, seen)
+            elif name == "Parallel":
+                ends = [torch_graph(branch, x, f"{label}.branch{number}.", saved, seen)
+                        for number, branch in enumerate(args["branches"], start=1)]  # fmt: skip
+                if args["join"] == "Concat":
+                    out = torch.cat(ends, dim=args.get("dim", 1))
+                else:
+                    out = ends[0]
+                    for end in ends[1:]:
+                        out = out + end if args["join"] == "Add" else out * end
             elif name == "Save":
                 saved[args["name"]] = x
                 out = x
-            elif name == "Add":
-                out = x + saved[args["with"]]
+            elif name == "From":
+                out = saved[args["name"]]
+            elif name in ("Add", "Mul"):
+                out = x
+                for other in [saved[n] for n in (args["with"] if isinstance(args["with"], list) else [args["with"]])]:
+                    out = out + other if name == "Add" else out * other
             elif name == "Concat":
-                other = saved[args["with"]]
+                others = [saved[n] for n in (args["with"] if isinstance(args["with"], list) else [args["with"]])]
                 if args.get("crop"):
-                    top = [(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])]
-                    other = other[(slice(None), slice(None), *(slice(t, t + n) for t, n in zip(top, x.shape[2:])))]
-                out = torch.cat([x, other], dim=args.get("dim", 1))
+                    top = [[(o - n) // 2 for o, n in zip(other.shape[2:], x.shape[2:])] for other in others]
+                    others = [other[(slice(None), slice(None), *(slice(t, t + n) for t, n in zip(tops, x.shape[2:])))]
+                              for other, tops in zip(others, top)]  # fmt: skip
+                out = torch.cat([x, *others], dim=args.get("dim", 1))
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -96,7 +110,8 @@ def graph_items(draw: st.DrawFn, depth: int = 0) -> list[tuple[str, dict[str, An
     items: list[tuple[str, dict[str, Any], None]] = []
     names: list[str] = []
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["layer", "layer", "residual", "repeat", "save", "add", "concat"]))
+        kind = draw(st.sampled_from(["layer", "layer", "residual", "repeat", "parallel", "save", "add", "mul",
+                                     "concat", "from"]))  # fmt: skip
         if kind == "residual" and depth < 2:
             args: dict[str, Any] = {"body": draw(graph_items(depth + 1))}
             if draw(st.booleans()):
@@ -104,14 +119,22 @@ def graph_items(draw: st.DrawFn, depth: int = 0) -> list[tuple[str, dict[str, An
             items.append(("Residual", args, None))
         elif kind == "repeat" and depth < 2:
             items.append(("Repeat", {"times": draw(st.integers(1, 3)), "layers": draw(graph_items(depth + 1))}, None))
+        elif kind == "parallel" and depth < 2:
+            branches = [draw(st.one_of(st.just([]), graph_items(depth + 1))) for _ in range(draw(st.integers(1, 3)))]
+            join = draw(st.sampled_from(["Concat", "Add", "Mul"]))
+            items.append(("Parallel", {"join": join, "branches": branches, "dim": draw(st.sampled_from([1, 1, 0, -1]))},
+                          None))  # fmt: skip
+        elif kind == "from" and names:
+            items.append(("From", {"name": draw(st.sampled_from(names))}, None))
         elif kind == "save":
             name = f"t{len(names)}"
             names.append(name)
             items.append(("Save", {"name": name}, None))
-        elif kind in ("add", "concat") and names:
-            target = draw(st.sampled_from(names))
-            if kind == "add":
-                items.append(("Add", {"with": target}, None))
+        elif kind in ("add", "mul", "concat") and names:
+            target: Any = draw(st.one_of(st.sampled_from(names), st.lists(st.sampled_from(names), min_size=1,
+                                                                         max_size=3)))  # fmt: skip
+            if kind in ("add", "mul"):
+                items.append((kind.capitalize(), {"with": target}, None))
             else:
                 items.append(("Concat", {"with": target, "dim": 1, "crop": draw(st.booleans())}, None))
         else:

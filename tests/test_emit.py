@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from convcalc.catalog import LAYERS
+from convcalc.catalog import LAYERS, Form
 from convcalc.cli import main
 from convcalc.emit import emit_torch
-from convcalc.spec import BLOCKS, JOINS, resolve
-from convcalc.stack import run_stack
+from convcalc.spec import resolve
+from convcalc.stack import Order, run_stack
 from convcalc.stackfile import load_stack
 
 ROOT = Path(__file__).parent.parent
@@ -35,21 +35,26 @@ def emitted(path: Path) -> str:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda path: path.stem)
 def test_emitted_code_matches_the_calculator_layer_by_layer(example: Path) -> None:
+    """Every module the code builds, in the order it runs, makes the shape convcalc gives its node."""
     code = emitted(example)
     namespace: dict[str, Any] = {"__name__": "emitted"}
     exec(compile(code, f"{example.stem}.py", "exec"), namespace)
     with torch.device("meta"):  # nothing allocated, however large the network
         model = namespace["build"]() if "build" in namespace else namespace["Network"]()
         shapes: list[tuple[int, ...]] = []
-        leaves = [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Sequential)]
-        for leaf in leaves:
-            leaf.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+
+        def record(module: nn.Module, args: Any, out: Any) -> None:
+            shapes.append(tuple((out[0] if isinstance(out, tuple) else out).shape))  # attention: (output, weights)
+
+        for child in model.children():  # the layers: Sequential's items, or the Network's attributes
+            child.register_forward_hook(record)
         shape, specs = load_stack(example.read_text(), example.name)
         model.eval()
         out = model(torch.empty(shape))
     result = run_stack(shape, specs)
-    layers = [row for row in result.rows if row.type not in BLOCKS and row.type not in JOINS]
-    assert shapes == [row.output for row in layers]
+    modules = [node for node in result.walk(Order.EVALUATION)
+               if node.type in LAYERS and LAYERS[node.type].form is not Form.METHOD]  # fmt: skip
+    assert shapes == [node.output for node in modules]
     assert tuple(out.shape) == result.output
     assert sum(p.numel() for p in model.parameters()) == result.total_params
 

@@ -1,0 +1,273 @@
+"""Tensor methods, learned tensors and attention against real torch, given its own inputs.
+
+Hypothesis draws chains of tensor methods (valid and invalid: dims out of
+range, permutations that repeat a dim, sizes that do not multiply up, a view of
+a permuted tensor) with elementwise layers and Linear in between, runs them as
+plain torch code on a real CPU tensor, whose strides are torch's own, and
+requires convcalc to agree on every step's shape and on the first step torch
+refuses. MultiheadAttention and TransformerEncoderLayer are compared with
+torch's modules (validity, shape, params, and MACs as FlopCounterMode counts
+them on the meta device); the learned tensors with the torch code ViT and
+ConvNeXt write for them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from convcalc.errors import StackSpecError
+from convcalc.spec import resolve
+from convcalc.stack import run_stack
+from tests.torch_oracle import TORCH_REJECTS
+
+REJECTS = (*TORCH_REJECTS, AssertionError)
+
+
+def ours(shape: tuple[int, ...], items: list[tuple[str, dict[str, Any]]]) -> tuple[list[tuple[int, ...]], int | None]:
+    """convcalc's output shape of each step that runs, and the 1-based step that fails (None: all run). A step
+    refused at load (an argument torch refuses whatever the input) counts as failing where it stands; the steps
+    before it are then taken to run as torch ran them, as convcalc says nothing of them."""
+    try:
+        result = run_stack(shape, resolve((name, args, None) for name, args in items), suggest=False)
+    except StackSpecError as error:
+        return ["at load"], error.position or 1  # type: ignore[list-item]
+    return [row.output for row in result.rows], None if result.error is None else result.error.index
+
+
+def same(mine: tuple[list[Any], int | None], theirs: tuple[list[Any], int | None]) -> bool:
+    outputs, failing = mine
+    if failing is not None and outputs[:1] == ["at load"]:
+        # convcalc refuses the file at that step, before running anything: torch must refuse that step or an earlier
+        return theirs[1] is not None and theirs[1] <= failing
+    return mine == theirs
+
+
+# --- tensor methods -------------------------------------------------------------------------------------------
+
+
+def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tensor:
+    """The step as torch code writes it (the test's own reading of torch's methods, not convcalc's)."""
+    if name == "permute":
+        return x.permute(*args["dims"])
+    if name == "transpose":
+        return x.transpose(args["dim0"], args["dim1"])
+    if name in ("reshape", "view"):
+        return getattr(x, name)(*args["shape"])
+    if name == "flatten":
+        return x.flatten(args.get("start_dim", 0), args.get("end_dim", -1))
+    if name == "squeeze":
+        return x.squeeze(tuple(args["dim"]) if isinstance(args.get("dim"), list) else args["dim"]) if "dim" in args \
+            else x.squeeze()  # fmt: skip
+    if name == "unsqueeze":
+        return x.unsqueeze(args["dim"])
+    if name == "select":
+        return x.select(args["dim"], args["index"])
+    if name == "mean":
+        dim = args.get("dim")
+        return x.mean(dim=tuple(dim) if isinstance(dim, list) else dim, keepdim=args.get("keepdim", False))
+    if name == "ReLU":
+        return torch.relu(x)  # elementwise: keeps the input's strides
+    if name == "Linear":
+        return nn.LazyLinear(args["out_features"])(x)
+    raise AssertionError(name)
+
+
+@st.composite
+def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
+    dim = st.integers(-rank - 2, rank + 1)
+    name = draw(st.sampled_from(["permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze",
+                                 "unsqueeze", "select", "mean", "ReLU", "Linear"]))  # fmt: skip
+    if name == "permute":
+        order = draw(st.permutations(list(range(rank))))
+        if draw(st.integers(0, 5)) == 0:  # a wrong one: too short, a dim twice, out of range
+            order = draw(st.lists(dim, max_size=rank + 1))
+        return name, {"dims": [d - rank if draw(st.booleans()) else d for d in order]}
+    if name == "transpose":
+        return name, {"dim0": draw(dim), "dim1": draw(dim)}
+    if name in ("reshape", "view"):
+        sizes = draw(st.lists(st.sampled_from([1, 2, 3, 4, 6, -1]), min_size=1, max_size=4))
+        return name, {"shape": sizes}
+    if name == "flatten":
+        return name, {"start_dim": draw(dim), "end_dim": draw(dim)}
+    if name == "squeeze":
+        return name, draw(st.sampled_from([{}, {"dim": draw(dim)}, {"dim": [draw(dim), draw(dim)]}]))
+    if name == "unsqueeze":
+        return name, {"dim": draw(dim)}
+    if name == "select":
+        return name, {"dim": draw(dim), "index": draw(st.integers(-3, 3))}
+    if name == "mean":
+        args: dict[str, Any] = {"keepdim": draw(st.booleans())}
+        if draw(st.booleans()):
+            args["dim"] = draw(st.one_of(dim, st.lists(dim, min_size=1, max_size=3)))
+        return name, args
+    if name == "Linear":
+        return name, {"out_features": draw(st.integers(1, 4))}
+    return name, {}
+
+
+@st.composite
+def method_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]]:
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
+    items = []
+    rank = len(shape)
+    for _ in range(draw(st.integers(1, 5))):
+        item = draw(method(rank))
+        items.append(item)
+        rank = max(
+            1, rank + draw(st.integers(-1, 1))
+        )  # the rank drifts as methods change it; wrong ranks are cases too
+    return shape, items
+
+
+@settings(max_examples=1500, deadline=None)
+@given(case=method_chains())
+def test_tensor_methods_match_torch_step_by_step(
+    case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]],
+) -> None:
+    shape, items = case
+    theirs: list[tuple[int, ...]] = []
+    failing = None
+    x = torch.zeros(shape)
+    for index, (name, args) in enumerate(items, start=1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                x = torch_method(x, name, args)
+        except REJECTS:
+            failing = index
+            break
+        if 0 in x.shape or x.dim() > 64:
+            failing = index
+            break
+        theirs.append(tuple(x.shape))
+    event("torch runs them all" if failing is None else "torch refuses a step")
+    if any(name == "view" for name, _ in items[: failing or len(items)]):
+        event("a view ran or was refused")
+    assert same(ours(shape, items), (theirs, failing)), (ours(shape, items), theirs, failing, shape, items)
+
+
+def test_view_of_a_permuted_tensor_is_refused_as_torch_refuses_it() -> None:
+    items = [("permute", {"dims": [0, 2, 3, 1]}), ("ReLU", {}), ("view", {"shape": [1, -1]})]
+    with pytest.raises(RuntimeError, match="view size is not compatible"):
+        torch_method(torch_method(torch_method(torch.zeros(1, 3, 4, 4), *items[0]), *items[1]), *items[2])
+    assert ours((1, 3, 4, 4), items) == ([(1, 4, 4, 3), (1, 4, 4, 3)], 3)
+    assert ours((1, 3, 4, 4), [*items[:2], ("reshape", {"shape": [1, -1]})]) == (
+        [(1, 4, 4, 3), (1, 4, 4, 3), (1, 48)],
+        None,
+    )
+
+
+# --- attention ------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def attention(draw: st.DrawFn) -> tuple[str, dict[str, Any], tuple[int, ...]]:
+    embed = draw(st.integers(1, 8))
+    batch_first = draw(st.booleans())
+    rank = draw(st.sampled_from([2, 3, 3, 3, 1, 4]))
+    last = embed if draw(st.integers(0, 6)) else draw(st.integers(1, 9))
+    shape = (*draw(st.lists(st.integers(1, 4), min_size=rank - 1, max_size=rank - 1)), last)
+    if draw(st.booleans()):
+        args: dict[str, Any] = {"num_heads": draw(st.sampled_from([1, 2, 3, 4, 0])), "batch_first": batch_first,
+                                "bias": draw(st.booleans()), "add_bias_kv": draw(st.booleans()),
+                                "add_zero_attn": draw(st.booleans()), "dropout": 0.0}  # fmt: skip
+        for name in ("kdim", "vdim"):
+            if draw(st.integers(0, 4)) == 0:
+                args[name] = draw(st.sampled_from([embed, embed + 1]))
+        return "MultiheadAttention", args, shape
+    args = {"nhead": draw(st.sampled_from([1, 2, 3, 4])), "dim_feedforward": draw(st.integers(1, 16)),
+            "dropout": 0.0, "activation": draw(st.sampled_from(["relu", "gelu"])), "batch_first": batch_first,
+            "norm_first": draw(st.booleans()), "bias": draw(st.booleans())}  # fmt: skip
+    return "TransformerEncoderLayer", args, shape
+
+
+def run_attention(name: str, args: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+    embed = x.shape[-1]
+    if name == "MultiheadAttention":
+        module = nn.MultiheadAttention(embed, **args)
+        module.eval()
+        return module(x, x, x, need_weights=False)[0]
+    module = nn.TransformerEncoderLayer(embed, **args)
+    module.eval()
+    return module(x)
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=attention())
+def test_attention_matches_torch(case: tuple[str, dict[str, Any], tuple[int, ...]]) -> None:
+    """Validity, shape and params against the module on the CPU; MACs against FlopCounterMode on the meta device
+    (on the CPU in eval mode, torch's fused path hides the projections from the counter)."""
+    name, args, shape = case
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            out = run_attention(name, args, torch.zeros(shape))
+    except REJECTS:
+        event("torch refuses")
+        assert ours(shape, [(name, args)])[1] == 1, (name, args, shape)
+        return
+    event("torch runs it")
+    outputs, failing = ours(shape, [(name, args)])
+    assert (outputs, failing) == ([tuple(out.shape)], None), (name, args, shape)
+    result = run_stack(shape, resolve([(name, args, None)]))
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counter = FlopCounterMode(display=False)
+        module_args = dict(args)
+        x = torch.empty(shape)
+        if name == "MultiheadAttention":
+            module = nn.MultiheadAttention(shape[-1], **module_args)
+            with counter:
+                module(x, x, x, need_weights=False)
+        else:
+            module = nn.TransformerEncoderLayer(shape[-1], **module_args)
+            with counter:
+                module(x)
+    assert result.rows[0].params == sum(p.numel() for p in module.parameters())
+    assert result.rows[0].macs == counter.get_total_flops() // 2
+
+
+# --- learned tensors, against the torch code ViT and ConvNeXt write -------------------------------------------
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=5).map(tuple))
+@settings(max_examples=200, deadline=None)
+def test_class_token_and_position_embedding_as_vit_writes_them(shape: tuple[int, ...]) -> None:
+    x = torch.zeros(shape)
+    try:  # torchvision's VisionTransformer.forward: class_token (1, 1, E), expanded, concatenated on dim 1
+        token = nn.Parameter(torch.zeros(1, 1, shape[-1]))
+        with_token = torch.cat([token.expand(shape[0], -1, -1), x], dim=1)
+        expected: tuple[list[tuple[int, ...]], int | None] = ([tuple(with_token.shape)], None)
+    except REJECTS:
+        expected = ([], 1)
+    assert ours(shape, [("ClassToken", {})]) == expected
+    if expected[1] is None:
+        assert run_stack(shape, resolve([("ClassToken", {}, None)])).total_params == token.numel()
+    position = nn.Parameter(torch.zeros(1, *shape[1:]))  # Encoder.pos_embedding (1, seq_length, hidden_dim)
+    added = x + position
+    assert ours(shape, [("PositionEmbedding", {})]) == ([tuple(added.shape)], None)
+    assert run_stack(shape, resolve([("PositionEmbedding", {}, None)])).total_params == position.numel()
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=5).map(tuple), dim=st.integers(-6, 5))
+@settings(max_examples=200, deadline=None)
+def test_layer_scale_as_convnext_writes_it(shape: tuple[int, ...], dim: int) -> None:
+    """ConvNeXt: layer_scale = Parameter(ones(dim, 1, 1) * 1e-6), times the block's output."""
+    x = torch.zeros(shape)
+    try:
+        channels = shape[dim]
+        gamma = nn.Parameter(torch.ones(channels, *([1] * (len(shape) - dim % len(shape) - 1))) * 1e-6)
+        out = gamma * x
+    except REJECTS:
+        assert ours(shape, [("LayerScale", {"dim": dim})])[1] == 1
+        return
+    assert ours(shape, [("LayerScale", {"dim": dim})]) == ([tuple(out.shape)], None)
+    assert run_stack(shape, resolve([("LayerScale", {"dim": dim}, None)])).total_params == gamma.numel()

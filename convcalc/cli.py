@@ -451,7 +451,7 @@ def stack(
                 "agrees": verification.agrees,
                 "layers": [check.as_dict() for check in verification.layers],
             }
-        click.echo(json.dumps(data))
+        click.echo(json.dumps(data, check_circular=False))  # a tree of plain data: no cycle to look for
     elif as_csv or markdown:
         from convcalc.export import stack_csv, stack_markdown
 

@@ -48,19 +48,22 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
     }
 
 
-def _row_dict(row: Row) -> dict[str, Any]:
+def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    arguments = plain.get(id(row.arguments))  # nodes of the same layer on the same shape share one dict
+    if arguments is None:
+        arguments = plain[id(row.arguments)] = {name: _plain(value) for name, value in row.arguments.items()}
     return {
         "index": row.index,
         "label": row.label,
         "type": row.type,
-        "arguments": {name: _plain(value) for name, value in row.arguments.items()},
+        "arguments": arguments,
         "input": list(row.input),
         "output": list(row.output),
         "params": row.params,
         "buffers": row.buffers,
         "macs": row.macs,
         "receptive_field": list(row.receptive_field),
-        "jump": [_jump(value) for value in row.jump],
+        "jump": [value if type(value) is int else _jump(value) for value in row.jump],
         "uncovered": list(row.uncovered),
     }
 
@@ -69,8 +72,10 @@ def _nest(rows: list[Row]) -> list[dict[str, Any]]:
     """The nodes as a tree: a block's nodes go in its ``blocks``, by branch (``body``, ``shortcut``, ``branch2``,
     or a Repeat's copy number). The nodes of a block that failed, which is no node itself, stand at the top."""
 
+    plain: dict[int, dict[str, Any]] = {}
+
     def entry(node: Row) -> dict[str, Any]:
-        data = _row_dict(node)
+        data = _row_dict(node, plain)
         if node.children:
             branches: dict[str, list[dict[str, Any]]] = {}
             for child in node.children:

@@ -179,7 +179,10 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = f", line {mark.line + 1}" if mark else ""
-        raise StackFileError(f"{name}{line}: {error.problem or 'not valid YAML'}") from None
+        problem = error.problem or "not valid YAML"
+        if error.context and error.context_mark and error.problem_mark:  # e.g. a duplicate anchor: both places
+            problem = f"{error.context} (line {error.context_mark.line + 1}), {problem}"
+        raise StackFileError(f"{name}{line}: {problem}") from None
     except yaml.YAMLError as error:
         raise StackFileError(f"{name}: not valid YAML ({error})") from None
     except RecursionError:
@@ -187,15 +190,15 @@ def load_stack(text: str, name: str = "<stack>") -> tuple[tuple[int, ...], list[
     finally:
         loader.dispose()
     try:
-        return _stack(node, name, aliases="*" in text)  # without an alias (*name), nothing is shared
+        return _stack(node, name, text)
     except _Refused as refused:
         raise StackFileError(f"{name}, line {refused.line}: {refused.message}") from None
     except RecursionError:
         raise StackFileError(f"{name}: refused: the YAML is nested too deeply") from None
 
 
-def _stack(node: yaml.Node | None, name: str, aliases: bool) -> tuple[tuple[int, ...], list[LayerSpec]]:
-    if node is not None and aliases and _expanded_size(node, {}) > MAX_NODES:
+def _stack(node: yaml.Node | None, name: str, text: str) -> tuple[tuple[int, ...], list[LayerSpec]]:
+    if node is not None and "*" in text and _expanded_size(node, {}) > MAX_NODES:  # without an alias, nothing is shared
         raise StackFileError(
             f"{name}: refused: the file expands to more than {MAX_NODES:,} YAML values "
             "(aliases that repeat aliases, as in a 'billion laughs' file)"
@@ -221,7 +224,7 @@ def _stack(node: yaml.Node | None, name: str, aliases: bool) -> tuple[tuple[int,
             f"input must be a list of 1 to {MAX_RANK} positive integers, batch first, e.g. [1, 3, 224, 224]; "
             f"got {shown}",
         )
-    items = _items(pairs["layers"][1])
+    items = _Layers(text).items(pairs["layers"][1])
     try:
         specs = resolve(items)
     except StackSpecError as error:
@@ -234,40 +237,61 @@ def _positive(value: Any) -> bool:
     return type(value) is int and 1 <= value < INT64
 
 
-def _items(node: yaml.SequenceNode) -> list[Item]:
-    """One Item per entry of a layer list; a block's branches become item lists too."""
-    if node.tag != _TAG + "seq":
-        raise _Refused(node, f"refused: the tag {node.tag!r} (only plain YAML data is read)")
-    return [_item(entry, position) for position, entry in enumerate(node.value, start=1)]
+class _Layers:
+    """Items from layer-list nodes. A layer written the same way as one before it (the same characters: a stack
+    file repeats a few layers many times) is read once."""
 
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.seen: dict[str, tuple[str, dict[str, Any], tuple[Any, ...]]] = {}
 
-def _item(node: yaml.Node, position: int) -> Item:
-    line = node.start_mark.line + 1
-    layer = _data(node) if isinstance(node, yaml.ScalarNode) else None
-    if isinstance(layer, str) and layer:
-        return Item(layer, {}, (), line)
-    if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
-        raise _Refused(node, f"layer {position} must be a layer name (ReLU) or a one-key mapping to its arguments "
-                             f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {_data(node)!r}")  # fmt: skip
-    ((layer, (_, value)),) = _pairs(node).items()
-    if isinstance(value, yaml.MappingNode):
-        arguments: dict[str, Any] = {}
-        for key, (_, argument) in _pairs(value).items():
-            if layer in BLOCKS and key in BLOCKS[layer].branches:
-                arguments[key] = _branch(argument, key)
-            else:
-                arguments[key] = _data(argument)
-        return Item(layer, arguments, (), line)
-    data = _data(value)
-    if data is None:
-        return Item(layer, {}, (), line)
-    return Item(layer, {}, tuple(data) if isinstance(data, list) else (data,), line)
+    def items(self, node: yaml.SequenceNode) -> list[Item]:
+        """One Item per entry of a layer list; a block's branches become item lists too."""
+        if node.tag != _TAG + "seq":
+            raise _Refused(node, f"refused: the tag {node.tag!r} (only plain YAML data is read)")
+        return [self.item(entry, position) for position, entry in enumerate(node.value, start=1)]
 
+    def item(self, node: yaml.Node, position: int) -> Item:
+        line = node.start_mark.line + 1
+        written = self.text[node.start_mark.index : node.end_mark.index]
+        if "*" in written:  # an alias means what its anchor meant last, which the same characters may not
+            written = ""
+        known = self.seen.get(written) if written else None
+        if known is not None:
+            return Item(*known, line)
+        layer = _data(node) if isinstance(node, yaml.ScalarNode) else None
+        if isinstance(layer, str) and layer:
+            if written:
+                self.seen[written] = (layer, {}, ())
+            return Item(layer, {}, (), line)
+        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+            raise _Refused(
+                node,
+                f"layer {position} must be a layer name (ReLU) or a one-key mapping to its arguments "
+                f"(Conv2d: {{out_channels: 64, kernel_size: 3}}), got {_data(node)!r}",
+            )
+        ((layer, (_, value)),) = _pairs(node).items()
+        if isinstance(value, yaml.MappingNode):
+            arguments: dict[str, Any] = {}
+            for key, (_, argument) in _pairs(value).items():
+                if layer in BLOCKS and key in BLOCKS[layer].branches:
+                    arguments[key] = self.branch(argument, key)
+                else:
+                    arguments[key] = _data(argument)
+            if written and layer not in BLOCKS:  # a block's items carry lines of their own
+                self.seen[written] = (layer, arguments, ())
+            return Item(layer, arguments, (), line)
+        data = _data(value)
+        positional = () if data is None else tuple(data) if isinstance(data, list) else (data,)
+        if written and layer not in BLOCKS:
+            self.seen[written] = (layer, {}, positional)
+        return Item(layer, {}, positional, line)
 
-def _branch(node: yaml.Node, key: str) -> Any:
-    """A block's branch: a list of layers, or (``branches`` of a Parallel) a list of such lists."""
-    if not isinstance(node, yaml.SequenceNode):
-        return _data(node)  # resolve() says what is wrong with it
-    if key == "branches":
-        return [_items(branch) if isinstance(branch, yaml.SequenceNode) else _data(branch) for branch in node.value]
-    return _items(node)
+    def branch(self, node: yaml.Node, key: str) -> Any:
+        """A block's branch: a list of layers, or (``branches`` of a Parallel) a list of such lists."""
+        if not isinstance(node, yaml.SequenceNode):
+            return _data(node)  # resolve() says what is wrong with it
+        if key == "branches":
+            return [self.items(branch) if isinstance(branch, yaml.SequenceNode) else _data(branch)
+                    for branch in node.value]  # fmt: skip
+        return self.items(node)

@@ -554,3 +554,12 @@ def test_emitted_code_runs_whatever_encoding_wrote_it(tmp_path: Path) -> None:
     path.write_bytes(result.stdout)
     run_it = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, check=False)
     assert run_it.returncode == 0, run_it.stderr
+
+
+def test_an_anchor_given_twice_names_both_lines() -> None:
+    text = (HEAD + "  - &a Conv2d: {out_channels: 4, kernel_size: 3}\n  - *a\n"
+            "  - &a Conv2d: {out_channels: 6, kernel_size: 1}\n  - *a\n")  # fmt: skip
+    result = run("stack", "-", "-q", stdin=text)
+    assert one_error(result.stderr) == (
+        "Error: <stdin>, line 5: found duplicate anchor; first occurrence (line 3), second occurrence"
+    )

@@ -128,7 +128,7 @@ FILE_ERRORS = [
     ("input: [1, 3, 8, 8]\nlayers:\n  - [Conv2d]\n", "line 3: layer 1 must be a layer name (ReLU) or a one-key"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - !!python/object/apply:os.system [echo hi]\n",
      "line 3: refused: the tag 'tag:yaml.org,2002:python/object/apply:os.system' (only plain YAML data is read"),
-    ("input: [1, 3, 8\nlayers: [", "line 2: did not find expected ',' or ']'"),
+    ("input: [1, 3, 8\nlayers: [", "line 2: while parsing a flow sequence (line 1), did not find expected ',' or ']'"),
     ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of 1 to 64 positive integers, batch first"),
     ("layers: []\n", "'input' is missing: give the input shape, batch first"),
     ("input: [1, 3]\n", "'layers' must be a list of layers"),

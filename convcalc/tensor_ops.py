@@ -284,11 +284,15 @@ def class_token(shape: Shape, args: dict[str, Any]) -> Step:
 
 def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned (1, *shape[1:]) tensor added to the input (ViT's pos_embedding)."""
+    if not shape:
+        raise _fail("needs an input with a batch axis, got a 0-D tensor")
     return _step(output=shape, params=math.prod(shape[1:]), keeps_layout=True)
 
 
 def layer_scale(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned per-channel scale ``gamma * x`` (ConvNeXt), gamma of shape (C, 1, ..., 1) along ``dim``."""
+    if not shape:
+        raise _fail("needs an input with at least 1 dimension, got a 0-D tensor")
     d = _dim(args["dim"], len(shape))
     return _step(output=shape, params=shape[d], keeps_layout=True)
 

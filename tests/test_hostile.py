@@ -563,3 +563,10 @@ def test_an_anchor_given_twice_names_both_lines() -> None:
     assert one_error(result.stderr) == (
         "Error: <stdin>, line 5: found duplicate anchor; first occurrence (line 3), second occurrence"
     )
+
+
+@pytest.mark.parametrize("layer", ["LayerScale", "PositionEmbedding", "ClassToken", "select: [0, 0]", "Linear: 3"])
+def test_a_0d_tensor_is_refused_in_one_line_where_a_layer_needs_an_axis(layer: str) -> None:
+    result = run("stack", "-", stdin=HEAD + f"  - mean\n  - {layer}\n")
+    assert result.exit_code == 1
+    assert one_error(result.stderr).startswith("Error: <stdin>, line 4: layer 2")

@@ -466,7 +466,7 @@ def stack(
         if explain:
             from convcalc.explain import explain_row
 
-            for row in result.rows:
+            for row in result.walk():
                 text = explain_row(row.type, row.input, row.arguments)
                 if text:
                     click.echo(f"\nlayer {row.label}: {text}")

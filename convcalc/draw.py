@@ -88,7 +88,7 @@ def _maps(result: StackResult) -> list[_Map]:
     maps = [_Map(result.input, [])]
     open_blocks: list[tuple[int, str]] = []
     inside: int | None = None  # the depth of a Parallel whose branches are drawn as one map
-    for row in result.rows:
+    for row in result.walk():
         if inside is not None and row.depth > inside:
             continue
         inside = None

@@ -29,7 +29,9 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
     """The whole result as JSON data. Keys are a stable interface: add, never rename.
 
     ``layers`` keeps the nesting of blocks: a Residual's or Repeat's layers are
-    in its ``blocks``, each with a ``label`` such as ``3.body.2``.
+    in its ``blocks``, each with a ``label`` such as ``3.body.2``. Every node has
+    an ``id`` and the ids of the nodes whose tensors it takes (``inputs``, 0 for
+    the stack's input): the graph itself.
     """
     error = result.error
     return {
@@ -41,7 +43,7 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "dtype": dtype,
         "parameter_bytes": result.parameter_bytes(dtype),
         "activation_bytes": result.activation_bytes(dtype),
-        "layers": _nest(list(result.rows)),
+        "layers": _nest(list(result.walk())),
         "error": None
         if error is None
         else {"index": error.index, "type": error.layer, "input": list(error.input_shape), "message": str(error)},
@@ -65,6 +67,9 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "receptive_field": list(row.receptive_field),
         "jump": [value if type(value) is int else _jump(value) for value in row.jump],
         "uncovered": list(row.uncovered),
+        "id": row.id,
+        "inputs": [0 if source is None else source.id for source in row.inputs],
+        "line": row.line,
     }
 
 
@@ -94,7 +99,7 @@ def stack_csv(result: StackResult) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["index", "type", "arguments", "output", "params", "macs", "receptive_field", "jump", "uncovered"])
-    for row in result.rows:
+    for row in result.walk():
         cells = stack_cells(row)
         output = "x".join(str(n) for n in row.output)
         writer.writerow(
@@ -110,7 +115,7 @@ def stack_markdown(result: StackResult) -> str:
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---:" if c in ("params", "MACs") else "---" for c in header) + "|",
     ]
-    for row in result.rows:
+    for row in result.walk():
         cells = [cell.replace("|", "\\|") for cell in stack_cells(row)]  # a pipe in a name would end the cell
         cells[1] += " (!)" if cells[-1] else ""
         lines.append("| " + " | ".join(cells[:-1]) + " |")

@@ -119,7 +119,7 @@ def stack_report(
     checks = {} if verification is None else {id(check.node): check for check in verification.layers}
     columns = STACK_COLUMNS + (["torch"] if verification else [])
     rows = []
-    for row in result.rows:
+    for row in result.walk():
         verdict = [check_text(checks[id(row)]) if id(row) in checks else "-"] if verification else []
         rows.append([*stack_cells(row), *verdict])
     title = f"{shape_text(result.input)} -> {shape_text(result.output)}"

@@ -70,6 +70,8 @@ class Order(enum.Enum):
 class Node:
     """One layer, block or join of a stack that ran: what it is, where it sits, what it reads and what it makes."""
 
+    id: int
+    """1-based, in the order a table lists the nodes (a block before its nodes)."""
     index: int
     """1-based position in the stack (of the top-level block, for a node inside one)."""
     type: str
@@ -271,7 +273,8 @@ class _Run:
                 self.budget -= 1
                 if self.budget < 0:
                     raise OutOfBudget
-            node = Node(index=index, type=spec.type, arguments=spec.arguments, given=tuple(spec.arguments),
+            node = Node(id=len(self.nodes) + 1, index=index, type=spec.type, arguments=spec.arguments,
+                        given=tuple(spec.arguments),
                         input=shape, output=shape, label=label, depth=depth, branch=branch, line=spec.line,
                         parent=parent, inputs=(source,))  # fmt: skip
             if parent is not None:

@@ -284,7 +284,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
             raise _Stopped
 
     namespace: dict[str, Any] = {"torch": torch, "nn": torch.nn}
-    for helper in torch_code.helpers([*result.rows, *([result.error.node] if result.error and result.error.node
+    for helper in torch_code.helpers([*result.walk(), *([result.error.node] if result.error and result.error.node
                                                        else [])]):  # fmt: skip
         exec(torch_code.HELPERS[helper], namespace)  # convcalc's own code, the same that --emit torch writes
 
@@ -330,7 +330,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
 
 
 def _too_large(result: Any) -> bool:
-    shapes = [result.input, *(node.output for node in result.rows)]
+    shapes = [result.input, *(node.output for node in result.walk())]
     return max(math.prod(shape) for shape in shapes) >= 2**63
 
 

@@ -48,8 +48,9 @@ def test_json_schema_is_stable() -> None:
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
         "index", "label", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field",
-        "jump", "uncovered",
+        "jump", "uncovered", "id", "inputs", "line",
     ]  # fmt: skip
+    assert [(layer["id"], layer["inputs"]) for layer in data["layers"][:3]] == [(1, [0]), (2, [1]), (3, [2])]
     first = data["layers"][0]
     assert first["index"] == 1 and first["type"] == "Conv2d"
     assert first["arguments"]["in_channels"] == 1  # inferred, and written out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -250,8 +251,6 @@ def _flush() -> None:
 
 def _silence_stdout() -> None:
     """Send what is left of standard output nowhere, so that the interpreter's last flush cannot fail again."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -372,6 +371,11 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print one CSV line per layer.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown table.")
+@click.option(
+    "--depth",
+    type=click.IntRange(1, None),
+    help="Show blocks only to this depth, each with the totals of what it holds (table, --markdown, --csv) [all].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output shape, e.g. 1x1000.")
 @click.option("--verify", is_flag=True, help="Build the layers in torch on the meta device and check every one.")
 @click.option("--explain", is_flag=True, help="Work out each conv and pool layer step by step after the table.")
@@ -385,6 +389,7 @@ def stack(
     as_json: bool,
     as_csv: bool,
     markdown: bool,
+    depth: int | None,
     quiet: bool,
     verify: bool,
     explain: bool,
@@ -417,6 +422,8 @@ def stack(
         _usage("--emit prints code only: drop the other output options")
     if dtype not in DTYPES:
         _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if depth is not None and (as_json or quiet or emit):
+        _usage("--depth goes with the table, --markdown or --csv: drop --json, --quiet or --emit")
     name, shape, specs = _read_stack(file)
     try:
         result = run_stack(input_shape or shape, specs)
@@ -427,13 +434,12 @@ def stack(
         from convcalc.verify import verify_stack
 
         try:
-            verification = verify_stack(specs, result)
+            with _working("torch is running the stack on the meta device"):
+                verification = verify_stack(specs, result)
         except ConvcalcError as error:
             _fail(str(error), None)
 
     if emit:  # code only for a stack that runs; the error below says why not
-        import os
-
         from convcalc.emit import emit_torch
 
         title = "network" if file == "-" else os.path.splitext(os.path.basename(file))[0]
@@ -446,30 +452,29 @@ def stack(
 
         data = stack_dict(result, dtype)
         if verification is not None:
-            data["verify"] = {
-                "torch_version": verification.torch_version,
-                "agrees": verification.agrees,
-                "layers": [check.as_dict() for check in verification.layers],
-            }
+            data["verify"] = verification.as_dict()
         click.echo(json.dumps(data, check_circular=False))  # a tree of plain data: no cycle to look for
     elif as_csv or markdown:
         from convcalc.export import stack_csv, stack_markdown
 
-        click.echo(stack_csv(result) if as_csv else stack_markdown(result), nl=False)
+        click.echo(stack_csv(result, depth) if as_csv else stack_markdown(result, dtype, depth), nl=False)
     elif quiet:
         if result.error is None:
             click.echo(size_text(result.output))
     elif result.rows:  # with no layer run, the error below says it all
-        from convcalc.render import stack_report
+        from convcalc.render import console, explain_report, show, stack_report
 
-        _show(stack_report(result, dtype, verification, width=_width()))
+        output = console()
+        parts = [stack_report(output, result, DTYPES[dtype], dtype, verification, depth)]
         if explain:
-            from convcalc.explain import explain_row
+            from convcalc.explain import explanation, row_result
 
-            for row in result.walk():
-                text = explain_row(row.type, row.input, row.arguments)
-                if text:
-                    click.echo(f"\nlayer {row.label}: {text}")
+            for node in result.walk():
+                layer = row_result(node.type, node.input, node.arguments)
+                if layer is not None:
+                    title, blocks = explanation(layer)
+                    parts.append(explain_report(f"#{node.id} {title}", blocks))
+        show(output, *parts)
     if result.error is not None:
         line = result.error.line
         click.echo(printable(f"Error: {name}{f', line {line}' if line else ''}: {result.error}"), err=True)
@@ -570,9 +575,9 @@ def solve(
         }
         click.echo(json.dumps(data))
     else:
-        from convcalc.render import solve_report
+        from convcalc.render import console, show, solve_report
 
-        _show(solve_report(input_size, output_size, family, answers, limit, width=_width()))
+        show(console(), solve_report(input_size, output_size, family, answers, limit))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -610,15 +615,9 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
 
         click.echo(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(found).items()}))
         return
-    axes = len(shape) - 2
+    from convcalc.render import console, fit_report, show
 
-    def square(n: int) -> str:
-        return "x".join([str(n)] * axes)
-
-    smallest = f"smallest input: {square(found.smallest)}" if found.smallest else f"no input up to {high} works"
-    click.echo(smallest)
-    click.echo(f"valid in {low}:{high}: {compact(found.valid) or 'none'} ({len(found.valid)} sizes)")
-    click.echo(f"no pixel left unread: {compact(found.lossless) or 'none'} ({len(found.lossless)} sizes)")
+    show(console(), fit_report(found, len(shape) - 2, (compact(found.valid), compact(found.lossless))))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -761,24 +760,20 @@ def _run(family: layers.Family, size: tuple[int, ...], options: dict[str, Any]) 
 
         data = result.as_dict()
         if verification is not None:
-            data["verify"] = {
-                "torch_version": verification.torch_version,
-                "agrees": verification.agrees,
-                "torch_shape": None if verification.torch_shape is None else list(verification.torch_shape),
-                "torch_error": verification.torch_error,
-                "devices": list(verification.devices),
-            }
+            data["verify"] = verification.as_dict()
         click.echo(json.dumps(data))
     elif quiet:
         click.echo(size_text(result.output))
     else:
-        from convcalc.render import layer_report
+        from convcalc.render import console, explain_report, layer_report, show
 
-        _show(layer_report(result, verification, width=_width()))
+        output = console()
+        parts = [layer_report(output, result, verification)]
         if explain:
-            from convcalc.explain import explain as explanation
+            from convcalc.explain import explanation
 
-            click.echo(explanation(result))
+            parts.append(explain_report(*explanation(result)))
+        show(output, *parts)
     if verification is not None and not verification.agrees:
         shown = not (as_json or quiet)  # the table already ends with torch's verdict
         _fail("torch disagrees with convcalc on this layer", None if shown else verification)
@@ -789,39 +784,20 @@ def _verify(family: layers.Family, size: tuple[int, ...], kwargs: dict[str, Any]
     from convcalc.verify import verify_layer
 
     try:
-        return verify_layer(family, size, kwargs, result)
+        with _working("torch is running the layer"):
+            return verify_layer(family, size, kwargs, result)
     except ConvcalcError as exc:
         _fail(str(exc), None)
 
 
-def _width() -> int | None:
-    """The columns a table may take: $COLUMNS, else the terminal's width; no limit when stdout is not a terminal."""
-    import os
+def _working(message: str) -> contextlib.AbstractContextManager[Any]:
+    """A spinner on standard error while torch works, where standard error is a terminal; nothing elsewhere, so
+    that logs and pipes get no animation."""
+    from convcalc.render import console, isatty
 
-    columns = os.environ.get("COLUMNS", "")
-    if re.fullmatch("[0-9]{1,6}", columns) and int(columns) > 0:  # ASCII digits only: '²' is a digit to isdigit()
-        return int(columns)
-    try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() else None
-    except (OSError, ValueError):  # no real file behind stdout
-        return None
-
-
-def _show(report: str) -> None:
-    """Print a table report: styled in a terminal, plain elsewhere, plain under NO_COLOR or TERM=dumb, styled
-    under FORCE_COLOR."""
-    import os
-
-    color = None  # click decides: styles only where stdout is a terminal
-    if os.environ.get("FORCE_COLOR"):
-        color = True
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
-        color = False
-    try:
-        "\u2500".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
-    except (UnicodeEncodeError, LookupError):  # e.g. cp1252, what Windows uses for redirected output
-        report = report.replace("\u2500", "-")
-    click.echo(report, color=color)
+    if not isatty(sys.stderr) or os.environ.get("TERM") == "dumb":
+        return contextlib.nullcontext()
+    return console(sys.stderr).status(printable(message), spinner="line")
 
 
 def _fail(message: str, verification: Any) -> NoReturn:

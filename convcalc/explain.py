@@ -19,8 +19,9 @@ from fractions import Fraction
 
 from convcalc import formulas, layers
 from convcalc.layers import Axis, Family, LayerResult
+from convcalc.text import size_text
 
-__all__ = ["explain"]
+__all__ = ["explain", "explain_row", "explanation", "row_result"]
 
 
 def _number(value: Fraction) -> str:
@@ -104,25 +105,34 @@ def _transposed(axis: Axis) -> list[str]:
     ]
 
 
-def explain(result: LayerResult) -> str:
-    """The layer's arithmetic, axis by axis (axes that work out alike share one explanation)."""
+def explanation(result: LayerResult) -> tuple[str, list[tuple[str, list[str]]]]:
+    """The layer's arithmetic: a title, then for each group of axes that work out alike, their lines."""
     transposed = result.family is Family.CONV_TRANSPOSE
     blocks: dict[tuple[str, ...], list[str]] = {}
     for axis in result.axes:
         lines = tuple(_transposed(axis) if transposed else _windowed(result, axis))
         blocks.setdefault(lines, []).append(axis.name)
     sizes = "x".join(str(n) for n in result.input), "x".join(str(n) for n in result.output)
-    out = [f"{result.layer} on {sizes[0]} gives {sizes[1]}."]
-    for lines, names in blocks.items():
-        label = ", ".join(names) + ": "
+    title = f"{result.layer} on {sizes[0]} gives {sizes[1]}."
+    if result.stride_from_kernel:
+        title += f" Its stride is kernel_size, {size_text(result.parameters['stride'])}: a pool's stride, not given."
+    return title, [(", ".join(names), list(lines)) for lines, names in blocks.items()]
+
+
+def explain(result: LayerResult) -> str:
+    """The layer's arithmetic as plain text, axis by axis (axes that work out alike share one explanation)."""
+    title, blocks = explanation(result)
+    out = [title]
+    for names, lines in blocks:
+        label = names + ": "
         indent = " " * len(label)
         out.append(label + lines[0])
         out += [indent + line for line in lines[1:]]
     return "\n".join(out)
 
 
-def explain_row(layer: str, input_shape: tuple[int, ...], arguments: dict[str, object]) -> str | None:
-    """The explanation for one row of a stack, where the layer is a conv or a pool (None otherwise)."""
+def row_result(layer: str, input_shape: tuple[int, ...], arguments: dict[str, object]) -> LayerResult | None:
+    """The one-layer result behind a row of a stack, where the layer is a conv or a pool (None otherwise)."""
     import inspect
 
     family = Family.of(layer)
@@ -132,4 +142,10 @@ def explain_row(layer: str, input_shape: tuple[int, ...], arguments: dict[str, o
     accepted = inspect.signature(getattr(layers, family.value)).parameters
     kwargs = {key: value for key, value in arguments.items() if key in accepted and key != "in_channels"}
     kwargs.pop("out_channels", None)
-    return explain(family.calculate(input_shape[-dims:], **kwargs))
+    return family.calculate(input_shape[-dims:], **kwargs)
+
+
+def explain_row(layer: str, input_shape: tuple[int, ...], arguments: dict[str, object]) -> str | None:
+    """The explanation of one row of a stack, as plain text, where the layer is a conv or a pool."""
+    result = row_result(layer, input_shape, arguments)
+    return None if result is None else explain(result)

@@ -6,13 +6,15 @@ Plain text only (no table layout, no styles), so these outputs start fast and ne
 from __future__ import annotations
 
 import io
+import re
 from fractions import Fraction
 from typing import Any
 
-from convcalc.stack import Row, StackResult
-from convcalc.text import STACK_COLUMNS, stack_cells
+from convcalc.stack import DTYPES, Row, StackResult
+from convcalc.summary import footer, lines, megabytes
+from convcalc.text import arguments_text, field_text, printable, shape_text
 
-__all__ = ["stack_csv", "stack_dict", "stack_markdown"]
+__all__ = ["CSV_COLUMNS", "markdown_text", "stack_csv", "stack_dict", "stack_markdown"]
 
 
 def _jump(value: Fraction | None) -> int | float | None:
@@ -92,33 +94,74 @@ def _nest(rows: list[Row]) -> list[dict[str, Any]]:
     return [entry(node) for node in rows if node.parent is None or id(node.parent) not in present]
 
 
-def stack_csv(result: StackResult) -> str:
-    """One header line, then one line per layer that ran."""
+CSV_COLUMNS = ["id", "parent", "label", "depth", "type", "arguments", "input_shape", "output_shape", "params",
+               "buffers", "macs", "receptive_field", "jump", "uncovered", "folded"]  # fmt: skip
+"""``--csv``'s header. ``parent`` is the id of the block a node is in (0 for none); a block's params, buffers
+and macs are the subtotals of everything inside it, so the rows of depth 0 add up to the stack's totals;
+``folded`` counts the nodes a row stands for below ``--depth``."""
+
+
+def _size(values: tuple[int | None, ...]) -> str:
+    return "x".join(str(value) for value in values)
+
+
+def stack_csv(result: StackResult, depth: int | None = None) -> str:
+    """One header line, then one line per node that ran (to ``depth``). Values are plain: no padding, no
+    thousands separators; user text (a Save's name) has control characters escaped."""
     import csv  # only for --csv
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["index", "type", "arguments", "output", "params", "macs", "receptive_field", "jump", "uncovered"])
-    for row in result.walk():
-        cells = stack_cells(row)
-        output = "x".join(str(n) for n in row.output)
-        writer.writerow(
-            [*cells[:3], output, row.params, row.macs, cells[6], cells[7], "x".join(map(str, row.uncovered))]
-        )
+    writer.writerow(CSV_COLUMNS)
+    for line in lines(result, depth):
+        if line.branch is not None:  # a heading, for people
+            continue
+        node = line.node
+        writer.writerow([
+            node.id, 0 if node.parent is None else node.parent.id, node.label or node.index, node.depth, node.type,
+            printable(arguments_text(node.arguments, node.given)),
+            _size(node.input), _size(node.output), line.params, line.buffers, line.macs,
+            field_text(node.receptive_field), field_text(node.jump), _size(node.uncovered), line.hidden,
+        ])  # fmt: skip
     return out.getvalue()
 
 
-def stack_markdown(result: StackResult) -> str:
-    """A Markdown table to paste into a README or a paper, with a totals line."""
-    header = STACK_COLUMNS[:-1]
-    lines = [
+_MARKDOWN = re.compile(r"([\\`*_\[\]<&|~$])")
+"""What Markdown could read as markup in a table cell: code, emphasis, links, HTML, entities, a cell's end, math."""
+
+
+def markdown_text(text: str) -> str:
+    """``text`` for a Markdown table cell: markup characters backslash-escaped, control characters shown escaped.
+
+    >>> markdown_text("<b>|x_1|</b>")
+    '\\\\<b>\\\\|x\\\\_1\\\\|\\\\</b>'
+    """
+    return _MARKDOWN.sub(r"\\\1", printable(text))
+
+
+def stack_markdown(result: StackResult, dtype: str = "float32", depth: int | None = None) -> str:
+    """A Markdown table to paste into a README or a paper (to ``depth``), with the totals below."""
+    header = ["#", "layer", "arguments", "output", "params", "MACs", "RF", "jump"]
+    out = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---:" if c in ("params", "MACs") else "---" for c in header) + "|",
     ]
-    for row in result.walk():
-        cells = [cell.replace("|", "\\|") for cell in stack_cells(row)]  # a pipe in a name would end the cell
-        cells[1] += " (!)" if cells[-1] else ""
-        lines.append("| " + " | ".join(cells[:-1]) + " |")
-    lines.append("")
-    lines.append(f"Total: {result.total_params:,} params, {result.total_macs:,} MACs; output {result.output}.")
-    return "\n".join(lines) + "\n"
+    for line in lines(result, depth):
+        if line.branch is not None:  # a heading, for people
+            continue
+        node = line.node
+        name = node.type + (" (!)" if any(node.uncovered) else "")
+        name += f" ({line.hidden} inside)" if line.hidden else ""
+        counts = (f"{line.params:,}", f"{line.macs:,}")
+        cells = [str(node.id), "&nbsp;&nbsp;" * node.depth + markdown_text(name),
+                 markdown_text(arguments_text(node.arguments, node.given)), shape_text(node.output), *counts,
+                 field_text(node.receptive_field), field_text(node.jump)]  # fmt: skip
+        out.append("| " + " | ".join(cells) + " |")
+    totals = footer(result, DTYPES[dtype])
+    out.append("")
+    out.append(
+        f"Total: {totals.params:,} params, {totals.buffers:,} buffers, {totals.macs:,} MACs; output "
+        f"{shape_text(result.output)}; {megabytes(totals.total_bytes)} MB for one training step in {dtype} "
+        f"(forward pass {megabytes(totals.forward_bytes)} MB)."
+    )
+    return "\n".join(out) + "\n"

@@ -140,6 +140,8 @@ class LayerResult:
     """Learnable parameters, ``sum(p.numel() for p in layer.parameters())``."""
     macs: int | None = None
     """Multiply-accumulate operations for one forward pass of the whole batch."""
+    stride_from_kernel: bool = False
+    """A pool given no stride: torch's default, the kernel size, was taken."""
 
     @property
     def family(self) -> Family:
@@ -690,4 +692,5 @@ def _pool(
         out_channels=in_channels,
         params=0 if known else None,
         macs=0 if known else None,
+        stride_from_kernel=stride is None,
     )

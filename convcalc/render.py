@@ -1,57 +1,199 @@
-"""Human output: the tables for one layer, a stack and solve's answers, with the lines around them.
+"""Human output, drawn by rich: the tables of one layer, a stack, solve's answers, fit's sizes and --explain.
 
-Everything here formats numbers the core already computed; nothing is worked
-out anew. Machine output (``--json``, ``--quiet``) does not come through here.
+Everything here formats what the core worked out (:mod:`convcalc.summary` for
+a stack's rows and totals); nothing is computed anew. Cells are rich ``Text``
+objects, never markup, and user text in them is shown with control characters
+escaped, so no name can style or steer the terminal. Machine output
+(``--json``, ``--csv``, ``--markdown``, ``-q``, ``--emit``) never comes here,
+and this module is imported only to draw a table: rich costs a few tens of
+milliseconds to import.
+
+Where a stack's table is wider than the terminal, the columns jump, RF, ``!``,
+``#`` and MACs are hidden, in that order and only as many as needed, and a line
+above the table says so; the arguments wrap between words. Written to a pipe or
+a file, with no width set, a table takes the width it needs: nothing is cut.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich import box
+from rich.cells import cell_len
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
 
 from convcalc.layers import Family
-from convcalc.table import grid, style, table, wrap
+from convcalc.summary import MB, compact, footer, lines, megabytes
 from convcalc.text import (
-    STACK_COLUMNS,
-    bytes_text,
+    arguments_text,
     check_text,
+    field_text,
+    printable,
     shape_text,
     size_text,
-    stack_cells,
     stack_verification_text,
     verification_text,
 )
 
 if TYPE_CHECKING:
+    from convcalc.fit import Fit
     from convcalc.layers import LayerResult
     from convcalc.solve import Answer
     from convcalc.stack import StackResult
+    from convcalc.summary import Line
     from convcalc.verify import StackVerification, Verification
 
 __all__ = [
-    "DROPPED_NOTE",
     "MACS_UNIT",
-    "STACK_NOTES",
-    "UNCOVERED_NOTE",
+    "console",
+    "explain_report",
+    "fit_report",
+    "isatty",
     "layer_report",
+    "show",
     "solve_report",
     "stack_report",
 ]
 
-MACS_UNIT = "multiply-accumulates for the whole batch, bias not counted; FLOPs = 2 x MACs"
+MACS_UNIT = "multiply-accumulates for the whole batch; FLOPs = 2 x MACs"
 UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reaches (the floor drops them)"
 DROPPED_NOTE = "- 1: with ceil_mode, torch drops a last window that would start in the right padding"
+STACK_NOTES = (
+    "RF: receptive field, input pixels one output unit sees per spatial axis; jump: input pixels between "
+    "neighbouring output units. MACs: multiply-accumulates of conv, linear and attention layers. A block's row "
+    "counts everything inside it. K = 10**3, "
+    "M = 10**6, G = 10**9; MB = 1,000,000 bytes."
+)
+STACK_OPTIONAL = ["jump", "RF", "!", "#", "MACs"]
+"""The columns a stack table hides, in this order and only as many as needed, to fit the terminal."""
+
+_UNLIMITED = 10_000
+"""The width of a table written to a pipe or a file with no width set: as wide as it needs."""
+_DIGITS = re.compile("[0-9]{1,6}")
 
 
-def _paragraph(text: str, width: int | None, name: str | None = None) -> list[str]:
-    return [style(line, name) for line in wrap(text, width)]
+def console(stream: Any = None) -> Console:
+    """The one console tables are drawn on: standard output, as wide as the terminal (or ``$COLUMNS``), as wide as
+    a table needs where standard output is no terminal; colours as rich decides them from the terminal and from
+    NO_COLOR, FORCE_COLOR and TERM=dumb."""
+    environ = dict(os.environ)
+    for name in ("COLUMNS", "LINES"):  # rich reads these itself, and fails on '²', which isdigit() accepts
+        if name in environ and not _DIGITS.fullmatch(environ[name]):
+            del environ[name]
+    stream = sys.stdout if stream is None else stream
+    width = None
+    if "COLUMNS" in environ:
+        width = max(int(environ["COLUMNS"]), 20)
+    elif not isatty(stream):
+        width = _UNLIMITED
+    return Console(file=stream, width=width, _environ=environ, highlight=False, emoji=False, soft_wrap=False)
 
 
-def layer_report(result: LayerResult, verification: Verification | None = None, width: int | None = None) -> str:
-    """The table of one layer, axis by axis, with its totals and torch's verdict below.
+def show(output: Console, *parts: RenderableType) -> None:
+    """Print ``parts`` on ``output``, one after another with a blank line between, lines without trailing spaces
+    (rich pads every line to the table's width, which a diff or a golden file would carry)."""
+    with output.capture() as captured:
+        for number, part in enumerate(parts):
+            if number:
+                output.print()
+            _uncut(output, part)
+            output.print(part, crop=False)
+    output.file.write(_TRAILING.sub("", captured.get()))
+    output.file.flush()
 
-    The formula is a column where the table fits in ``width``; on a narrower
-    terminal the formulas follow the table, one line per axis.
-    """
+
+_TRAILING = re.compile(r"[ ]+(?=\n|$)|[ ]+(?=(?:\x1b\[[0-9;]*m)+(?:\n|$))")
+"""Spaces at the end of a line, also those before the style codes that close it."""
+
+
+def isatty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal (False for a closed or fake stream)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def _text(value: str, style: str = "") -> Text:
+    """A cell: plain text (no markup), control characters escaped."""
+    return Text(printable(value), style=style)
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str | Text]], right: Sequence[str] = (),
+           wrap: Sequence[str] = ()) -> Table:  # fmt: skip
+    """A table in rich's SIMPLE_HEAD look. Only the ``wrap`` columns may break their cells (between words); the
+    others are as wide as their widest cell, so that rich never cuts a value short."""
+    heading = None if title is None else _text(title, "bold")
+    table = Table(title=heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="center")
+    cells = [[cell if isinstance(cell, Text) else _text(cell) for cell in row] for row in rows]
+    for number, column in enumerate(columns):
+        widest = max([cell_len(column), *(cell_len(line) for row in cells for line in row[number].plain.split("\n"))])
+        table.add_column(
+            column,
+            justify="right" if column in right else "left",
+            overflow="fold",
+            no_wrap=column not in wrap,
+            min_width=None if column in wrap else widest,
+            header_style="bold",
+            style="bold" if column == "output" else "",
+        )
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
+def _narrowest(output: Console, table: Table) -> int:
+    """The fewest columns ``table`` takes uncut (``Console.measure`` would stop at the terminal's width)."""
+    return Measurement.get(output, output.options.update_width(_UNLIMITED), table).minimum
+
+
+def _fits(output: Console, table: Table) -> bool:
+    return _narrowest(output, table) <= output.width
+
+
+def _uncut(output: Console, part: RenderableType) -> None:
+    """Where a table cannot fit the terminal even with its wrapping columns at their narrowest, it runs past the
+    edge rather than have rich cut its values short."""
+    if isinstance(part, Group):
+        for inner in part.renderables:
+            _uncut(output, inner)
+    elif isinstance(part, Table) and part.width is None and not _fits(output, part):
+        part.width = _narrowest(output, part)
+
+
+def _grid(pairs: Sequence[tuple[str, str]]) -> Table:
+    """Names beside their values, the values wrapping under one another."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in pairs:
+        grid.add_row(_text(name), _text(value))
+    return grid
+
+
+def _count(count: int) -> str:
+    """A count in full, and short where that differs: ``34,944 (34.9 K)``, ``0``."""
+    short = compact(count)
+    return f"{count:,}" if short == str(count) else f"{count:,} ({short})"
+
+
+def _note(text: str, style: str = "dim") -> Text:
+    return _text(text, style)
+
+
+# --- one layer ------------------------------------------------------------------------------------------------
+
+
+def layer_report(output: Console, result: LayerResult, verification: Verification | None = None) -> Group:
+    """The table of one layer, axis by axis, with its totals and torch's verdict below. The formula is a column
+    where the table fits; on a narrower terminal the formulas follow the table, one line per axis."""
     transposed = result.family is Family.CONV_TRANSPOSE
     dilated = "dilation" in result.parameters  # AvgPool has none
     columns = ["axis", "input", "kernel_size", "stride", "padding"]
@@ -71,102 +213,146 @@ def layer_report(result: LayerResult, verification: Verification | None = None, 
         rows.append(row)
     title = f"{result.layer}: {size_text(result.input)} -> {size_text(result.output)}"
     right = [column for column in columns if column not in ("axis", "formula")]
-    lines, hidden = table(title, columns, rows, width=width, right=right, bold=["output"], optional=["formula"])
-    if hidden:
+    table = _table(title, columns, rows, right)
+    parts: list[RenderableType] = [table]
+    if not _fits(output, table):  # the formula moves under the table
+        keep = [i for i, column in enumerate(columns) if column != "formula"]
+        table = _table(title, [columns[i] for i in keep], [[row[i] for i in keep] for row in rows], right)
         formulas = [axis.formula for axis in result.axes]
         if len(set(formulas)) == 1:
-            lines += wrap(f"{', '.join(axis.name for axis in result.axes)}: {formulas[0]}", width)
+            below = [f"{', '.join(axis.name for axis in result.axes)}: {formulas[0]}"]
         else:
-            for axis, formula in zip(result.axes, formulas):
-                lines += wrap(f"{axis.name}: {formula}", width)
+            below = [f"{axis.name}: {formula}" for axis, formula in zip(result.axes, formulas)]
+        parts = [table, *(_text(line) for line in below)]
     if result.output_shape is not None:
-        lines += grid(
-            [
-                ("shape", f"{shape_text(result.input_shape or ())} -> {shape_text(result.output_shape)}"),
-                ("params", f"{result.params:,}"),
-                ("MACs", f"{result.macs:,}  ({MACS_UNIT})"),
-            ],
-            width,
-        )
+        totals = [
+            ("shape", f"{shape_text(result.input_shape or ())} -> {shape_text(result.output_shape)}"),
+            ("params", _count(result.params or 0)),
+        ]
+        if not result.family.pool:  # a pool has no weights: no multiply-accumulates to count
+            totals.append(("MACs", f"{_count(result.macs or 0)}, {MACS_UNIT}, bias not counted"))
+        parts += [Text(""), _grid(totals)]
     if any(axis.uncovered for axis in result.axes):
-        lines += _paragraph(UNCOVERED_NOTE, width, "dim")
+        parts.append(_note(UNCOVERED_NOTE))
     if any(axis.dropped_window for axis in result.axes):
-        lines += _paragraph(DROPPED_NOTE, width, "dim")
+        parts.append(_note(DROPPED_NOTE))
     if verification is not None:
-        lines += _paragraph(verification_text(verification), width, "green" if verification.agrees else "red")
-    return "\n".join(lines)
+        parts.append(verdict(verification_text(verification), verification.agrees))
+    return Group(*parts)
 
 
-STACK_NOTES = (
-    "RF: receptive field, input pixels one output unit sees per spatial axis; jump: input pixels between "
-    "neighbouring output units. MACs: multiply-accumulates, conv and linear layers only."
-)
-# hidden in this order while a stack table is wider than the terminal; the arguments wrap first
-STACK_OPTIONAL = ["jump", "RF", "MACs"]
+def verdict(text: str, agrees: bool) -> Text:
+    """torch's verdict, green where it agrees and red where not."""
+    return _text(text, "green" if agrees else "bold red")
+
+
+# --- a stack --------------------------------------------------------------------------------------------------
+
+
+_GUIDES = {False: ("│ ", "├─", "└─"), True: ("| ", "|-", "`-")}
+"""Tree guides, as torchinfo draws them, and their ASCII stand-ins for an output that cannot show box drawing."""
+
+
+def _guides(line: Line, ascii_only: bool) -> str:
+    """The tree guides before a row's name: ``│ ├─``."""
+    if len(line.last) < 2:
+        return ""
+    through, branch, end = _GUIDES[ascii_only]
+    return "".join("  " if last else through for last in line.last[1:-1]) + (end if line.last[-1] else branch)
+
+
+def _layer_name(line: Line, ascii_only: bool) -> Text:
+    if line.branch is not None:
+        return Text(_guides(line, ascii_only)) + _text(line.branch, "italic")
+    name = line.node.type + (f" ({line.hidden} inside)" if line.hidden else "")
+    return Text(_guides(line, ascii_only) + name)
 
 
 def stack_report(
+    output: Console,
     result: StackResult,
+    element_bytes: int = 4,
     dtype: str = "float32",
     verification: StackVerification | None = None,
-    width: int | None = None,
-) -> str:
-    """The stack table, one row per layer that ran, with the totals below (and torch's verdict per layer).
-
-    In a terminal narrower than the table, the jump, RF and MACs columns are
-    hidden (in that order, only as many as needed) and a line says so.
-    """
+    depth: int | None = None,
+) -> Group:
+    """The stack's table, one row per node (to ``depth``), with the totals below and torch's verdict per node."""
+    rows = lines(result, depth)
     checks = {} if verification is None else {id(check.node): check for check in verification.layers}
-    columns = STACK_COLUMNS + (["torch"] if verification else [])
-    rows = []
-    for row in result.walk():
-        verdict = [check_text(checks[id(row)]) if id(row) in checks else "-"] if verification else []
-        rows.append([*stack_cells(row), *verdict])
+    columns = ["#", "layer", "arguments", "output", "params", "MACs", "RF", "jump", "!"]
+    columns += ["torch"] if verification else []
+    cells: list[list[str | Text]] = []
+    for line in rows:
+        node = line.node
+        if line.branch is not None:
+            cells.append([Text(""), _layer_name(line, output.options.ascii_only), *[Text("")] * (len(columns) - 2)])
+            continue
+        row = [
+            str(node.id),
+            _layer_name(line, output.options.ascii_only),
+            arguments_text(node.arguments, node.given),
+            shape_text(node.output),
+            compact(line.params),
+            compact(line.macs),
+            field_text(node.receptive_field),
+            field_text(node.jump),
+            "!" if any(node.uncovered) else "",
+        ]
+        if verification is not None:
+            check = checks.get(id(node))
+            row.append("-" if check is None else check_text(check))
+        cells.append(row)
     title = f"{shape_text(result.input)} -> {shape_text(result.output)}"
-    lines, hidden = table(
-        title,
-        columns,
-        rows,
-        width=width,
-        right=["params", "MACs"],
-        bold=["output"],
-        wrapping=["arguments", "torch"],  # a shape or a count never breaks
-        optional=STACK_OPTIONAL,
-    )
-    lines += grid(
-        [
-            ("params", f"{result.total_params:,} trainable"),
-            ("buffers", f"{result.total_buffers:,} non-trainable (e.g. BatchNorm running statistics)"),
-            ("MACs", f"{result.total_macs:,}  ({MACS_UNIT})"),
-            ("parameter memory", f"{bytes_text(result.parameter_bytes(dtype))} ({dtype}, params and buffers)"),
-            (
-                "activation memory",
-                f"{bytes_text(result.activation_bytes(dtype))} ({dtype}, every layer's output, one pass)",
-            ),
-        ],
-        width,
-    )
-    lines += _paragraph(STACK_NOTES, width, "dim")
-    if any(any(row.uncovered) for row in result.rows):
-        lines += _paragraph(
-            "!: the layer leaves input pixels at the end of an axis that no window covers", width, "dim"
-        )
+    shown = list(columns)
+    hidden: list[str] = []
+    while True:
+        table = _stack_table(title, columns, shown, cells)
+        if _fits(output, table) or not any(column in shown for column in STACK_OPTIONAL):
+            break
+        column = next(column for column in STACK_OPTIONAL if column in shown)
+        shown.remove(column)
+        hidden.append(column)
+    parts: list[RenderableType] = []
     if hidden:
-        note = f"hidden to fit {width} columns: {', '.join(hidden)} (a wider terminal, --markdown or --json shows them)"
-        lines += _paragraph(note, width, "dim")
+        parts.append(_note(f"hidden to fit {output.width} columns: {', '.join(hidden)} (a wider terminal, "
+                           "--markdown or --json shows them)"))  # fmt: skip
+    parts += [table, Text("")]
+    totals = footer(result, element_bytes)
+    params = f"{_count(totals.params)}: {totals.trainable:,} trainable, "
+    params += f"{totals.non_trainable:,} non-trainable"
+    parts.append(
+        _grid(
+            [
+                ("params", params),
+                ("buffers", f"{totals.buffers:,} (non-trainable state, e.g. BatchNorm's running statistics)"),
+                ("MACs", f"{_count(totals.macs)}, {MACS_UNIT}"),
+                ("input size", f"{megabytes(totals.input_bytes)} MB"),
+                ("forward pass", f"{megabytes(totals.forward_bytes)} MB (every tensor one pass makes, {dtype})"),
+                ("forward + backward", f"{megabytes(totals.backward_bytes)} MB (and their gradients)"),
+                ("params size", f"{megabytes(totals.parameter_bytes)} MB (params and buffers)"),
+                ("estimated total", f"{megabytes(totals.total_bytes)} MB"),
+            ]
+        )
+    )
+    parts.append(_note(STACK_NOTES))
+    if any(any(line.node.uncovered) for line in rows):
+        parts.append(_note("!: the layer leaves input pixels at the end of an axis that no window covers"))
     if verification is not None:
-        lines += _paragraph(stack_verification_text(verification), width, "green" if verification.agrees else "red")
-    return "\n".join(lines)
+        parts.append(verdict(stack_verification_text(verification), verification.agrees))
+    assert MB == 1_000_000  # the unit STACK_NOTES names
+    return Group(*parts)
 
 
-def solve_report(
-    input_size: tuple[int, ...],
-    output_size: tuple[int, ...],
-    family: Family,
-    answers: list[Answer],
-    limit: int,
-    width: int | None = None,
-) -> str:
+def _stack_table(title: str, columns: list[str], shown: list[str], cells: list[list[str | Text]]) -> Table:
+    keep = [columns.index(column) for column in shown]
+    return _table(title, shown, [[row[i] for i in keep] for row in cells], ("params", "MACs"), ("arguments", "torch"))
+
+
+# --- solve, fit, explain --------------------------------------------------------------------------------------
+
+
+def solve_report(input_size: tuple[int, ...], output_size: tuple[int, ...], family: Family, answers: list[Answer],
+                 limit: int) -> Group:  # fmt: skip
     """The answers of ``convcalc solve``, best first, with whether each covers every pixel and is 'same'."""
     columns = ["kernel_size", "stride", "padding", "dilation"]
     columns += ["output_padding"] if family is Family.CONV_TRANSPOSE else []
@@ -181,15 +367,39 @@ def solve_report(
         row += ["yes" if answer.same else "no"] if family is Family.CONV else []
         rows.append(row)
     title = f"{family.prefix}: {size_text(input_size)} -> {size_text(output_size)}"
-    lines, _ = table(title, columns, rows, width=width, right=columns)
+    parts: list[RenderableType] = [_table(title, columns, rows, right=columns)]
     more = len(answers) - limit
     if more > 0:
-        lines += _paragraph(f"{more} more (--limit {len(answers)} shows them all)", width, "dim")
+        parts.append(_note(f"{more} more (--limit {len(answers)} shows them all)"))
     if family is Family.CONV_TRANSPOSE:
         note = "covers all: every output pixel receives some input (no holes between the kernel's copies)"
     else:
         note = "covers all: every input pixel is read by some window (no gaps, nothing lost to the floor)"
     if family is Family.CONV:
         note += "; same: the padding that torch's padding='same' works out to"
-    lines += _paragraph(note, width, "dim")
-    return "\n".join(lines)
+    parts.append(_note(note))
+    return Group(*parts)
+
+
+def fit_report(found: Fit, axes: int, compacted: tuple[str, str]) -> Group:
+    """``convcalc fit``'s answer: the smallest input, and the sizes in the range that work and that read every
+    pixel (``compacted``: both as runs, ``32:1024:16``)."""
+
+    def square(n: int) -> str:
+        return "x".join([str(n)] * axes)
+
+    smallest = square(found.smallest) if found.smallest else f"none up to {found.high}"
+    rows = [
+        ["smallest input", smallest, ""],
+        ["valid", compacted[0] or "none", str(len(found.valid))],
+        ["no pixel left unread", compacted[1] or "none", str(len(found.lossless))],
+    ]
+    table = _table(f"input sizes from {found.low} to {found.high}", ["", "sizes", "count"], rows, ["count"], ["sizes"])
+    note = "valid: every layer and join takes its input; no pixel left unread: no window leaves input pixels out"
+    return Group(table, _note(note))
+
+
+def explain_report(title: str, blocks: Sequence[tuple[str, Sequence[str]]]) -> Group:
+    """``--explain``: a sentence, then for each group of axes that work out alike, the arithmetic, line by line."""
+    rows = [[names, Text("\n").join(_text(step) for step in steps)] for names, steps in blocks]
+    return Group(_text(title, "bold"), _table(None, ["axes", "arithmetic"], rows, wrap=["arithmetic"]))

@@ -165,13 +165,24 @@ class StackResult:
         return (self.total_params + self.total_buffers) * DTYPES[dtype]
 
     def activation_bytes(self, dtype: str = "float32") -> int:
-        """Memory of every layer's output in one forward pass, the input not included.
+        """Memory of every tensor one forward pass makes, the input not included, in ``dtype``."""
+        return self.activation_bytes_of(DTYPES[dtype])
 
-        A Save (which names a tensor) and a Repeat (whose output is its last
-        layer's) make no new tensor.
+    def activation_bytes_of(self, element_bytes: int) -> int:
+        """Memory of every tensor one forward pass makes, the input not included, ``element_bytes`` an element.
+
+        A Save (which names a tensor), a From, a Repeat (whose output is its last
+        layer's) and a tensor method that makes a view make no new tensor.
         """
-        made = (node for node in self.rows if node.type not in ("Save", "Repeat"))
-        return sum(math.prod(node.output) for node in made) * DTYPES[dtype]
+        return sum(math.prod(node.output) for node in self.rows if _makes_tensor(node)) * element_bytes
+
+
+_VIEWS = frozenset({"permute", "transpose", "view", "squeeze", "unsqueeze", "select"})
+"""Tensor methods whose output is always a view of their input: no new memory."""
+
+
+def _makes_tensor(node: Node) -> bool:
+    return node.type not in ("Save", "Repeat", "From") and node.type not in _VIEWS
 
 
 class OutOfBudget(Exception):

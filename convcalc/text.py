@@ -9,19 +9,15 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from convcalc.stack import Row
     from convcalc.verify import LayerCheck, StackVerification, Verification
 
 __all__ = [
-    "STACK_COLUMNS",
     "arguments_text",
-    "bytes_text",
     "check_text",
     "field_text",
     "printable",
     "shape_text",
     "size_text",
-    "stack_cells",
     "stack_verification_text",
     "verification_text",
 ]
@@ -96,7 +92,7 @@ _SHORT = {
     "downscale_factor": "r",
 }
 _CHANNELS = {"in_channels": "out_channels", "in_features": "out_features"}
-_FEATURES = ("num_features", "num_channels")
+_FEATURES = ("num_features", "num_channels", "normalized_shape")
 
 
 def _value_text(value: Any, per_axis: bool = True) -> str:
@@ -114,8 +110,8 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
     """The arguments that matter, short: ``3 -> 64, k=11 s=4 p=2``.
 
     Channels and features show as ``in -> out`` (the inferred ``in`` too: it
-    answers where a Linear's 25088 comes from), a norm's channels as one
-    number; other keywords only where the file gave them.
+    answers where a Linear's 25088 comes from), a norm's channels or
+    normalized shape as one size; other keywords only where the file gave them.
 
     >>> arguments = {"in_channels": 3, "out_channels": 64, "kernel_size": (11, 11), "stride": 4}
     >>> arguments_text(arguments, given=("out_channels", "kernel_size", "stride"))
@@ -125,9 +121,9 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
     for source, target in _CHANNELS.items():
         if source in arguments:
             parts.append(f"{arguments[source]} -> {arguments[target]}")
-    parts += [str(arguments[name]) for name in _FEATURES if name in arguments]
+    parts += [_value_text(arguments[name]) for name in _FEATURES if name in arguments]
     shown = [
-        f"{_SHORT.get(name, name)}={_value_text(arguments[name], name in _SHORT or name == 'normalized_shape')}"
+        f"{_SHORT.get(name, name)}={_value_text(arguments[name], name in _SHORT)}"
         for name in given
         if name not in _CHANNELS and name not in _CHANNELS.values() and name not in _FEATURES and name != "inplace"
     ]
@@ -147,41 +143,6 @@ def field_text(values: tuple[Any, ...]) -> str:
     if any(value is None for value in values):
         return "whole"
     return "x".join(str(value) for value in values)
-
-
-def bytes_text(count: int) -> str:
-    """Bytes in binary units, to a tenth: ``527.8 MiB``. Integer arithmetic only, so any count prints.
-
-    >>> bytes_text(553_430_176), bytes_text(1000), bytes_text(2**100)
-    ('527.8 MiB', '1000 B', '1,048,576.0 YiB')
-    """
-    if count < 1024:
-        return f"{count} B"
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
-    power = min(len(units) - 1, (count.bit_length() - 1) // 10)
-    scale = 1024**power
-    tenths = (count * 10 + scale // 2) // scale  # rounded to the nearest tenth
-    return f"{tenths // 10:,}.{tenths % 10} {units[power]}"
-
-
-def stack_cells(row: Row) -> list[str]:
-    """One row of a stack table as text: label, type (indented inside blocks), arguments, output, params, MACs,
-    RF, jump, uncovered."""
-    mark = "!" if any(row.uncovered) else ""
-    return [
-        row.label or str(row.index),
-        "  " * row.depth + row.type,
-        printable(arguments_text(row.arguments, row.given)),  # a Save name is the user's text
-        shape_text(row.output),
-        f"{row.params:,}",
-        f"{row.macs:,}",
-        field_text(row.receptive_field),
-        field_text(row.jump),
-        mark,
-    ]
-
-
-STACK_COLUMNS = ["#", "layer", "arguments", "output", "params", "MACs", "RF", "jump", "!"]
 
 
 def check_text(check: LayerCheck) -> str:

@@ -110,6 +110,12 @@ class Verification:
     batch_of_one: bool = False
     """True where the tensors would have 2**63 elements or more, which torch cannot hold: checked with batch 1."""
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data: ``--json --verify`` puts it under ``verify``."""
+        shape = None if self.torch_shape is None else list(self.torch_shape)
+        return {"torch_version": self.torch_version, "agrees": self.agrees, "torch_shape": shape,
+                "torch_error": self.torch_error, "devices": list(self.devices)}  # fmt: skip
+
 
 class _Rejected(Exception):
     """torch refused the layer; carries its message."""
@@ -240,6 +246,11 @@ class StackVerification:
     @property
     def agrees(self) -> bool:
         return all(check.agrees for check in self.layers)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready data: ``stack --json --verify`` puts it under ``verify``."""
+        return {"torch_version": self.torch_version, "agrees": self.agrees,
+                "layers": [check.as_dict() for check in self.layers]}  # fmt: skip
 
 
 class _Stopped(Exception):

@@ -207,10 +207,24 @@ def test_rows_are_numbered_inside_blocks_and_json_keeps_the_nesting() -> None:
     assert data["total_params"] == (8 * 3 * 9 + 8) + (16 * 8 * 9 + 16) + (16 * 8 + 16) + 3 * (16 * 16 * 9 + 16)
 
 
-def test_the_table_indents_blocks() -> None:
-    lines = {line.split()[0]: line for line in run("stack", "-", stdin=BLOCK).stdout.splitlines() if line.strip()}
-    assert lines["2.body.1"].index("Conv2d") == lines["2"].index("Residual") + 2
-    assert lines["3.2.1"].index("Conv2d") == lines["3"].index("Repeat") + 2
+def test_the_table_draws_blocks_as_a_tree() -> None:
+    lines = run("stack", "-", stdin=BLOCK).stdout.splitlines()
+    header = next(line for line in lines if line.startswith("#"))
+    start, end = header.index("layer"), header.index("arguments")
+    names = [line[start:end].rstrip() for line in lines[lines.index(header) + 2 :] if line[start:end].strip()]
+    assert names[:11] == ["Conv2d", "Residual", "├─body", "│ ├─Conv2d", "│ └─ReLU", "└─shortcut", "  └─Conv2d",
+                          "Repeat", "├─Conv2d", "└─Conv2d", "Save"]  # fmt: skip
+
+
+def test_an_ascii_terminal_gets_ascii_guides() -> None:
+    from click.testing import CliRunner
+
+    from convcalc.cli import main
+
+    result = CliRunner(env={"PYTHONIOENCODING": "ascii"}, charset="ascii").invoke(main, ["stack", "-"], input=BLOCK)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.isascii(), result.stdout
+    assert "|-body" in result.stdout and "| `-ReLU" in result.stdout and "`-shortcut" in result.stdout
 
 
 def test_residual_field_is_the_larger_branch() -> None:

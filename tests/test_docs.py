@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from convcalc.cli import main
+from tests.golden_files import REGENERATE
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -31,13 +32,35 @@ def examples() -> list[tuple[str, str, str, str]]:
     return found
 
 
+def shown(command: str, width: str) -> str:
+    """What a terminal ``width`` columns wide shows for ``command``: standard output, then standard error."""
+    args = shlex.split(command)
+    assert args[0] == "convcalc", f"only convcalc commands belong in console blocks: {command}"
+    result = CliRunner(env={"COLUMNS": width}).invoke(main, args[1:], prog_name="convcalc")
+    return "\n".join(line.rstrip() for line in (result.stdout + result.stderr).splitlines())
+
+
 @pytest.mark.parametrize(("page", "width", "command", "expected"), examples())
 def test_console_examples_print_what_the_docs_show(page: str, width: str, command: str, expected: str) -> None:
-    args = shlex.split(command)
-    assert args[0] == "convcalc", f"{page}: only convcalc commands belong in console blocks"
-    result = CliRunner(env={"COLUMNS": width}).invoke(main, args[1:], prog_name="convcalc")
-    shown = "\n".join(line.rstrip() for line in (result.stdout + result.stderr).splitlines())
-    assert shown == expected.rstrip("\n"), f"{page}: {command}"
+    assert shown(command, width) == expected.rstrip("\n"), f"{page}: {command}"
+
+
+@pytest.mark.skipif(not REGENERATE, reason="only with CONVCALC_REGENERATE_GOLDEN=1: rewrites the docs' examples")
+def test_regenerate_console_examples() -> None:
+    """Write what convcalc prints now into every console block (then read the diff before committing it)."""
+
+    def block(match: re.Match[str]) -> str:
+        width = match[1] or "100"
+        chunks = re.split(r"^\$ ", match[2], flags=re.MULTILINE)[1:]
+        body = ""
+        for command in (chunk.partition("\n")[0] for chunk in chunks):
+            output = shown(command, width)
+            body += f"$ {command}\n" + (f"{output}\n" if output else "")
+        return match[0][: match.start(2) - match.start(0)] + body + "```"
+
+    for page in PAGES:
+        text = page.read_text()
+        page.write_text(BLOCK.sub(block, text))
 
 
 def test_there_are_examples_on_every_page() -> None:

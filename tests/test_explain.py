@@ -13,10 +13,22 @@ ROOT = Path(__file__).parent.parent
 
 
 def explained(*args: str) -> str:
-    result = CliRunner(env={"COLUMNS": "100"}).invoke(main, [*args, "--explain"])
+    """The arithmetic of the explanation table, as ``H, W: first line`` and its continuation lines indented."""
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(main, [*args, "--explain"])
     assert result.exit_code == 0, result.stderr
-    out = result.stdout
-    return out[out.index("\n", out.index(" gives ")) + 1 :]  # what follows the explanation's first line
+    lines = result.stdout.splitlines()
+    header = next(number for number, line in enumerate(lines) if line.startswith("axes   arithmetic"))
+    assert " gives " in lines[header - 1]  # the title
+    column = lines[header].index("arithmetic")
+    out, indent = [], 0
+    for line in lines[header + 2 :]:
+        names, text = line[:column].strip(), line[column:]
+        if names:
+            indent = len(names) + 2
+            out.append(f"{names}: {text}")
+        else:
+            out.append(" " * indent + text)
+    return "\n".join(out) + "\n"
 
 
 def test_notes_example_2_shows_29_5_the_floor_and_the_lost_column() -> None:
@@ -58,13 +70,20 @@ def test_stack_explains_each_conv_and_pool() -> None:
     result = CliRunner(env={"COLUMNS": "120"}).invoke(
         main, ["stack", str(ROOT / "examples" / "lenet5.yaml"), "--explain"]
     )
-    explanations = [line for line in result.stdout.splitlines() if line.startswith("layer ")]
+    explanations = [line.strip() for line in result.stdout.splitlines() if " gives " in line]
     assert explanations == [
-        "layer 1: Conv2d on 32x32 gives 28x28.",
-        "layer 3: AvgPool2d on 28x28 gives 14x14.",
-        "layer 4: Conv2d on 14x14 gives 10x10.",
-        "layer 6: AvgPool2d on 10x10 gives 5x5.",
+        "#1 Conv2d on 32x32 gives 28x28.",
+        "#3 AvgPool2d on 28x28 gives 14x14. Its stride is kernel_size, 2x2: a pool's stride, not given.",
+        "#4 Conv2d on 14x14 gives 10x10.",
+        "#6 AvgPool2d on 10x10 gives 5x5. Its stride is kernel_size, 2x2: a pool's stride, not given.",
     ]
+
+
+def test_a_pool_given_its_stride_says_nothing_of_the_default() -> None:
+    given = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["pool", "28", "--k", "2", "--s", "2", "--explain"])
+    defaulted = CliRunner(env={"COLUMNS": "200"}).invoke(main, ["pool", "28", "--k", "2", "--explain"])
+    assert "not given" not in given.stdout
+    assert "Its stride is kernel_size, 2x2: a pool's stride, not given." in defaulted.stdout
 
 
 @pytest.mark.parametrize("args", [["conv", "64", "--k", "7", "-q"], ["stack", "examples/lenet5.yaml", "--json"]])

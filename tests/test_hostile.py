@@ -7,6 +7,8 @@ process (click's runner) elsewhere.
 
 from __future__ import annotations
 
+import decimal
+import json
 import os
 import re
 import signal
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from convcalc.cli import main
 from convcalc.files import write_file
@@ -437,7 +441,12 @@ def test_memory_figures_of_any_size_print() -> None:
     text = "input: [9223372036854775807, 9223372036854775807, 9223372036854775807]\nlayers:\n  - ReLU\n"
     result = run("stack", "-", stdin=text)
     assert result.exit_code == 0, result.output
-    assert "YiB" in result.stdout
+    n = 9223372036854775807
+    exact = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_UP)
+    total = exact.divide(3 * n**3 * 4, 10**6)  # the input, the ReLU's output and its gradient, float32
+    shown = re.search(r"estimated total +([0-9,.]+) MB", result.stdout)
+    assert shown is not None, result.stdout
+    assert decimal.Decimal(shown[1].replace(",", "")) == exact.quantize(total, decimal.Decimal("0.01"))
 
 
 # --- no hang ----------------------------------------------------------------------------------------------------
@@ -570,3 +579,35 @@ def test_a_0d_tensor_is_refused_in_one_line_where_a_layer_needs_an_axis(layer: s
     result = run("stack", "-", stdin=HEAD + f"  - mean\n  - {layer}\n")
     assert result.exit_code == 1
     assert one_error(result.stderr).startswith("Error: <stdin>, line 4: layer 2")
+
+
+MARKUP = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30) | st.sampled_from(
+    ["<script>alert(1)</script>", "[x](javascript:alert(1))", "*a* _b_ `c` ~~d~~", "&amp; &lt;", "a|b\\|c", "$x$",
+     "![i](http://e/i.png)", "<http://e>", "\\", "x\\"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=MARKUP)
+def test_a_name_in_markdown_is_text_and_nothing_else(name: str) -> None:
+    """Rendered by a CommonMark parser (markdown-it, which rich depends on), the table has 8 cells a row and the
+    Save's cell reads as the name itself: no link, image, HTML, emphasis, code or entity comes of it."""
+    from markdown_it import MarkdownIt
+
+    from convcalc.text import printable
+
+    stack = {"input": [1, 3, 8, 8], "layers": [{"Save": name}, "ReLU", {"Add": {"with": name}}]}
+    text = re.sub(  # JSON as YAML reads it: every character escaped, those beyond the BMP as \\U........
+        r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})",
+        lambda m: f"\\U{0x10000 + ((int(m[1], 16) - 0xD800) << 10) + int(m[2], 16) - 0xDC00:08x}",
+        json.dumps(stack),
+    )
+    result = run("stack", "-", "--markdown", stdin=text)
+    assert result.exit_code == 0, result.output
+    tokens = MarkdownIt("commonmark").enable("table").parse(result.stdout)
+    inline = [child.type for token in tokens if token.type == "inline" for child in token.children or []]
+    assert set(inline) <= {"text"}, (name, inline)
+    rows = [token for token in tokens if token.type == "tr_open"]
+    assert len(rows) == 4 and sum(token.type == "td_open" for token in tokens) == 3 * 8
+    texts = ["".join(child.content for child in token.children or []) for token in tokens if token.type == "inline"]
+    assert f"name={printable(name)}".strip() in [text.strip() for text in texts], (name, texts)

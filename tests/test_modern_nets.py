@@ -10,6 +10,8 @@ shapes and counts would agree either way.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,9 +52,21 @@ def test_counts_match_the_reference(name: str) -> None:
     assert result.output == (1, 1000)
     with torch.device("meta"):
         reference = REFERENCES[name]()
-    assert result.total_params == PARAMS[name] == sum(p.numel() for p in reference.parameters())
-    assert result.total_buffers == sum(b.numel() for b in reference.buffers())
-    assert result.total_macs == macs(REFERENCES[name]())
+    params, buffers = sum(p.numel() for p in reference.parameters()), sum(b.numel() for b in reference.buffers())
+    multiply_adds = macs(REFERENCES[name]())
+    assert result.total_params == PARAMS[name] == params
+    assert result.total_buffers == buffers
+    assert result.total_macs == multiply_adds
+    # --csv, at any --depth: the top-level rows add up to the reference's totals, and a block's row to its nodes'
+    for depth in ([], ["--depth", "1"], ["--depth", "2"], ["--depth", "3"]):
+        out = CliRunner().invoke(main, ["stack", str(ROOT / "examples" / f"{name}.yaml"), "--csv", *depth])
+        rows = list(csv.DictReader(io.StringIO(out.stdout)))
+        assert all(int(row["depth"]) < int(depth[1]) for row in rows) if depth else len(rows) == len(result.rows)
+        for column, total in (("params", params), ("buffers", buffers), ("macs", multiply_adds)):
+            assert sum(int(row[column]) for row in rows if row["depth"] == "0") == total, (depth, column)
+            for block in (row for row in rows if any(other["parent"] == row["id"] for other in rows)):
+                inside = sum(int(row[column]) for row in rows if row["parent"] == block["id"])
+                assert int(block[column]) == inside, (depth, column, block["label"])
 
 
 @pytest.mark.parametrize("name", NAMES)

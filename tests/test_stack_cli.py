@@ -85,13 +85,17 @@ def test_json_file_works_too() -> None:
 def test_csv_and_markdown() -> None:
     path = str(ROOT / "examples" / "lenet5.yaml")
     csv_lines = run("stack", path, "--csv").stdout.splitlines()
-    assert csv_lines[0] == "index,type,arguments,output,params,macs,receptive_field,jump,uncovered"
-    assert csv_lines[1] == '1,Conv2d,"1 -> 6, k=5",1x6x28x28,156,117600,5x5,1x1,0x0'
+    header = "id,parent,label,depth,type,arguments,input_shape,output_shape,params,buffers,macs,receptive_field,jump"
+    assert csv_lines[0] == header + ",uncovered,folded"
+    assert csv_lines[1] == '1,0,1,0,Conv2d,"1 -> 6, k=5",1x1x32x32,1x6x28x28,156,0,117600,5x5,1x1,0x0,0'
     assert len(csv_lines) == 13
     markdown = run("stack", path, "--markdown").stdout.splitlines()
     assert markdown[0] == "| # | layer | arguments | output | params | MACs | RF | jump |"
     assert markdown[2] == "| 1 | Conv2d | 1 -> 6, k=5 | (1, 6, 28, 28) | 156 | 117,600 | 5x5 | 1x1 |"
-    assert markdown[-1] == "Total: 61,706 params, 416,520 MACs; output (1, 10)."
+    assert markdown[-1] == (
+        "Total: 61,706 params, 0 buffers, 416,520 MACs; output (1, 10); 0.37 MB for one training step in float32 "
+        "(forward pass 0.06 MB)."
+    )
 
 
 def test_dtype_changes_the_memory_figures() -> None:

@@ -260,6 +260,13 @@ def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
 def _linear(shape: Shape, args: dict[str, Any]) -> Step:
     if not shape:
         raise _fail("needs an input with at least 1 dimension")
+    flat = math.prod(shape[1:])
+    if args["in_features"] != shape[-1] and len(shape) > 2 and args["in_features"] == flat:
+        raise _fail(
+            f"in_features is {args['in_features']}, the input flattened from dim 1 ({' x '.join(map(str, shape[1:]))}"
+            f"), but a Linear works on the last dimension only ({shape[-1]}): add a Flatten layer just before this "
+            "Linear"
+        )
     _check_match("in_features", args["in_features"], shape[-1], "features in its last dimension")
     weights = args["in_features"] * args["out_features"]
     params = weights + (args["out_features"] if args["bias"] else 0)

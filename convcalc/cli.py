@@ -13,6 +13,7 @@ import gc
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -25,14 +26,24 @@ from convcalc.text import printable, size_text, verification_text
 
 __all__ = ["main"]
 
-EXIT_CODES = """\b
-Exit codes:
-  0    success
-  1    the layer is invalid for that input (torch would reject it),
-       or --verify found that torch disagrees
-  2    usage error: a malformed SIZE or option
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
-  141  the reader of standard output went away (a closed pipe)"""
+
+def _exit_codes(one: str) -> str:
+    """The help's closing paragraph: what each exit code means for this command (``one``: what exits 1)."""
+    return "\n".join(
+        [
+            "\b",
+            "Exit codes:",
+            "  0    success",
+            *textwrap.wrap(one, 66, initial_indent="  1    ", subsequent_indent="       "),
+            "  2    usage error: a malformed SIZE or option",
+            "  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)",
+            "  141  the reader of standard output went away (a closed pipe)",
+        ]
+    )
+
+
+_LAYER_EXIT = "the layer is invalid for that input (torch would reject it), or --verify found that torch disagrees"
+_STACK_EXIT = "the file cannot be read as a stack, a layer cannot take its input"
 
 _SIZE = re.compile(r"[0-9]+(?:[xX×][0-9]+)*")
 _PER_AXIS = re.compile(r"-?[0-9]+(?:[xX×]-?[0-9]+)*")
@@ -56,6 +67,16 @@ class SizeType(click.ParamType):
             sizes = _integers(text)
         except ValueError as error:
             self.fail(f"{_short(text)!r} is not a size: {error}", param, ctx)
+        if self.most == 3 and len(sizes) in (4, 5) and 0 not in sizes:  # the notes' tensor, or `stack -q` output
+            batch, channels, *spatial = sizes
+            self.fail(
+                f"{value!r} is a full shape (N, C, {'D, H, W' if len(spatial) == 3 else 'H, W'}), but SIZE is the "
+                f"spatial size only: give {size_text(tuple(spatial))} --in-channels {channels}"
+                + (" --out-channels N" if ctx is not None and ctx.command.name == "conv" else "")
+                + (f" --batch {batch}" if batch != 1 else ""),
+                param,
+                ctx,
+            )
         if len(sizes) > self.most or 0 in sizes:
             self.fail(f"{value!r} is not a size: give 1 to {self.most} positive integers, e.g. 32x64", param, ctx)
         return sizes
@@ -86,6 +107,8 @@ class PerAxisType(click.ParamType):
             self.fail(f"{_short(text)!r}: {error}", param, ctx)
 
 
+_FILE = click.Path(allow_dash=True)
+"""A stack file, - for standard input: a path, so that shell completion offers files (the command reads it)."""
 _INT = click.IntRange(-(INT64 - 1), INT64 - 1)
 """An integer option: torch's arguments are 64-bit."""
 _POSITIVE = click.IntRange(1, INT64 - 1)
@@ -281,7 +304,7 @@ def _restore_sigterm(previous: Any) -> None:
 @click.group(
     cls=_Main,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=EXIT_CODES,
+    epilog=_exit_codes("a layer or stack is invalid, a search finds nothing, torch disagrees (see each command)"),
 )
 @click.version_option(__version__, "--version", "-V", prog_name="convcalc")
 def main() -> None:
@@ -296,7 +319,7 @@ def main() -> None:
     """
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=_exit_codes(_LAYER_EXIT), short_help="Output size of a Conv or ConvTranspose layer.")
 @click.argument("size", type=SizeType())
 @_geometry_options
 @click.option("--groups", type=_INT, default=1, show_default=True, help="groups.")
@@ -327,7 +350,7 @@ def conv(size: tuple[int, ...], **options: Any) -> None:
     _run(layers.Family.CONV_TRANSPOSE if transposed else layers.Family.CONV, size, options)
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(epilog=_exit_codes(_LAYER_EXIT), short_help="Output size of a MaxPool or AvgPool layer.")
 @click.argument("size", type=SizeType())
 @_geometry_options
 @click.option(
@@ -362,8 +385,11 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
     _run(layers.Family(f"{kind}_pool"), size, options)
 
 
-@main.command(epilog=EXIT_CODES)
-@click.argument("file", metavar="FILE|-")
+@main.command(
+    epilog=_exit_codes(f"{_STACK_EXIT}, or --verify found that torch disagrees"),
+    short_help="A whole network, layer by layer: shapes, params, MACs, RF.",
+)
+@click.argument("file", metavar="FILE|-", type=_FILE)
 @click.option(
     "--input", "input_shape", type=SizeType(most=8), help="Input shape, batch first, e.g. 8x3x224x224 [the file's]."
 )
@@ -488,7 +514,10 @@ def stack(
         sys.exit(1)
 
 
-@main.command(epilog=EXIT_CODES)
+@main.command(
+    epilog=_exit_codes("no setting within the bounds turns IN into OUT"),
+    short_help="Layer settings that turn size IN into size OUT.",
+)
 @click.argument("input_size", metavar="IN", type=SizeType())
 @click.argument("output_size", metavar="OUT", type=SizeType())
 @click.option("--transposed", is_flag=True, help="Solve for ConvTranspose instead of Conv.")
@@ -567,8 +596,8 @@ def solve(
         from dataclasses import asdict
 
         data = {
-            "input": list(input_size),
-            "output": list(output_size),
+            "input_size": list(input_size),
+            "output_size": list(output_size),
             "family": family.value,
             "count": len(answers),
             "answers": [asdict(answer) for answer in answers[:limit]],
@@ -580,8 +609,10 @@ def solve(
         show(console(), solve_report(input_size, output_size, family, answers, limit))
 
 
-@main.command(epilog=EXIT_CODES)
-@click.argument("file", metavar="FILE|-")
+@main.command(
+    epilog=_exit_codes(f"{_STACK_EXIT}, or it has no spatial axes"), short_help="The input sizes a stack takes."
+)
+@click.argument("file", metavar="FILE|-", type=_FILE)
 @click.option("--range", "size_range", default="32:1024", show_default=True, help="Sizes to try, LOW:HIGH.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def fit(file: str, size_range: str, as_json: bool) -> None:
@@ -620,8 +651,11 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
     show(console(), fit_report(found, len(shape) - 2, (compact(found.valid), compact(found.lossless))))
 
 
-@main.command(epilog=EXIT_CODES)
-@click.argument("file", metavar="FILE|-")
+@main.command(
+    epilog=_exit_codes(f"{_STACK_EXIT}, or the output file cannot be written"),
+    short_help="An architecture diagram of a stack file (SVG or PNG).",
+)
+@click.argument("file", metavar="FILE|-", type=_FILE)
 @click.option(
     "--output",
     "-o",

@@ -28,17 +28,18 @@ def _plain(value: Any) -> Any:
 
 
 def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
-    """The whole result as JSON data. Keys are a stable interface: add, never rename.
+    """The whole result as JSON data (docs/json.md describes every key).
 
     ``layers`` keeps the nesting of blocks: a Residual's or Repeat's layers are
-    in its ``blocks``, each with a ``label`` such as ``3.body.2``. Every node has
-    an ``id`` and the ids of the nodes whose tensors it takes (``inputs``, 0 for
-    the stack's input): the graph itself.
+    in its ``blocks``, each with a ``label`` such as ``3.body.2``, and its
+    ``params``, ``buffers`` and ``macs`` are the subtotals of everything inside
+    it, as in the table. Every node has an ``id`` and the ids of the nodes whose
+    tensors it takes (``inputs``, 0 for the stack's input): the graph itself.
     """
     error = result.error
     return {
-        "input": list(result.input),
-        "output": list(result.output),
+        "input_shape": list(result.input),
+        "output_shape": list(result.output),
         "total_params": result.total_params,
         "total_buffers": result.total_buffers,
         "total_macs": result.total_macs,
@@ -48,7 +49,7 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "layers": _nest(list(result.walk())),
         "error": None
         if error is None
-        else {"index": error.index, "type": error.layer, "input": list(error.input_shape), "message": str(error)},
+        else {"index": error.index, "type": error.layer, "input_shape": list(error.input_shape), "message": str(error)},
     }
 
 
@@ -61,8 +62,8 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "label": row.label,
         "type": row.type,
         "arguments": arguments,
-        "input": list(row.input),
-        "output": list(row.output),
+        "input_shape": list(row.input),
+        "output_shape": list(row.output),
         "params": row.params,
         "buffers": row.buffers,
         "macs": row.macs,
@@ -86,7 +87,10 @@ def _nest(rows: list[Row]) -> list[dict[str, Any]]:
         if node.children:
             branches: dict[str, list[dict[str, Any]]] = {}
             for child in node.children:
-                branches.setdefault(child.branch or "", []).append(entry(child))
+                inner = entry(child)
+                for count in ("params", "buffers", "macs"):
+                    data[count] += inner[count]
+                branches.setdefault(child.branch or "", []).append(inner)
             data["blocks"] = branches
         return data
 

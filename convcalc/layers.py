@@ -170,9 +170,9 @@ class LayerResult:
             return list(value) if isinstance(value, tuple) else value
 
         return {
-            "layer": self.layer,
-            "input": list(self.input),
-            "output": list(self.output),
+            "type": self.layer,
+            "input_size": list(self.input),
+            "output_size": list(self.output),
             **{name: plain(value) for name, value in self.parameters.items()},
             "padding_applied": [list(axis.padding) for axis in self.axes],
             "uncovered": [axis.uncovered for axis in self.axes],

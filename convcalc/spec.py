@@ -102,19 +102,22 @@ class Item:
 
 
 def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer",
-            seen: dict[Any, tuple[dict[str, Any], Any]] | None = None) -> list[LayerSpec]:  # fmt: skip
+            seen: dict[Any, tuple[dict[str, Any], Any]] | None = None, dims: int | None = None
+            ) -> list[LayerSpec]:  # fmt: skip
     """Check items against the catalogue; raise StackSpecError at the first problem.
 
     An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
     keywords hold its branches as lists of items, checked the same way.
     ``seen`` holds the layers already checked, by what they say: a stack file
-    repeats the same few layers many times, and each is checked once.
+    repeats the same few layers many times, and each is checked once. ``dims``,
+    the spatial axes of the stack's input where known, picks the suggestion for
+    a name such as ``MaxPool``: ``MaxPool2d`` for images.
     """
     seen = {} if seen is None else seen
     specs = []
     for position, entry in enumerate(items, start=1):
         try:
-            specs.append(_spec(entry, position, where, seen))
+            specs.append(_spec(entry, position, where, seen, dims))
         except StackSpecError as error:
             if error.position is None:
                 error.position = position
@@ -125,17 +128,23 @@ def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], wher
 
 
 def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, where: str,
-          seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:  # fmt: skip
+          seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None) -> LayerSpec:  # fmt: skip
     item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
     label = f"{where} {position} ({item.type})"
     if item.type in BLOCKS:
-        return _block(item, label, f"{where} {position}.", seen)
+        return _block(item, label, f"{where} {position}.", seen, dims)
     if item.type in JOINS:
         arguments = _keywords(item, JOINS[item.type], label)
         return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type)
     if item.type in LAYERS:
         return _layer(item, label, seen)
     choices = [*LAYERS, *BLOCKS, *JOINS]
+    for suffix in [f"{dims}d"] if dims in (1, 2, 3) else []:  # MaxPool: the one for the input's spatial axes
+        exact = {choice.lower(): choice for choice in choices}.get(f"{item.type}{suffix}".lower())
+        if exact:
+            axes = "axis" if dims == 1 else "axes"
+            raise StackSpecError(f"{where} {position}: unknown layer {item.type!r} (did you mean {exact}, for the "
+                                 f"input's {dims} spatial {axes}?)", line=item.line)  # fmt: skip
     raise StackSpecError(f"{where} {position}: unknown layer {item.type!r}{_closest(item.type, choices)}",
                          line=item.line)  # fmt: skip
 
@@ -211,7 +220,8 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
     return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key)
 
 
-def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:
+def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None
+           ) -> LayerSpec:  # fmt: skip
     block = BLOCKS[item.type]
     branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
                         for name in block.branches)  # fmt: skip
@@ -227,12 +237,12 @@ def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, A
                 raise StackSpecError(f"{label}: branch {position} must be a list of layers ([] for the block's "
                                      f"input itself), got {branch!r}", line=item.line)  # fmt: skip
         blocks = {
-            f"branch{position}": tuple(resolve(branch, where=f"{where}branch{position} layer", seen=seen))
+            f"branch{position}": tuple(resolve(branch, f"{where}branch{position} layer", seen, dims))
             for position, branch in enumerate(branches, start=1)
         }
         return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)
     blocks = {
-        key: tuple(resolve(arguments.pop(key), where=f"{where}{key} layer", seen=seen))
+        key: tuple(resolve(arguments.pop(key), f"{where}{key} layer", seen, dims))
         for key in block.branches
         if key in arguments
     }

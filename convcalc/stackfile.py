@@ -226,7 +226,7 @@ def _stack(node: yaml.Node | None, name: str, text: str) -> tuple[tuple[int, ...
         )
     items = _Layers(text).items(pairs["layers"][1])
     try:
-        specs = resolve(items)
+        specs = resolve(items, dims=len(shape) - 2)
     except StackSpecError as error:
         where = f", line {error.line}" if error.line else ""
         raise StackFileError(f"{name}{where}: {error}") from None

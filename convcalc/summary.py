@@ -27,7 +27,7 @@ from convcalc.stack import Order
 if TYPE_CHECKING:
     from convcalc.stack import Node, StackResult
 
-__all__ = ["MB", "Footer", "Line", "compact", "footer", "lines", "megabytes"]
+__all__ = ["MB", "Footer", "Line", "compact", "footer", "lines", "megabytes", "subtotals"]
 
 MB = 1_000_000
 """Bytes in a megabyte, as torchinfo counts them (a MiB is 1,048,576)."""
@@ -78,8 +78,9 @@ class Line:
     the branch's nodes follow one level deeper. Machine output leaves these rows out."""
 
 
-def lines(result: StackResult, depth: int | None = None) -> list[Line]:
-    """The rows of a stack's tables: every node (to ``depth`` levels of blocks, where given), in table order."""
+def subtotals(result: StackResult) -> dict[int, tuple[int, int, int, int]]:
+    """For every node (by ``id(node)``): params, buffers and MACs of it and everything inside it, and how many
+    nodes are inside it. A layer's are its own."""
     totals: dict[int, tuple[int, int, int, int]] = {}
     for node in result.walk(Order.EVALUATION):  # children before their block
         params, buffers, macs, inside = node.params, node.buffers, node.macs, 0
@@ -87,6 +88,12 @@ def lines(result: StackResult, depth: int | None = None) -> list[Line]:
             p, b, m, n = totals[id(child)]
             params, buffers, macs, inside = params + p, buffers + b, macs + m, inside + n + 1
         totals[id(node)] = (params, buffers, macs, inside)
+    return totals
+
+
+def lines(result: StackResult, depth: int | None = None) -> list[Line]:
+    """The rows of a stack's tables: every node (to ``depth`` levels of blocks, where given), in table order."""
+    totals = subtotals(result)
     rows = []
     for node, last, branch in _tree(result):
         if depth is not None and node.depth + (branch is not None) >= depth:

@@ -167,7 +167,7 @@ def test_graphs_match_torch_step_by_step(items: list[Any], channels: int, size: 
 def test_resnets_have_torchvisions_parameter_counts() -> None:
     for name, params in (("resnet18", 11_689_512), ("resnet50", 25_557_032)):
         data = json.loads(run("stack", str(ROOT / "examples" / f"{name}.yaml"), "--json").stdout)
-        assert (data["total_params"], data["output"]) == (params, [1, 1000])
+        assert (data["total_params"], data["output_shape"]) == (params, [1, 1000])
 
 
 def test_original_unet_maps_572_to_388() -> None:
@@ -202,7 +202,7 @@ def test_rows_are_numbered_inside_blocks_and_json_keeps_the_nesting() -> None:
     assert [layer["label"] for layer in layers[1]["blocks"]["shortcut"]] == ["2.shortcut.1"]
     assert list(layers[2]["blocks"]) == ["1", "2"]
     assert layers[2]["blocks"]["2"][0]["label"] == "3.2.1"
-    assert data["output"] == [1, 16, 8, 8]
+    assert data["output_shape"] == [1, 16, 8, 8]
     # params of the layers inside blocks count once, the blocks themselves add none
     assert data["total_params"] == (8 * 3 * 9 + 8) + (16 * 8 * 9 + 16) + (16 * 8 + 16) + 3 * (16 * 16 * 9 + 16)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,9 +115,9 @@ def test_json_has_sizes_and_every_parameter_after_defaults() -> None:
     result = run("conv", "7x9", "--transposed", "--k", "4", "--s", "2", "--p", "1", "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == {
-        "layer": "ConvTranspose2d",
-        "input": [7, 9],
-        "output": [14, 18],
+        "type": "ConvTranspose2d",
+        "input_size": [7, 9],
+        "output_size": [14, 18],
         "kernel_size": [4, 4],
         "stride": [2, 2],
         "padding": [1, 1],
@@ -139,17 +140,17 @@ def test_json_has_sizes_and_every_parameter_after_defaults() -> None:
 
 def test_json_for_a_pool_fills_in_the_stride_default() -> None:
     data = json.loads(run("pool", "55", "--k", "3", "--json").stdout)
-    assert data["layer"] == "MaxPool2d"
+    assert data["type"] == "MaxPool2d"
     assert data["stride"] == [3, 3]
     assert data["ceil_mode"] is False
-    assert data["output"] == [18, 18]
+    assert data["output_size"] == [18, 18]
 
 
 def test_json_for_same_padding_keeps_the_word_and_shows_the_sides() -> None:
     data = json.loads(run("conv", "10", "--dims", "1", "--k", "4", "--p", "same", "--json").stdout)
     assert data["padding"] == "same"
     assert data["padding_applied"] == [[1, 2]]
-    assert data["output"] == [10]
+    assert data["output_size"] == [10]
 
 
 @pytest.mark.parametrize(
@@ -220,7 +221,10 @@ def test_invalid_layers_exit_1_with_one_line(command: str, message: str) -> None
     [
         ("conv abc --k 3", "'abc' is not a size"),
         ("conv 0x4 --k 3", "give 1 to 3 positive integers"),
-        ("conv 1x2x3x4 --k 3", "give 1 to 3 positive integers"),
+        ("conv 1x2x3x4 --k 3", "is a full shape (N, C, H, W), but SIZE is the spatial size only: give 3x4 "
+         "--in-channels 2 --out-channels N"),  # fmt: skip
+        ("pool 2x2x3x4x5 --k 3", "give 3x4x5 --in-channels 2 --batch 2"),
+        ("conv 1x2x3x4x5x6 --k 3", "give 1 to 3 positive integers"),
         ("conv 32", "Missing option '--kernel-size'"),
         ("conv 32 --k 3x3x3x3", "not one integer or up to 3"),
         ("conv 32x32 --k 3x3x3", "SIZE has 2 values but the layer has 3 spatial axes: give 1 or 3"),
@@ -307,3 +311,27 @@ def test_only_tables_load_rich() -> None:
         assert "json" not in loaded if machine == "-q" else "json" in loaded
     loaded = _modules_loaded("conv", "227", "--k", "11")
     assert {"convcalc.render", "rich.table", "rich.console"} <= loaded
+
+
+def test_the_top_level_help_shows_every_command_whole() -> None:
+    text = CliRunner().invoke(main, ["--help"]).stdout
+    for name, command in main.commands.items():
+        line = next(line for line in text.splitlines() if line.strip().startswith(name + " "))
+        assert line.split(None, 1)[1] == command.get_short_help_str(limit=1000), line
+        assert "..." not in line
+
+
+@pytest.mark.parametrize("name", ["conv", "pool", "stack", "solve", "fit", "draw"])
+def test_each_help_lists_the_exit_codes_of_its_own_options(name: str) -> None:
+    text = CliRunner().invoke(main, [name, "--help"], terminal_width=200).stdout
+    codes = text[text.index("Exit codes:") :]
+    options = {opt for param in main.commands[name].params for opt in param.opts}
+    assert ("--verify" in codes) == ("--verify" in options), codes
+
+
+@pytest.mark.parametrize("name", ["stack", "fit", "draw"])
+def test_file_arguments_complete_with_paths(name: str) -> None:
+    env = {"_CONVCALC_COMPLETE": "bash_complete", "COMP_WORDS": f"convcalc {name} exa", "COMP_CWORD": "2"}
+    result = subprocess.run([sys.executable, "-m", "convcalc"], env={**os.environ, **env}, capture_output=True,
+                            text=True)  # fmt: skip
+    assert result.stdout.splitlines() == ["file,exa"], result

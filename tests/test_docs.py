@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -92,3 +93,44 @@ def test_every_supported_layer_is_in_the_stack_reference() -> None:
     assert not missing, f"docs/stack.md lacks {missing}"
     modules = sum(kind.form in (Form.MODULE, Form.ATTENTION) for kind in LAYERS.values())
     assert f"{modules} torch.nn classes" in (ROOT / "CHANGELOG.md").read_text()
+
+
+def _keys(data: object, found: set[str]) -> set[str]:
+    """Every key of a JSON value, but not the names inside ``arguments`` (torch's) or ``blocks`` (branch names)."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found.add(key)
+            if key == "arguments":
+                continue
+            for inner in value.values() if key == "blocks" else [value]:
+                _keys(inner, found)
+    elif isinstance(data, list):
+        for item in data:
+            _keys(item, found)
+    return found
+
+
+JSON_COMMANDS = [
+    ["conv", "7x9", "--transposed", "--k", "4", "--s", "2", "--in-channels", "8", "--out-channels", "4", "--verify"],
+    ["conv", "28", "--k", "5", "--p", "same", "--padding-mode", "reflect"],
+    ["pool", "5", "--k", "2", "--ceil-mode", "--type", "avg"],
+    ["pool", "5", "--k", "2", "--d", "2"],
+    ["stack", "examples/googlenet.yaml", "--verify"],
+    ["stack", "examples/resnet18.yaml"],
+    ["stack", "examples/unet.yaml"],
+    ["stack", "examples/lenet5.yaml", "--input", "1x1x8x8"],
+    ["solve", "64", "32", "--type", "max"],
+    ["solve", "7", "14", "--transposed"],
+    ["fit", "examples/vgg16.yaml", "--range", "16:64"],
+]
+
+
+def test_every_json_key_is_in_the_json_page() -> None:
+    page = (ROOT / "docs" / "json.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", page))
+    for args in JSON_COMMANDS:
+        result = CliRunner().invoke(main, [*args, "--json"])
+        keys = _keys(json.loads(result.stdout), set())
+        assert keys - documented == set(), f"{' '.join(args)}: {sorted(keys - documented)} not in docs/json.md"
+    header = CliRunner().invoke(main, ["stack", "examples/resnet18.yaml", "--csv"]).stdout.splitlines()[0]
+    assert set(header.split(",")) - documented == set()

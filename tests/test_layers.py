@@ -214,4 +214,4 @@ def test_as_dict_is_plain_json_data() -> None:
     assert data["output_shape"] == [1, 64, 29, 29]
     assert data["uncovered"] == [1, 1]
     assert data["macs"] == 64 * 3 * 49 * 29 * 29
-    assert math.prod(data["output"]) == 29 * 29
+    assert math.prod(data["output_size"]) == 29 * 29

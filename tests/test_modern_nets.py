@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ def test_counts_match_the_reference(name: str) -> None:
     assert result.total_params == PARAMS[name] == params
     assert result.total_buffers == buffers
     assert result.total_macs == multiply_adds
+    layers = json.loads(CliRunner().invoke(main, ["stack", str(ROOT / "examples" / f"{name}.yaml"), "--json"]).stdout)
+    assert sum(layer["params"] for layer in layers["layers"]) == params  # a block's entry holds its subtotals
+    assert sum(layer["macs"] for layer in layers["layers"]) == multiply_adds
     # --csv, at any --depth: the top-level rows add up to the reference's totals, and a block's row to its nodes'
     for depth in ([], ["--depth", "1"], ["--depth", "2"], ["--depth", "3"]):
         out = CliRunner().invoke(main, ["stack", str(ROOT / "examples" / f"{name}.yaml"), "--csv", *depth])

@@ -97,7 +97,7 @@ def test_quiet_prints_the_best_answer_as_options() -> None:
 
 def test_fixed_parameters_narrow_the_search() -> None:
     data = json.loads(run("solve", "64x48", "32x24", "--k", "3", "--json").stdout)
-    assert data["input"] == [64, 48] and data["output"] == [32, 24]
+    assert data["input_size"] == [64, 48] and data["output_size"] == [32, 24]
     assert {answer["kernel_size"] for answer in data["answers"]} == {3}
     assert data["answers"][0] == {
         "kernel_size": 3, "stride": 2, "padding": 1, "dilation": 1, "output_padding": None, "ceil_mode": None,

@@ -37,24 +37,24 @@ def test_example_tables_match_golden_files(example: Path) -> None:
 )
 def test_examples_have_the_published_parameter_counts(example: str, params: int, output: list[int]) -> None:
     data = json.loads(run("stack", str(ROOT / "examples" / f"{example}.yaml"), "--json").stdout)
-    assert (data["total_params"], data["output"]) == (params, output)
+    assert (data["total_params"], data["output_shape"]) == (params, output)
 
 
 def test_json_schema_is_stable() -> None:
     data = json.loads(run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json").stdout)
     assert list(data) == [
-        "input", "output", "total_params", "total_buffers", "total_macs", "dtype", "parameter_bytes",
+        "input_shape", "output_shape", "total_params", "total_buffers", "total_macs", "dtype", "parameter_bytes",
         "activation_bytes", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
-        "index", "label", "type", "arguments", "input", "output", "params", "buffers", "macs", "receptive_field",
+        "index", "label", "type", "arguments", "input_shape", "output_shape", "params", "buffers", "macs", "receptive_field",
         "jump", "uncovered", "id", "inputs", "line",
     ]  # fmt: skip
     assert [(layer["id"], layer["inputs"]) for layer in data["layers"][:3]] == [(1, [0]), (2, [1]), (3, [2])]
     first = data["layers"][0]
     assert first["index"] == 1 and first["type"] == "Conv2d"
     assert first["arguments"]["in_channels"] == 1  # inferred, and written out
-    assert first["output"] == [1, 6, 28, 28]
+    assert first["output_shape"] == [1, 6, 28, 28]
     assert first["receptive_field"] == [5, 5] and first["jump"] == [1, 1]
     assert data["layers"][6]["receptive_field"] == [None, None]  # Flatten: the whole input
     assert data["parameter_bytes"] == 4 * 61_706
@@ -117,7 +117,7 @@ def test_invalid_stack_prints_the_rows_before_the_failing_layer() -> None:
         "near 8x8 that work: 9x9\n"
     )
     data = json.loads(run("stack", "-", "--json", stdin=text).stdout)
-    assert data["error"]["index"] == 2 and data["error"]["input"] == [1, 4, 6, 6]
+    assert data["error"]["index"] == 2 and data["error"]["input_shape"] == [1, 4, 6, 6]
     assert len(data["layers"]) == 1
 
 

@@ -13,7 +13,6 @@ import gc
 import os
 import re
 import sys
-import textwrap
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -27,14 +26,17 @@ from convcalc.text import printable, size_text, verification_text
 __all__ = ["main"]
 
 
-def _exit_codes(one: str) -> str:
-    """The help's closing paragraph: what each exit code means for this command (``one``: what exits 1)."""
+def _exit_codes(*one: str) -> str:
+    """The help's closing paragraph: what each exit code means for this command (``one``: the lines of what
+    exits 1)."""
+    first, *more = one
     return "\n".join(
         [
             "\b",
             "Exit codes:",
             "  0    success",
-            *textwrap.wrap(one, 66, initial_indent="  1    ", subsequent_indent="       "),
+            f"  1    {first}",
+            *(f"       {line}" for line in more),
             "  2    usage error: a malformed SIZE or option",
             "  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)",
             "  141  the reader of standard output went away (a closed pipe)",
@@ -42,7 +44,7 @@ def _exit_codes(one: str) -> str:
     )
 
 
-_LAYER_EXIT = "the layer is invalid for that input (torch would reject it), or --verify found that torch disagrees"
+_LAYER_EXIT = ("the layer is invalid for that input (torch would reject it),", "or --verify found that torch disagrees")
 _STACK_EXIT = "the file cannot be read as a stack, a layer cannot take its input"
 
 _SIZE = re.compile(r"[0-9]+(?:[xX×][0-9]+)*")
@@ -92,6 +94,9 @@ class PerAxisType(click.ParamType):
         if words:
             self.name = f"N[xN...]|{'|'.join(words)}"
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return self.name  # as typed: click would upper-case it to N[XN...]|SAME|VALID
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):
             return value
@@ -109,9 +114,23 @@ class PerAxisType(click.ParamType):
 
 _FILE = click.Path(allow_dash=True)
 """A stack file, - for standard input: a path, so that shell completion offers files (the command reads it)."""
-_INT = click.IntRange(-(INT64 - 1), INT64 - 1)
+
+
+class _Int64(click.IntRange):
+    """An integer option within torch's 64-bit integers; its help shows ``N`` and the range short."""
+
+    name = "integer"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "N"
+
+    def _describe_range(self) -> str:  # click's help adds this to the option's line
+        return "N >= 1" if self.min == 1 else "|N| < 2**63"
+
+
+_INT = _Int64(-(INT64 - 1), INT64 - 1)
 """An integer option: torch's arguments are 64-bit."""
-_POSITIVE = click.IntRange(1, INT64 - 1)
+_POSITIVE = _Int64(1, INT64 - 1)
 
 
 def _integers(text: str) -> tuple[int, ...]:
@@ -304,7 +323,7 @@ def _restore_sigterm(previous: Any) -> None:
 @click.group(
     cls=_Main,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog=_exit_codes("a layer or stack is invalid, a search finds nothing, torch disagrees (see each command)"),
+    epilog=_exit_codes("a layer or stack is invalid, a search finds nothing, or torch", "disagrees (see each command)"),
 )
 @click.version_option(__version__, "--version", "-V", prog_name="convcalc")
 def main() -> None:
@@ -319,7 +338,7 @@ def main() -> None:
     """
 
 
-@main.command(epilog=_exit_codes(_LAYER_EXIT), short_help="Output size of a Conv or ConvTranspose layer.")
+@main.command(epilog=_exit_codes(*_LAYER_EXIT), short_help="Output size of a Conv or ConvTranspose layer.")
 @click.argument("size", type=SizeType())
 @_geometry_options
 @click.option("--groups", type=_INT, default=1, show_default=True, help="groups.")
@@ -350,7 +369,7 @@ def conv(size: tuple[int, ...], **options: Any) -> None:
     _run(layers.Family.CONV_TRANSPOSE if transposed else layers.Family.CONV, size, options)
 
 
-@main.command(epilog=_exit_codes(_LAYER_EXIT), short_help="Output size of a MaxPool or AvgPool layer.")
+@main.command(epilog=_exit_codes(*_LAYER_EXIT), short_help="Output size of a MaxPool or AvgPool layer.")
 @click.argument("size", type=SizeType())
 @_geometry_options
 @click.option(
@@ -386,7 +405,7 @@ def pool(size: tuple[int, ...], **options: Any) -> None:
 
 
 @main.command(
-    epilog=_exit_codes(f"{_STACK_EXIT}, or --verify found that torch disagrees"),
+    epilog=_exit_codes(f"{_STACK_EXIT},", "or --verify found that torch disagrees"),
     short_help="A whole network, layer by layer: shapes, params, MACs, RF.",
 )
 @click.argument("file", metavar="FILE|-", type=_FILE)
@@ -610,7 +629,7 @@ def solve(
 
 
 @main.command(
-    epilog=_exit_codes(f"{_STACK_EXIT}, or it has no spatial axes"), short_help="The input sizes a stack takes."
+    epilog=_exit_codes(f"{_STACK_EXIT},", "or it has no spatial axes"), short_help="The input sizes a stack takes."
 )
 @click.argument("file", metavar="FILE|-", type=_FILE)
 @click.option("--range", "size_range", default="32:1024", show_default=True, help="Sizes to try, LOW:HIGH.")
@@ -652,7 +671,7 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
 
 
 @main.command(
-    epilog=_exit_codes(f"{_STACK_EXIT}, or the output file cannot be written"),
+    epilog=_exit_codes(f"{_STACK_EXIT},", "or the output file cannot be written"),
     short_help="An architecture diagram of a stack file (SVG or PNG).",
 )
 @click.argument("file", metavar="FILE|-", type=_FILE)

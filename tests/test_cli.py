@@ -221,8 +221,7 @@ def test_invalid_layers_exit_1_with_one_line(command: str, message: str) -> None
     [
         ("conv abc --k 3", "'abc' is not a size"),
         ("conv 0x4 --k 3", "give 1 to 3 positive integers"),
-        ("conv 1x2x3x4 --k 3", "is a full shape (N, C, H, W), but SIZE is the spatial size only: give 3x4 "
-         "--in-channels 2 --out-channels N"),  # fmt: skip
+        ("conv 1x2x3x4 --k 3", "is a full shape (N, C, H, W), but SIZE is the spatial size only: give 3x4 --in"),
         ("pool 2x2x3x4x5 --k 3", "give 3x4x5 --in-channels 2 --batch 2"),
         ("conv 1x2x3x4x5x6 --k 3", "give 1 to 3 positive integers"),
         ("conv 32", "Missing option '--kernel-size'"),

@@ -47,8 +47,8 @@ def test_json_schema_is_stable() -> None:
         "activation_bytes", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
-        "index", "label", "type", "arguments", "input_shape", "output_shape", "params", "buffers", "macs", "receptive_field",
-        "jump", "uncovered", "id", "inputs", "line",
+        "index", "label", "type", "arguments", "input_shape", "output_shape", "params", "buffers", "macs",
+        "receptive_field", "jump", "uncovered", "id", "inputs", "line",
     ]  # fmt: skip
     assert [(layer["id"], layer["inputs"]) for layer in data["layers"][:3]] == [(1, [0]), (2, [1]), (3, [2])]
     first = data["layers"][0]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 
 from convcalc.errors import ConvcalcError
@@ -134,6 +133,8 @@ def _replace(target: str, data: bytes, existing: os.stat_result | None) -> None:
     folder = os.path.dirname(target)
     mode = 0o666 if existing is None else stat.S_IMODE(existing.st_mode)
     temporary = ""
+    import secrets  # only to write a file: it imports hashlib, a few milliseconds on every run otherwise
+
     try:
         while True:
             temporary = os.path.join(folder, f".convcalc-{secrets.token_hex(6)}.tmp")

@@ -129,7 +129,8 @@ def _text(value: str, style: str = "") -> Text:
 def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str | Text]], right: Sequence[str] = (),
            wrap: Sequence[str] = ()) -> Table:  # fmt: skip
     """A table in rich's SIMPLE_HEAD look. Only the ``wrap`` columns may break their cells (between words); the
-    others are as wide as their widest cell, so that rich never cuts a value short."""
+    others are exactly as wide as their widest cell, so that rich never cuts a value short (and never measures
+    their cells again, which is most of what drawing a table costs)."""
     heading = None if title is None else _text(title, "bold")
     table = Table(title=heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="center")
     cells = [[cell if isinstance(cell, Text) else _text(cell) for cell in row] for row in rows]
@@ -140,7 +141,7 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[st
             justify="right" if column in right else "left",
             overflow="fold",
             no_wrap=column not in wrap,
-            min_width=None if column in wrap else widest,
+            width=None if column in wrap else widest,  # fixed: rich measures no cell of it again
             header_style="bold",
             style="bold" if column == "output" else "",
         )
@@ -155,7 +156,9 @@ def _narrowest(output: Console, table: Table) -> int:
 
 
 def _fits(output: Console, table: Table) -> bool:
-    return _narrowest(output, table) <= output.width
+    """Whether ``table`` fits the output uncut. Measuring a table costs as much as drawing it, so a pipe (which
+    takes any width) is not measured."""
+    return output.width >= _UNLIMITED or _narrowest(output, table) <= output.width
 
 
 def _uncut(output: Console, part: RenderableType) -> None:
@@ -164,7 +167,7 @@ def _uncut(output: Console, part: RenderableType) -> None:
     if isinstance(part, Group):
         for inner in part.renderables:
             _uncut(output, inner)
-    elif isinstance(part, Table) and part.width is None and not _fits(output, part):
+    elif isinstance(part, Table) and part.box is not None and part.width is None and not _fits(output, part):
         part.width = _narrowest(output, part)
 
 

@@ -480,10 +480,26 @@ def _upsample(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(f"the output size {_text(out)} must not be negative")
     extent = 1 if mode.startswith("nearest") else 2
     windows = tuple(
-        Window(extent if mode != "area" else -(-length // max(n, 1)) + 1, _ratio(length, n) if n else 1)
+        Window(extent if mode != "area" else _area_window(length, n), _ratio(length, n) if n else 1)
         for length, n in zip(shape[2:], out)
     )
     return Step(output=(*shape[:2], *out), windows=windows)
+
+
+def _area_window(length: int, n: int) -> int:
+    """The widest of the windows that area mode (adaptive average pooling) reads to make ``n`` outputs from
+    ``length`` inputs: window i spans ``[floor(i*length/n), ceil((i+1)*length/n))``.
+
+    With ``length = q*n + r``, a window is q wide and 1 or 2 more where r > 0:
+    2 more for some window exactly when r exceeds gcd(r, n).
+
+    >>> _area_window(4, 2), _area_window(5, 2), _area_window(5, 3), _area_window(5, 1)
+    (2, 3, 3, 5)
+    """
+    if n == 0:
+        return 1
+    q, r = divmod(length, n)
+    return q if r == 0 else q + 1 + (r > math.gcd(r, n))
 
 
 def _ratio(a: int, b: int) -> Fraction | int:

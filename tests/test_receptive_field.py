@@ -126,3 +126,18 @@ def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dic
     starts = [span[0] for span in torch_reach(items) if span is not None]
     assume(len(starts) >= 2)
     assert starts[-1] - starts[-2] == jump, f"{items}: torch starts {starts}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 40), size=st.integers(1, 40))
+def test_area_upsampling_field_is_its_widest_window(length: int, size: int) -> None:
+    """Upsample(mode='area') averages adaptive windows; the field is the widest, read from torch's gradients."""
+    x = torch.ones(1, 1, length, dtype=torch.float64, requires_grad=True)
+    out = nn.Upsample(size=size, mode="area")(x)
+    widest = 0
+    for unit in range(size):
+        (grad,) = torch.autograd.grad(out[0, 0, unit], x, retain_graph=True)
+        seen = torch.nonzero(grad[0, 0]).flatten()
+        widest = max(widest, int(seen.max() - seen.min()) + 1)
+    (row,) = run_stack((1, 1, length), resolve([("Upsample", {"size": size, "mode": "area"}, None)])).rows
+    assert row.receptive_field == (widest,)

@@ -105,3 +105,11 @@ def test_wide_characters_keep_the_columns_in_line(tmp_path: Path) -> None:
     assert len(rows) == 4 and any("인코더출력" in row for row in rows)
     starts = {cell_len(row[: row.index("(1, 3, 8, 8)")]) for row in rows}  # where the output column starts, in cells
     assert len(starts) == 1, rows
+
+
+def test_verify_shows_a_spinner_on_a_terminal_and_nothing_in_a_pipe() -> None:
+    shown = on_terminal(["conv", "227", "--k", "11", "--s", "4", "--verify", "-q"])
+    assert "torch is running the layer" in shown and shown.rstrip().endswith("55x55")
+    piped = subprocess.run([sys.executable, "-m", "convcalc", "conv", "227", "--k", "11", "--s", "4", "--verify", "-q"],
+                           capture_output=True, text=True, env=_ENV, cwd=ROOT, check=True)  # fmt: skip
+    assert piped.stdout == "55x55\n" and piped.stderr == ""

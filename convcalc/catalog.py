@@ -548,6 +548,9 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
         if mode == "circular":  # the module checks the rank for its own dims before F.pad does
             _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         if mode == "constant":
+            if any(pad > 0 for pad in pads) and float32(args["value"]):  # torch converts it only to fill some padding
+                raise _fail(f"value {args['value']!r} must lie within float32's range (at most {FLOAT32_MAX:.8g}): "
+                            "torch fills the padding with it as a float32")  # fmt: skip
             if len(shape) < count:
                 raise _fail(f"{len(pads)} pad values need an input of at least {count} dimensions, got "
                             f"{len(shape)}-D")  # fmt: skip
@@ -676,7 +679,7 @@ def _kinds() -> dict[str, Kind]:
                              ("Circular", "circular")):  # fmt: skip
             add(f"{prefix}Pad{d}d", _padding_layer(d, mode), Arg("padding", Type.PER_AXIS, empty=mode == "constant"))
         add(f"ConstantPad{d}d", _padding_layer(d, "constant"), Arg("padding", Type.PER_AXIS, empty=True),
-            Arg("value", Type.NUMBER, check=float32))  # fmt: skip
+            Arg("value", Type.NUMBER))  # fmt: skip
         add(f"Dropout{d}d", _dropout((2, 3) if d == 1 else None), *dropout)
 
     add("Linear", _linear, Arg("in_features", Type.INT, infer=lambda shape: shape[-1] if shape else 0),

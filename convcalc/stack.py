@@ -22,14 +22,16 @@ import enum
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcalc import tensor_ops
 from convcalc.catalog import LAYERS, Step, Window
 from convcalc.errors import InvalidLayerError, StackError, StackSpecError
 from convcalc.schema import INT64, REQUIRED
 from convcalc.spec import BLOCKS, JOINS, LayerSpec, resolve
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = [
     "DTYPES",
@@ -209,6 +211,10 @@ class _State:
             fields[axis] = jumps[axis] = None
         return _State(tuple(fields), tuple(jumps), self.chains, self.dims, self.strides)
 
+    def lost(self) -> _State:
+        """The tensor's axes were merged, split or broadcast to a new rank: no input axis is followed any more."""
+        return _State(self.field, self.jump, self.chains, (None,) * len(self.dims)).whole()
+
     def widest(self, other: _State) -> _State:
         """Join two tensors: each axis sees the larger field of the two."""
         fields = tuple(None if a is None or b is None else max(a, b) for a, b in zip(self.field, other.field))
@@ -225,7 +231,7 @@ class _State:
                 continue
             fields[axis] = current + _widest(chains[axis], window.extent - 1)
             jump = distance * window.stride
-            jumps[axis] = int(jump) if type(jump) is Fraction and jump.denominator == 1 else jump
+            jumps[axis] = int(jump) if type(jump) is not int and jump.denominator == 1 else jump  # a Fraction
             chains[axis] = _chain(chains[axis], window.stride)
         return _State(tuple(fields), tuple(jumps), tuple(chains), self.dims)
 
@@ -248,7 +254,7 @@ class _State:
                 [axis for axis, dim in enumerate(moved) if dim is None]
             )
         elif len(step.output) != len(shape):
-            state = state.whole()
+            state = state.lost()
         if step.restride is not None:
             strides: tuple[int, ...] | None = step.restride(self.strides or tensor_ops.contiguous(shape))
         else:
@@ -351,7 +357,7 @@ class _Run:
         joined = ends[0][2]
         for _, _, other in ends[1:]:
             joined = joined.widest(other)
-        return out, joined
+        return out, joined if all(len(end) == len(out) for _, end, _ in ends) else joined.lost()
 
     def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
         if spec.type == "Save":
@@ -381,7 +387,9 @@ class _Run:
         joined = state
         for _, _, other_state in others:
             joined = joined.widest(other_state)
-        if spec.type != "Concat" and out == shape and joined.strides is None:
+        if any(len(other) != len(out) for _, other, _ in others) or len(shape) != len(out):
+            joined = joined.lost()
+        elif spec.type != "Concat" and out == shape and joined.strides is None:
             joined = _State(joined.field, joined.jump, joined.chains, joined.dims, state.strides)
         return out, joined
 

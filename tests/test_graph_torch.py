@@ -77,6 +77,10 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tens
         return torch.relu(x)  # elementwise: keeps the input's strides
     if name == "Linear":
         return nn.LazyLinear(args["out_features"])(x)
+    if name == "Flatten":
+        return nn.Flatten(args["start_dim"], args["end_dim"])(x)
+    if name == "MaxPool1d":
+        return nn.MaxPool1d(args["kernel_size"])(x)
     raise AssertionError(name)
 
 
@@ -84,7 +88,7 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tens
 def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
     dim = st.integers(-rank - 2, rank + 1)
     name = draw(st.sampled_from(["permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze",
-                                 "unsqueeze", "select", "mean", "ReLU", "Linear"]))  # fmt: skip
+                                 "unsqueeze", "select", "mean", "ReLU", "Linear", "Flatten", "MaxPool1d"]))  # fmt: skip
     if name == "permute":
         order = draw(st.permutations(list(range(rank))))
         if draw(st.integers(0, 5)) == 0:  # a wrong one: too short, a dim twice, out of range
@@ -110,6 +114,10 @@ def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
         return name, args
     if name == "Linear":
         return name, {"out_features": draw(st.integers(1, 4))}
+    if name == "Flatten":  # the layer, which merges axes as the method does; the receptive fields must follow
+        return name, {"start_dim": draw(dim), "end_dim": draw(dim)}
+    if name == "MaxPool1d":  # a window on the last axis, after the axes have moved
+        return name, {"kernel_size": draw(st.integers(1, 2))}
     return name, {}
 
 

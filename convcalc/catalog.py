@@ -14,12 +14,14 @@ import enum
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcalc import layers, tensor_ops
 from convcalc.errors import InvalidLayerError
 from convcalc.schema import FLOAT32_MAX, INT64, REQUIRED, Arg, Type, float32
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Form", "Kind", "Step", "Window"]
 
@@ -160,6 +162,8 @@ def _conv(dims: int, transposed: bool) -> Callable[[Shape, dict[str, Any]], Step
             raise _strip(error, name) from None
         assert result.params is not None and result.macs is not None
         if transposed:
+            from fractions import Fraction  # strides below one pixel; a stack without them never imports it
+
             windows = tuple(
                 Window((axis.dilation * (axis.kernel_size - 1)) // axis.stride + 1, Fraction(1, axis.stride))
                 for axis in result.axes
@@ -503,6 +507,8 @@ def _area_window(length: int, n: int) -> int:
 
 
 def _ratio(a: int, b: int) -> Fraction | int:
+    from fractions import Fraction
+
     return a // b if a % b == 0 else Fraction(a, b)
 
 
@@ -521,6 +527,8 @@ def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
     c = shape[-3]
     if c % (r * r):
         raise _fail(f"the channels {c} are not divisible by upscale_factor squared, {r * r}")
+    from fractions import Fraction
+
     windows = (SAME,) * (len(shape) - 4) + (Window(1, Fraction(1, r)),) * 2 if len(shape) >= 4 else None
     return Step(output=(*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r), windows=windows)
 
@@ -548,7 +556,7 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
         if mode == "circular":  # the module checks the rank for its own dims before F.pad does
             _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         if mode == "constant":
-            if any(pad > 0 for pad in pads) and float32(args["value"]):  # torch converts it only to fill some padding
+            if any(pad > 0 for pad in pads) and float32(args.get("value", 0)):  # converted only to fill some padding
                 raise _fail(f"value {args['value']!r} must lie within float32's range (at most {FLOAT32_MAX:.8g}): "
                             "torch fills the padding with it as a float32")  # fmt: skip
             if len(shape) < count:

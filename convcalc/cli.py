@@ -20,7 +20,7 @@ import click
 
 from convcalc import __version__, layers
 from convcalc.errors import ConvcalcError
-from convcalc.schema import INT64
+from convcalc.formulas import INT64
 from convcalc.text import printable, size_text, verification_text
 
 __all__ = ["main"]
@@ -301,23 +301,25 @@ def _silence_stdout() -> None:
 
 
 def _on_sigterm() -> Any:
-    import signal
+    # _signal, the C module under signal: signal.py builds three enums on import, a noticeable part of what a
+    # quiet command costs (docs/benchmarks.md), and only its signal() is needed here
+    import _signal
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(128 + signum)  # unwinds, so that a temporary output file is removed
 
     try:
-        return signal.signal(signal.SIGTERM, stop)
+        return _signal.signal(_signal.SIGTERM, stop)
     except (ValueError, OSError):  # not the main thread
         return None
 
 
 def _restore_sigterm(previous: Any) -> None:
-    import signal
+    import _signal
 
     if previous is not None:
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            _signal.signal(_signal.SIGTERM, previous)
 
 
 @click.group(

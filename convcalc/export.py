@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import io
 import re
-from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convcalc.stack import DTYPES, Row, StackResult
 from convcalc.summary import footer, lines, megabytes
 from convcalc.text import arguments_text, field_text, printable, shape_text
+
+if TYPE_CHECKING:
+    from fractions import Fraction
 
 __all__ = ["CSV_COLUMNS", "markdown_text", "stack_csv", "stack_dict", "stack_markdown"]
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 __all__ = [
+    "INT64",
     "conv_formula",
     "conv_length",
     "conv_transpose_formula",
@@ -30,6 +31,9 @@ __all__ = [
     "smallest_length",
     "uncovered_length",
 ]
+
+INT64 = 2**63
+"""torch's sizes and integer arguments are 64-bit: every integer must lie in -2**63 < n < 2**63."""
 
 Padding = tuple[int, int]
 

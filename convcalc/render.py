@@ -20,7 +20,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich import box
 from rich.cells import cell_len
@@ -127,27 +127,50 @@ def _text(value: str, style: str = "") -> Text:
 
 
 def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str | Text]], right: Sequence[str] = (),
-           wrap: Sequence[str] = ()) -> Table:  # fmt: skip
+           wrap: Sequence[str] = (), *, unlimited: bool = False) -> Table:  # fmt: skip
     """A table in rich's SIMPLE_HEAD look. Only the ``wrap`` columns may break their cells (between words); the
     others are exactly as wide as their widest cell, so that rich never cuts a value short (and never measures
-    their cells again, which is most of what drawing a table costs)."""
+    their cells again, which is most of what drawing a table costs).
+
+    ``unlimited``: for an output of any width, where nothing wraps. The cells then come padded and justified
+    here, and rich draws them with no padding of its own: the same table, drawn in two thirds of the time."""
     heading = None if title is None else _text(title, "bold")
-    table = Table(title=heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="center")
-    cells = [[cell if isinstance(cell, Text) else _text(cell) for cell in row] for row in rows]
+    table = Table(title=heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="center",
+                  padding=0 if unlimited else (0, 1))  # fmt: skip
+    cells: list[list[str | Text]] = [[cell if isinstance(cell, Text) else printable(cell) for cell in row]
+                                     for row in rows]  # fmt: skip
     for number, column in enumerate(columns):
-        widest = max([cell_len(column), *(cell_len(line) for row in cells for line in row[number].plain.split("\n"))])
+        widths = [max(map(cell_len, (row[number] if isinstance(row[number], str) else row[number].plain).split("\n")))
+                  for row in cells]  # fmt: skip
+        widest = max([cell_len(column), *widths])
+        justify: Literal["left", "right"] = "right" if column in right else "left"
+        header: str | Text = column
+        if unlimited:  # rich's padding, one space inside each column edge but the table's own, done here
+            before, after = " " * (number > 0), " " * (number < len(columns) - 1)
+            for row, width in zip(cells, widths):
+                row[number] = _padded(row[number], widest - width, justify, before, after)
+            header = Text(_padded(column, widest - cell_len(column), justify, before, after))
+            widest += len(before) + len(after)
         table.add_column(
-            column,
-            justify="right" if column in right else "left",
+            header,
+            justify="left" if unlimited else justify,
             overflow="fold",
-            no_wrap=column not in wrap,
-            width=None if column in wrap else widest,  # fixed: rich measures no cell of it again
+            no_wrap=unlimited or column not in wrap,
+            width=widest if unlimited or column not in wrap else None,  # fixed: rich measures no cell of it again
             header_style="bold",
             style="bold" if column == "output" else "",
         )
     for row in cells:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
     return table
+
+
+def _padded(text: str | Text, fill: int, justify: str, before: str, after: str) -> str | Text:
+    """``text`` justified in ``fill`` more cells, with the padding rich would add around it."""
+    left, right = (before + " " * fill, after) if justify == "right" else (before, " " * fill + after)
+    if isinstance(text, str):
+        return left + text + right
+    return Text(left) + text + Text(right) if left or right else text
 
 
 def _narrowest(output: Console, table: Table) -> int:
@@ -309,7 +332,7 @@ def stack_report(
     shown = list(columns)
     hidden: list[str] = []
     while True:
-        table = _stack_table(title, columns, shown, cells)
+        table = _stack_table(output, title, columns, shown, cells)
         if _fits(output, table) or not any(column in shown for column in STACK_OPTIONAL):
             break
         column = next(column for column in STACK_OPTIONAL if column in shown)
@@ -346,9 +369,11 @@ def stack_report(
     return Group(*parts)
 
 
-def _stack_table(title: str, columns: list[str], shown: list[str], cells: list[list[str | Text]]) -> Table:
+def _stack_table(output: Console, title: str, columns: list[str], shown: list[str], cells: list[list[str | Text]]
+                 ) -> Table:  # fmt: skip
     keep = [columns.index(column) for column in shown]
-    return _table(title, shown, [[row[i] for i in keep] for row in cells], ("params", "MACs"), ("arguments", "torch"))
+    return _table(title, shown, [[row[i] for i in keep] for row in cells], ("params", "MACs"), ("arguments", "torch"),
+                  unlimited=output.width >= _UNLIMITED)  # fmt: skip
 
 
 # --- solve, fit, explain --------------------------------------------------------------------------------------

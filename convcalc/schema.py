@@ -19,13 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from convcalc.formulas import INT64  # the catalogue's checks use it from here too
+
 __all__ = ["FLOAT32_MAX", "INT64", "REQUIRED", "Arg", "Type", "check_arguments", "float32", "is_int"]
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """Marks an argument that has no default."""
-
-INT64 = 2**63
-"""torch's sizes and integer arguments are 64-bit: every integer must lie in -2**63 < n < 2**63."""
 
 FLOAT32_MAX = 3.4028234663852886e38
 """The largest float32: a layer's float arguments reach a float32 input's kernel as float32."""

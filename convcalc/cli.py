@@ -848,11 +848,13 @@ def _verify(family: layers.Family, size: tuple[int, ...], kwargs: dict[str, Any]
 def _working(message: str) -> contextlib.AbstractContextManager[Any]:
     """A spinner on standard error while torch works, where standard error is a terminal; nothing elsewhere, so
     that logs and pipes get no animation."""
+    from rich.text import Text  # not markup: a message never styles itself
+
     from convcalc.render import console, isatty
 
     if not isatty(sys.stderr) or os.environ.get("TERM") == "dumb":
         return contextlib.nullcontext()
-    return console(sys.stderr).status(printable(message), spinner="line")
+    return console(sys.stderr).status(Text(printable(message)), spinner="line")
 
 
 def _fail(message: str, verification: Any) -> NoReturn:

@@ -70,7 +70,7 @@ def verification_text(verification: Verification) -> str:
     where = " and ".join(verification.devices)
     torch = f"torch {verification.torch_version}"
     if verification.torch_shape is None:
-        outcome = f"rejects the layer ({verification.torch_error})"
+        outcome = f"rejects the layer ({printable(verification.torch_error)})"  # torch repeats what it was given
     else:
         outcome = f"gives {shape_text(verification.torch_shape)}"
     skipped = "; a CPU run would be too large" if verification.cpu_skipped else ""

@@ -611,3 +611,14 @@ def test_a_name_in_markdown_is_text_and_nothing_else(name: str) -> None:
     assert len(rows) == 4 and sum(token.type == "td_open" for token in tokens) == 3 * 8
     texts = ["".join(child.content for child in token.children or []) for token in tokens if token.type == "inline"]
     assert f"name={printable(name)}".strip() in [text.strip() for text in texts], (name, texts)
+
+
+def test_torchs_own_message_is_escaped_too() -> None:
+    """torch repeats a bad padding_mode in its message: --verify prints torch's verdict with the escape shown."""
+    pytest.importorskip("torch")
+    result = run("conv", "32", "--k", "3", "--padding-mode", "ze\x1b]0;owned\x07ros", "--verify")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["Error", "verify"]
+    assert "rejects the layer" in lines[1] and "\\x1b]0;owned\\x07" in lines[1]
+    assert not set(result.stderr) & {"\x1b", "\x07"}

@@ -93,40 +93,44 @@ def lines(result: StackResult, depth: int | None = None) -> list[Line]:
     """The rows of a stack's tables: every node (to ``depth`` levels of blocks, where given), in table order."""
     totals = subtotals(result)
     rows = []
-    for node, last, branch in _tree(result):
-        if depth is not None and node.depth + (branch is not None) >= depth:
+    for node, last, branch, level in _tree(result):
+        if depth is not None and level + (branch is not None) >= depth:
             continue
         if branch is not None:
             rows.append(Line(node=node, params=0, buffers=0, macs=0, hidden=0, last=last, branch=branch))
             continue
         params, buffers, macs, inside = totals[id(node)]
-        hidden = inside if depth is not None and node.depth == depth - 1 else 0  # the last level shown folds
+        hidden = inside if depth is not None and level == depth - 1 else 0  # the last level shown folds
         rows.append(Line(node=node, params=params, buffers=buffers, macs=macs, hidden=hidden, last=last))
     return rows
 
 
-def _tree(result: StackResult) -> Iterator[tuple[Node, tuple[bool, ...], str | None]]:
-    """Every node with its tree position, in table order; a branch's heading before its nodes where a block has
-    branches side by side (a Repeat's copies follow one another: no headings)."""
+_Place = tuple["Node", tuple[bool, ...], "str | None", int]
+
+
+def _tree(result: StackResult) -> Iterator[_Place]:
+    """Every node with its tree position and its level of blocks in the tree (0: a root), in table order; a
+    branch's heading before its nodes where a block has branches side by side (a Repeat's copies follow one
+    another: no headings). Where a block failed, the nodes that ran inside it are roots: the block has no row."""
     present = {id(node) for node in result.rows}
     roots = [node for node in result.rows if node.parent is None or id(node.parent) not in present]
 
-    def walk(nodes: list[Node], above: tuple[bool, ...]) -> Iterator[tuple[Node, tuple[bool, ...], str | None]]:
+    def walk(nodes: list[Node], above: tuple[bool, ...], level: int) -> Iterator[_Place]:
         for position, node in enumerate(nodes):
             last = (*above, position == len(nodes) - 1)
-            yield node, last, None
+            yield node, last, None, level
             branches: dict[str, list[Node]] = {}
             for child in node.children:
                 branches.setdefault(child.branch or "", []).append(child)
             if len(branches) < 2 or node.type == "Repeat":
-                yield from walk(node.children, last)
+                yield from walk(node.children, last, level + 1)
                 continue
             for number, (name, members) in enumerate(branches.items()):
                 heading = (*last, number == len(branches) - 1)
-                yield node, heading, name
-                yield from walk(members, heading)
+                yield node, heading, name, level
+                yield from walk(members, heading, level + 1)
 
-    yield from walk(roots, ())
+    yield from walk(roots, (), 0)
 
 
 class Footer(NamedTuple):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -119,6 +121,29 @@ def test_invalid_stack_prints_the_rows_before_the_failing_layer() -> None:
     data = json.loads(run("stack", "-", "--json", stdin=text).stdout)
     assert data["error"]["index"] == 2 and data["error"]["input_shape"] == [1, 4, 6, 6]
     assert len(data["layers"]) == 1
+
+
+FAILING_BLOCKS = [  # each ends where its one layer, a Conv2d to 16 channels that the join cannot take, is written
+    "Residual:\n      body:\n        - ",
+    "Parallel:\n      join: Add\n      branches:\n        - []\n        - - ",
+]
+
+
+@pytest.mark.parametrize("depth", [[], ["--depth", "1"], ["--depth", "2"]])
+@pytest.mark.parametrize("block", FAILING_BLOCKS)
+def test_layers_that_ran_inside_a_failing_block_show_at_any_depth(depth: list[str], block: str) -> None:
+    """The block has no row (its join failed), so the layers that ran inside it stand at the top: --depth 1 must
+    not fold them away, or the rows would not add up to the footer's params."""
+    text = ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: 8, kernel_size: 3}\n"
+            f"  - {block}Conv2d: {{out_channels: 16, kernel_size: 3, padding: 1}}\n")  # fmt: skip
+    result = run("stack", "-", "--csv", *depth, stdin=text)
+    assert result.exit_code == 1 and result.stderr.startswith("Error: <stdin>, line 4:"), result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    params = (3 * 3 * 3 + 1) * 8 + (8 * 3 * 3 + 1) * 16  # nn.Conv2d's weight and bias, both layers
+    assert [row["type"] for row in rows] == ["Conv2d", "Conv2d"]
+    assert sum(int(row["params"]) for row in rows) == params
+    table = run("stack", "-", *depth, stdin=text).stdout
+    assert f"params              {params:,}" in table and "8 -> 16, k=3 p=1" in table
 
 
 FILE_ERRORS = [

@@ -125,7 +125,7 @@ def stack_csv(result: StackResult, depth: int | None = None) -> str:
         node = line.node
         writer.writerow([
             node.id, 0 if node.parent is None else node.parent.id, node.label or node.index, node.depth, node.type,
-            printable(arguments_text(node.arguments, node.given)),
+            printable(arguments_text(node.arguments, node.given, node.type)),
             _size(node.input), _size(node.output), line.params, line.buffers, line.macs,
             field_text(node.receptive_field), field_text(node.jump), _size(node.uncovered), line.hidden,
         ])  # fmt: skip
@@ -160,7 +160,7 @@ def stack_markdown(result: StackResult, dtype: str = "float32", depth: int | Non
         name += f" ({line.hidden} inside)" if line.hidden else ""
         counts = (f"{line.params:,}", f"{line.macs:,}")
         cells = [str(node.id), "&nbsp;&nbsp;" * node.depth + markdown_text(name),
-                 markdown_text(arguments_text(node.arguments, node.given)), shape_text(node.output), *counts,
+                 markdown_text(arguments_text(node.arguments, node.given, node.type)), shape_text(node.output), *counts,
                  field_text(node.receptive_field), field_text(node.jump)]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
     totals = footer(result, DTYPES[dtype])

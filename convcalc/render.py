@@ -316,7 +316,7 @@ def stack_report(
         row = [
             str(node.id),
             _layer_name(line, output.options.ascii_only),
-            arguments_text(node.arguments, node.given),
+            arguments_text(node.arguments, node.given, node.type),
             shape_text(node.output),
             compact(line.params),
             compact(line.macs),

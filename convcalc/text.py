@@ -107,24 +107,29 @@ def _value_text(value: Any, per_axis: bool = True) -> str:
     return str(value)
 
 
-def arguments_text(arguments: dict[str, Any], given: tuple[str, ...]) -> str:
+def arguments_text(arguments: dict[str, Any], given: tuple[str, ...], layer: str = "") -> str:
     """The arguments that matter, short: ``3 -> 64, k=11 s=4 p=2``.
 
     Channels and features show as ``in -> out`` (the inferred ``in`` too: it
     answers where a Linear's 25088 comes from), a norm's channels or
     normalized shape as one size; other keywords only where the file gave them.
+    Per-axis values show as a size; a padding layer's ``padding`` is not per
+    axis (left, right, top, bottom...) and shows as the list it is.
 
     >>> arguments = {"in_channels": 3, "out_channels": 64, "kernel_size": (11, 11), "stride": 4}
     >>> arguments_text(arguments, given=("out_channels", "kernel_size", "stride"))
     '3 -> 64, k=11x11 s=4'
+    >>> arguments_text({"padding": (1, 2, 3, 4)}, given=("padding",), layer="ZeroPad2d")
+    'p=[1, 2, 3, 4]'
     """
+    sides = layer.endswith(("Pad1d", "Pad2d", "Pad3d"))
     parts = []
     for source, target in _CHANNELS.items():
         if source in arguments:
             parts.append(f"{arguments[source]} -> {arguments[target]}")
     parts += [_value_text(arguments[name]) for name in _FEATURES if name in arguments]
     shown = [
-        f"{_SHORT.get(name, name)}={_value_text(arguments[name], name in _SHORT)}"
+        f"{_SHORT.get(name, name)}={_value_text(arguments[name], name in _SHORT and not (sides and name == 'padding'))}"
         for name in given
         if name not in _CHANNELS and name not in _CHANNELS.values() and name not in _FEATURES and name != "inplace"
     ]

@@ -596,13 +596,12 @@ def solve(
     family = (
         layers.Family.CONV_TRANSPOSE if transposed else layers.Family(f"{kind}_pool") if kind else layers.Family.CONV
     )
-    bounds = {key: value for key, value in fixed.items()}
     try:
-        answers = search(input_size, output_size, family=family, **bounds)
+        answers = search(input_size, output_size, family=family, **fixed)
     except ConvcalcError as error:
         _usage(str(error))
     if not answers:
-        nearby = nearest_outputs(input_size, output_size, family=family, **bounds)
+        nearby = nearest_outputs(input_size, output_size, family=family, **fixed)
         near = " and ".join(size_text(size) for size in nearby)
         hint = f"; nearest outputs with answers: {near}" if near else ""
         _fail(

@@ -472,6 +472,9 @@ def excluded(name: str, arguments: dict[str, Any], shape: Shape, ours: Verdict, 
         # or more, even for its weights (docs/stack.md): a limit of storage, not a rule of shapes.
         if "Storage size calculation overflowed" in (theirs.reason or ""):
             return "storage torch cannot count"
+        # the same limit one step earlier: 2**63 elements or more, whose count itself overflows (2**21 cubed)
+        if "numel: integer multiplication overflow" in (theirs.reason or "") and math.prod(ours.output or ()) >= 2**63:
+            return "elements torch cannot count"
         # CPU torch's oneDNN transposed convolution truncates a stride or dilation of 2**31 or more to 32 bits
         # (docs/usage.md, with its other oneDNN quirk); torch's other backends take them.
         if name.startswith("ConvTranspose") and any(

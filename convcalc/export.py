@@ -48,7 +48,7 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "dtype": dtype,
         "parameter_bytes": result.parameter_bytes(dtype),
         "activation_bytes": result.activation_bytes(dtype),
-        "layers": _nest(list(result.walk())),
+        "layers": _nest(result.roots),
         "error": None
         if error is None
         else {"index": error.index, "type": error.layer, "input_shape": list(error.input_shape), "message": str(error)},
@@ -78,9 +78,10 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _nest(rows: list[Row]) -> list[dict[str, Any]]:
-    """The nodes as a tree: a block's nodes go in its ``blocks``, by branch (``body``, ``shortcut``, ``branch2``,
-    or a Repeat's copy number). The nodes of a block that failed, which is no node itself, stand at the top."""
+def _nest(roots: list[Row]) -> list[dict[str, Any]]:
+    """The nodes under ``roots`` as a tree: a block's nodes go in its ``blocks``, by branch (``body``,
+    ``shortcut``, ``branch2``, or a Repeat's copy number). The nodes of a block that failed, which is no node
+    itself, are roots."""
 
     plain: dict[int, dict[str, Any]] = {}
 
@@ -96,8 +97,7 @@ def _nest(rows: list[Row]) -> list[dict[str, Any]]:
             data["blocks"] = branches
         return data
 
-    present = {id(node) for node in rows}
-    return [entry(node) for node in rows if node.parent is None or id(node.parent) not in present]
+    return [entry(node) for node in roots]
 
 
 CSV_COLUMNS = ["id", "parent", "label", "depth", "type", "arguments", "input_shape", "output_shape", "params",

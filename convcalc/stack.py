@@ -144,11 +144,15 @@ class StackResult:
                 yield from after(child)
             yield node
 
-        # a block whose join failed is no node, but the nodes in it that ran are: they start walks of their own
+        for node in self.roots:
+            yield from after(node)
+
+    @property
+    def roots(self) -> list[Node]:
+        """The nodes in no block, in order. A block whose join failed is no node, but the nodes in it that ran
+        are: they are roots too."""
         present = {id(node) for node in self.rows}
-        for node in self.rows:
-            if node.parent is None or id(node.parent) not in present:
-                yield from after(node)
+        return [node for node in self.rows if node.parent is None or id(node.parent) not in present]
 
     @property
     def total_params(self) -> int:

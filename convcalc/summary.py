@@ -112,8 +112,6 @@ def _tree(result: StackResult) -> Iterator[_Place]:
     """Every node with its tree position and its level of blocks in the tree (0: a root), in table order; a
     branch's heading before its nodes where a block has branches side by side (a Repeat's copies follow one
     another: no headings). Where a block failed, the nodes that ran inside it are roots: the block has no row."""
-    present = {id(node) for node in result.rows}
-    roots = [node for node in result.rows if node.parent is None or id(node.parent) not in present]
 
     def walk(nodes: list[Node], above: tuple[bool, ...], level: int) -> Iterator[_Place]:
         for position, node in enumerate(nodes):
@@ -130,7 +128,7 @@ def _tree(result: StackResult) -> Iterator[_Place]:
                 yield node, heading, name, level
                 yield from walk(members, heading, level + 1)
 
-    yield from walk(roots, (), 0)
+    yield from walk(result.roots, (), 0)
 
 
 class Footer(NamedTuple):

@@ -300,6 +300,8 @@ def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
 def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
     dim = _wrap(args["dim"], len(shape), "dim")
     sizes = list(args["unflattened_size"])
+    if not sizes:
+        raise _fail("unflattened_size must not be empty: give the sizes dim splits into, e.g. [16, 7, 7]")
     if sum(1 for n in sizes if n == -1) > 1:
         raise _fail("unflattened_size may have only one -1")
     if any(n < -1 for n in sizes):

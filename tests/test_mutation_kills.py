@@ -293,6 +293,7 @@ def torch_verdict(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> tu
         ("Unflatten", {"dim": 1, "unflattened_size": [2, -1]}, (2, 6)),
         ("Unflatten", {"dim": 1, "unflattened_size": [-2, -3]}, (2, 6)),
         ("Unflatten", {"dim": 1, "unflattened_size": [-2, -1]}, (2, 6)),
+        ("Unflatten", {"dim": 0, "unflattened_size": []}, (1,)),  # found by the catalog test: torch wants sizes
         # catalog.py:315 ``len(shape) >= 2``: ``>=`` -> ``>``
         ("PReLU", {"num_parameters": 3}, (2, 3)),
         # catalog.py:330 ``math.prod(shape) // shape[1] == 1``: ``//`` -> ``*``

@@ -298,6 +298,8 @@ def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
+    if not shape:
+        raise _fail("takes a tensor with at least one dim to split, got a 0-D one")
     dim = _wrap(args["dim"], len(shape), "dim")
     sizes = list(args["unflattened_size"])
     if not sizes:
@@ -346,6 +348,8 @@ def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def _glu(shape: Shape, args: dict[str, Any]) -> Step:
+    if not shape:
+        raise _fail("takes a tensor with at least one dim, got a 0-D one (torch: glu does not support scalars)")
     dim = _wrap(args["dim"], len(shape), "dim")
     if shape[dim] % 2:
         raise _fail(f"halves dim {args['dim']}, whose size {shape[dim]} is odd")

@@ -61,6 +61,7 @@ ARC_STYLES = {  # stroke width and dashes of each kind of arc; all are drawn in 
 JOINED = ("Add", "Mul", "Concat")
 """Joins that take saved tensors (``with:``)."""
 SHAPES = {
+    0: "() a 0-D tensor",
     1: "size",
     2: "features",
     3: "channels x length",
@@ -297,7 +298,7 @@ class _Box:
 def _size(shape: tuple[int, ...]) -> tuple[float, float, float]:
     """Face height, thickness and depth (the skew) of a map's box, in pixels."""
     if len(shape) <= 2:  # a flat vector: a bar
-        return _scale(shape[-1], 14, 10), 8.0, 0.0
+        return _scale(shape[-1] if shape else 1, 14, 10), 8.0, 0.0  # a 0-D tensor (after mean) as one unit
     channels, spatial = shape[1], shape[2:]
     height = _scale(spatial[-2] if len(spatial) >= 2 else spatial[-1], 14, 8)
     depth = _scale(spatial[-1], 6, 2) if len(spatial) >= 2 else 0.0
@@ -385,7 +386,9 @@ def _label(text: str, x: float, y: float, anchor: str, colour: str, background: 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     """A map's label: its shape without the batch, every axis kept (a 3-D map's depth too)."""
-    return "x".join(str(n) for n in shape[1:]) if len(shape) > 1 else str(shape[0])
+    if len(shape) <= 1:
+        return str(shape[0]) if shape else "()"  # a 0-D tensor: no axis to show
+    return "x".join(str(n) for n in shape[1:])
 
 
 def draw_svg(result: StackResult, *, width: int = 1200, theme: str = "light", title: str | None = None) -> str:

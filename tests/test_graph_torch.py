@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import event, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -81,6 +81,10 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tens
         return nn.Flatten(args["start_dim"], args["end_dim"])(x)
     if name == "MaxPool1d":
         return nn.MaxPool1d(args["kernel_size"])(x)
+    if name == "GLU":
+        return nn.GLU(args["dim"])(x)
+    if name == "Unflatten":
+        return nn.Unflatten(args["dim"], args["unflattened_size"])(x)
     raise AssertionError(name)
 
 
@@ -88,7 +92,8 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tens
 def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
     dim = st.integers(-rank - 2, rank + 1)
     name = draw(st.sampled_from(["permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze",
-                                 "unsqueeze", "select", "mean", "ReLU", "Linear", "Flatten", "MaxPool1d"]))  # fmt: skip
+                                 "unsqueeze", "select", "mean", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU",
+                                 "Unflatten"]))  # fmt: skip
     if name == "permute":
         order = draw(st.permutations(list(range(rank))))
         if draw(st.integers(0, 5)) == 0:  # a wrong one: too short, a dim twice, out of range
@@ -118,6 +123,10 @@ def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
         return name, {"start_dim": draw(dim), "end_dim": draw(dim)}
     if name == "MaxPool1d":  # a window on the last axis, after the axes have moved
         return name, {"kernel_size": draw(st.integers(1, 2))}
+    if name == "GLU":  # halves a dim; a 0-D tensor (after mean) has none
+        return name, {"dim": draw(dim)}
+    if name == "Unflatten":
+        return name, {"dim": draw(dim), "unflattened_size": draw(st.lists(st.sampled_from([1, 2, -1]), max_size=3))}
     return name, {}
 
 
@@ -137,6 +146,8 @@ def method_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dic
 
 @settings(max_examples=1500, deadline=None)
 @given(case=method_chains())
+@example(case=((1, 2), [("mean", {"keepdim": False}), ("GLU", {"dim": 0})]))  # 0-D tensors: torch refuses
+@example(case=((1, 2), [("mean", {"keepdim": False}), ("Unflatten", {"dim": 0, "unflattened_size": [1]})]))
 def test_tensor_methods_match_torch_step_by_step(
     case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]],
 ) -> None:

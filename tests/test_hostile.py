@@ -622,3 +622,14 @@ def test_torchs_own_message_is_escaped_too() -> None:
     assert [line.split(":")[0] for line in lines] == ["Error", "verify"]
     assert "rejects the layer" in lines[1] and "\\x1b]0;owned\\x07" in lines[1]
     assert not set(result.stderr) & {"\x1b", "\x07"}
+
+
+def test_a_0d_output_prints_and_draws() -> None:
+    """mean() over every dim leaves a 0-D tensor, which torch allows: -q shows it as (), draw as a box."""
+    import xml.etree.ElementTree as ElementTree
+
+    text = "input: [1, 2]\nlayers: [mean]\n"
+    assert run("stack", "-", "-q", stdin=text).stdout == "()\n"
+    drawn = run("draw", "-", stdin=text)
+    assert drawn.exit_code == 0, drawn.stderr
+    ElementTree.fromstring(drawn.stdout)

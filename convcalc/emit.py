@@ -139,15 +139,13 @@ def _forward(nodes: list[Node]) -> list[str]:
              if position[id(node)] > made(source) + 1}  # fmt: skip
     kept: dict[int, str] = {}
     said: dict[int, list[str]] = {}
-    variables: dict[str, str] = {}
-    for node in nodes:  # a kept tensor that a Save names takes the Save's variable
-        if node.type == "Save":
+    for node in nodes:  # a kept tensor that a Save names is a saved_N, one variable per tensor (a name saved twice
+        if node.type == "Save":  # names two tensors, and a Residual may still need the first)
             source = _source(node)
             key = id(source) if source else 0
             if key in later:
-                name = node.arguments["name"]
-                kept.setdefault(key, variables.setdefault(name, f"saved_{len(variables) + 1}"))
-                said.setdefault(key, []).append(ascii(name))
+                kept.setdefault(key, f"saved_{len(kept) + 1}")
+                said.setdefault(key, []).append(ascii(node.arguments["name"]))
     for node in computing:
         if id(node) in later:
             kept.setdefault(id(node), f"out_{node.label.replace('.', '_')}")

@@ -65,9 +65,9 @@ HELPERS = {
         return self.gamma * x
 ''',
     "center_crop": '''def center_crop(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The middle of ``saved``, as large as ``like`` along every spatial axis."""
+    """The middle of ``saved``, as large as ``like`` along every spatial axis (none below 3-D)."""
     starts = [(s - n) // 2 for s, n in zip(saved.shape[2:], like.shape[2:])]
-    index = [slice(None), slice(None)]
+    index = [slice(None)] * min(saved.dim(), 2)
     index += [slice(a, a + n) for a, n in zip(starts, like.shape[2:])]
     return saved[tuple(index)]
 ''',

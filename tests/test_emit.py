@@ -180,3 +180,32 @@ def test_a_file_name_with_triple_quotes_stays_a_comment(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-c", result.stdout], capture_output=True, text=True, check=True)
     assert "owned" not in run.stdout
     assert '# stack file: \'x""";print("owned");"""\'' in result.stdout
+
+
+def test_a_name_saved_twice_is_two_tensors_and_the_shortcut_survives_it() -> None:
+    """A Save inside a Residual's body that reuses a name: the shortcut (the block's input) and the second 'c'
+    must stay two variables, or ``x + shortcut`` adds the wrong tensor (found by a hostile test)."""
+    text = (
+        "input: [2, 4]\nlayers:\n  - Residual:\n      body:\n        - Save: c\n"
+        "        - Linear: {out_features: 1}\n        - Save: c\n        - ReLU\n        - Mul: {with: c}\n"
+    )
+    code = CliRunner().invoke(main, ["stack", "-", "--emit", "torch"], input=text).stdout
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(code, "emitted.py", "exec"), namespace)
+    network = namespace["Network"]()
+    x = torch.randn(2, 4)
+    linear = next(module for module in network.modules() if isinstance(module, nn.Linear))
+    expected = x + torch.relu(linear(x)) * linear(x)  # the block as torch code writes it
+    torch.testing.assert_close(network(x), expected)
+
+
+@pytest.mark.parametrize("shape", [(2,), (2, 3), (1, 2, 5)])
+def test_centre_crop_below_two_spatial_axes(shape: tuple[int, ...]) -> None:
+    """crop: center crops spatial axes only; a 1-D or 2-D tensor has none, and the emitted helper must not index
+    axes it lacks (found by a hostile test)."""
+    text = f"input: {list(shape)}\nlayers:\n  - Save: a\n  - Concat: {{with: a, dim: -1, crop: center}}\n"
+    code = CliRunner().invoke(main, ["stack", "-", "--emit", "torch"], input=text).stdout
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(code, "emitted.py", "exec"), namespace)
+    x = torch.randn(shape)
+    torch.testing.assert_close(namespace["Network"]()(x), torch.cat([x, x], dim=-1))

@@ -423,6 +423,13 @@ def _joined(how: str, shapes: list[tuple[str, Shape, str]], dim: int, crop: Any)
     """The shape of joining tensors with Concat, Add or Mul, as torch does; each tensor comes with its name and
     what follows its shape in a message (where it was saved)."""
     (first, out, first_where), rest = shapes[0], shapes[1:]
+    if how == "Concat":  # torch.cat checks these of a single tensor too (a Parallel of one branch)
+        for name, shape, where in shapes:
+            if not shape:
+                raise InvalidLayerError(f"cannot concatenate {name}{where}: it is a 0-D tensor, and torch.cat "
+                                        "takes tensors of at least one dim")  # fmt: skip
+        if not -len(out) <= dim < len(out):
+            raise InvalidLayerError(f"dim {dim} is out of range for a {len(out)}-D input")
     for name, shape, where in rest:
         if how == "Concat":
             out = _concat(out, shape, dim, crop, (first, first_where), (name, where))

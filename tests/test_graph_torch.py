@@ -290,3 +290,20 @@ def test_layer_scale_as_convnext_writes_it(shape: tuple[int, ...], dim: int) -> 
         return
     assert ours(shape, [("LayerScale", {"dim": dim})]) == ([tuple(out.shape)], None)
     assert run_stack(shape, resolve([("LayerScale", {"dim": dim}, None)])).total_params == gamma.numel()
+
+
+@pytest.mark.parametrize("rank", [1, 2, 4])
+@pytest.mark.parametrize("dim", range(-6, 6))
+@pytest.mark.parametrize("reduce", [False, True])
+def test_a_parallel_of_one_branch_is_checked_as_torch_cat_checks_it(rank: int, dim: int, reduce: bool) -> None:
+    """torch.cat checks its dim and refuses 0-D tensors even when given one tensor (found by a hostile test)."""
+    shape = (1, 2, 3, 4)[:rank]
+    branch = [("mean", {}, None)] if reduce else []
+    x = torch.zeros(shape).mean() if reduce else torch.zeros(shape)
+    try:
+        theirs: tuple[int, ...] | None = tuple(torch.cat([x], dim=dim).shape)
+    except (IndexError, RuntimeError):
+        theirs = None
+    items = [("Parallel", {"join": "Concat", "dim": dim, "branches": [branch]})]
+    result = run_stack(shape, resolve((name, args, None) for name, args in items), suggest=False)
+    assert (result.output if result.error is None else None) == theirs

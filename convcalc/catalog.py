@@ -292,9 +292,9 @@ def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
     end = _wrap(args["end_dim"], len(shape), "end_dim")
     if start > end:
         raise _fail(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}")
-    if not shape:
-        return Step(output=(1,), whole=True)
-    return Step(output=(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :]), whole=True)
+    out = (1,) if not shape else (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+    restride = tensor_ops.reshape(shape, {"shape": out}).restride  # x.flatten(): a view where one is possible
+    return Step(output=out, whole=True, restride=restride)
 
 
 def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
@@ -317,11 +317,18 @@ def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(
             f"unflattened_size {sizes} multiplies to {known}, not to the size {shape[dim]} of dim {args['dim']}"
         )
-    return Step(output=(*shape[:dim], *sizes, *shape[dim + 1 :]), whole=True)
+    out = (*shape[:dim], *sizes, *shape[dim + 1 :])
+    restride = tensor_ops.view(shape, {"shape": out}).restride  # x.unflatten(): always a view
+    return Step(output=out, whole=True, restride=restride)
 
 
 def _same(shape: Shape, args: dict[str, Any]) -> Step:
     return Step(output=shape, keeps_layout=True)
+
+
+def _same_shape(shape: Shape, args: dict[str, Any]) -> Step:
+    """An activation whose kernel writes a new contiguous tensor (RReLU, LogSigmoid), not laid out as its input."""
+    return Step(output=shape)
 
 
 def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]], Step]:
@@ -339,7 +346,7 @@ def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
     mixes: tuple[int, ...] = ()
     if args["dim"] is not None:
         mixes = (_wrap(args["dim"], len(shape), "dim"),)
-    return Step(output=shape, keeps_layout=True, mixes=mixes)
+    return Step(output=shape, mixes=mixes)  # softmax writes a contiguous tensor, whatever its input's layout
 
 
 def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
@@ -353,7 +360,8 @@ def _glu(shape: Shape, args: dict[str, Any]) -> Step:
     dim = _wrap(args["dim"], len(shape), "dim")
     if shape[dim] % 2:
         raise _fail(f"halves dim {args['dim']}, whose size {shape[dim]} is odd")
-    return Step(output=(*shape[:dim], shape[dim] // 2, *shape[dim + 1 :]))
+    # each output unit multiplies two inputs half the dim apart; the halves keep the input's layout
+    return Step(output=(*shape[:dim], shape[dim] // 2, *shape[dim + 1 :]), mixes=(dim,), keeps_layout=True)
 
 
 def _prelu(shape: Shape, args: dict[str, Any]) -> Step:
@@ -361,7 +369,7 @@ def _prelu(shape: Shape, args: dict[str, Any]) -> Step:
     if count != 1:
         channels = shape[1] if len(shape) >= 2 else 1
         _check_match("num_parameters", count, channels, "channels")
-    return Step(output=shape, params=count)
+    return Step(output=shape, params=count, keeps_layout=True)
 
 
 def _batch_norm(dims: int) -> Callable[[Shape, dict[str, Any]], Step]:
@@ -536,7 +544,8 @@ def _pixel_shuffle(shape: Shape, args: dict[str, Any]) -> Step:
     from fractions import Fraction
 
     windows = (SAME,) * (len(shape) - 4) + (Window(1, Fraction(1, r)),) * 2 if len(shape) >= 4 else None
-    return Step(output=(*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r), windows=windows)
+    mixes = (len(shape) - 3,)  # the channels: a 5-D input's third dim is one, not a spatial axis
+    return Step(output=(*shape[:-3], c // (r * r), shape[-2] * r, shape[-1] * r), windows=windows, mixes=mixes)
 
 
 def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
@@ -545,7 +554,8 @@ def _pixel_unshuffle(shape: Shape, args: dict[str, Any]) -> Step:
         if size % r:
             raise _fail(f"the {axis} {size} is not divisible by downscale_factor {r}")
     windows = (SAME,) * (len(shape) - 4) + (Window(r, r),) * 2 if len(shape) >= 4 else None
-    return Step(output=(*shape[:-3], shape[-3] * r * r, shape[-2] // r, shape[-1] // r), windows=windows)
+    mixes = (len(shape) - 3,)
+    return Step(output=(*shape[:-3], shape[-3] * r * r, shape[-2] // r, shape[-1] // r), windows=windows, mixes=mixes)
 
 
 def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], Step]:
@@ -601,7 +611,9 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
                 raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
         elif any(n < 1 for n in sizes):
             raise _fail(f"negative padding leaves no input: {_text(tuple(out))}")
-        return Step(output=tuple(out))  # the receptive field keeps its size; padding only shifts it
+        # the receptive field keeps its size (padding only shifts it); a constant pad that adds nothing is a clone
+        # of the cropped input, which keeps its layout, and any other pad writes a new contiguous tensor
+        return Step(output=tuple(out), keeps_layout=mode == "constant" and all(pad <= 0 for pad in pads))
 
     return apply
 
@@ -727,7 +739,7 @@ def _kinds() -> dict[str, Kind]:
     add("ReLU", _same, inplace)
     add("ReLU6", _same, inplace)
     add("LeakyReLU", _same, scalar("negative_slope", 0.01), inplace)
-    add("RReLU", _same, scalar("lower", 0.125), scalar("upper", 1 / 3), inplace,
+    add("RReLU", _same_shape, scalar("lower", 0.125), scalar("upper", 1 / 3), inplace,
         check=_ordered("lower", "upper", strict=False))  # fmt: skip
     add("ELU", _same, scalar("alpha", 1.0), inplace)
     add("CELU", _same, scalar("alpha", 1.0, check=_celu_alpha), inplace)
@@ -747,7 +759,7 @@ def _kinds() -> dict[str, Kind]:
         None if value >= 0 else "must not be negative")))  # fmt: skip
     add("Hardshrink", _same, scalar("lambd", 0.5))
     add("Tanhshrink", _same)
-    add("LogSigmoid", _same)
+    add("LogSigmoid", _same_shape)
     add("Threshold", _same, scalar("threshold"), scalar("value"), inplace)
 
     # what a network does that is no torch.nn class: tensor methods, under torch's names

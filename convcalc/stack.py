@@ -219,6 +219,10 @@ class _State:
         """The tensor's axes were merged, split or broadcast to a new rank: no input axis is followed any more."""
         return _State(self.field, self.jump, self.chains, (None,) * len(self.dims)).whole()
 
+    def laid_out(self, strides: tuple[int, ...] | None) -> _State:
+        """The same tensor with these strides (None: contiguous)."""
+        return self if strides == self.strides else _State(self.field, self.jump, self.chains, self.dims, strides)
+
     def widest(self, other: _State) -> _State:
         """Join two tensors: each axis sees the larger field of the two."""
         fields = tuple(None if a is None or b is None else max(a, b) for a, b in zip(self.field, other.field))
@@ -259,10 +263,14 @@ class _State:
             )
         elif len(step.output) != len(shape):
             state = state.lost()
+        strides: tuple[int, ...] | None = None
         if step.restride is not None:
-            strides: tuple[int, ...] | None = step.restride(self.strides or tensor_ops.contiguous(shape))
-        else:
-            strides = self.strides if step.keeps_layout else None
+            strides = step.restride(self.strides or tensor_ops.contiguous(shape))
+        elif step.keeps_layout and (self.strides is not None or step.output != shape):
+            strides = tensor_ops.elementwise_strides(step.output, [(step.output, self.strides or
+                                                                    tensor_ops.contiguous(shape))])  # fmt: skip
+        if strides is not None and strides == tensor_ops.contiguous(step.output):
+            strides = None
         if state is self and strides is self.strides:
             return self
         return _State(state.field, state.jump, state.chains, state.dims, strides)
@@ -361,7 +369,9 @@ class _Run:
         joined = ends[0][2]
         for _, _, other in ends[1:]:
             joined = joined.widest(other)
-        return out, joined if all(len(end) == len(out) for _, end, _ in ends) else joined.lost()
+        if not all(len(end) == len(out) for _, end, _ in ends):
+            joined = joined.lost()
+        return out, joined.laid_out(_join_strides(how, [(end_shape, end_state) for _, end_shape, end_state in ends]))
 
     def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
         if spec.type == "Save":
@@ -393,9 +403,8 @@ class _Run:
             joined = joined.widest(other_state)
         if any(len(other) != len(out) for _, other, _ in others) or len(shape) != len(out):
             joined = joined.lost()
-        elif spec.type != "Concat" and out == shape and joined.strides is None:
-            joined = _State(joined.field, joined.jump, joined.chains, joined.dims, state.strides)
-        return out, joined
+        tensors = [(shape, state), *((other, other_state) for _, other, other_state in others)]
+        return out, joined.laid_out(_join_strides(spec.type, tensors))
 
     def layer(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
         key = (spec.key, shape)
@@ -436,6 +445,22 @@ def _joined(how: str, shapes: list[tuple[str, Shape, str]], dim: int, crop: Any)
         else:
             out = _broadcast(out, shape, (first, first_where), (name, where))
     return out
+
+
+def _join_strides(how: str, tensors: list[tuple[Shape, _State]]) -> tuple[int, ...] | None:
+    """The strides of a join's result (None: contiguous): torch.cat writes a contiguous tensor (channels-last
+    inputs aside, which convcalc does not follow); ``a + b + c`` lays each sum out as TensorIterator does."""
+    if how == "Concat" or all(state.strides is None for _, state in tensors):
+        return None
+    shape, state = tensors[0]
+    strides = state.strides or tensor_ops.contiguous(shape)
+    for other, other_state in tensors[1:]:
+        out = _broadcast(shape, other, ("", ""), ("", ""))
+        strides = tensor_ops.elementwise_strides(
+            out, [(shape, strides), (other, other_state.strides or tensor_ops.contiguous(other))]
+        )
+        shape = out
+    return None if strides == tensor_ops.contiguous(shape) else strides
 
 
 def full_arguments(spec: LayerSpec, shape: Shape) -> dict[str, Any]:

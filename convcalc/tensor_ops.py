@@ -36,7 +36,7 @@ from convcalc.errors import InvalidLayerError
 if TYPE_CHECKING:
     from convcalc.catalog import Step
 
-__all__ = ["contiguous", "view_strides"]
+__all__ = ["contiguous", "elementwise_strides", "view_strides"]
 
 Shape = tuple[int, ...]
 Strides = tuple[int, ...]
@@ -75,6 +75,81 @@ def contiguous(shape: Shape) -> Strides:
         strides.append(step)
         step *= max(size, 1)
     return tuple(reversed(strides))
+
+
+def _dense_in_order(shape: Shape, strides: Strides, order: Sequence[int]) -> bool:
+    """Whether the dims, fastest first in ``order``, are packed with no gap (dims of size 1 take any stride)."""
+    expected = 1
+    for d in order:
+        if shape[d] != 1:
+            if strides[d] != expected:
+                return False
+            expected *= shape[d]
+    return True
+
+
+def _channels_last(shape: Shape) -> tuple[int, ...] | None:
+    """The dims fastest first in torch's channels-last format (C, W, H, N; 3-D: C, W, H, D, N), for 4-D and 5-D."""
+    return (1, 3, 2, 0) if len(shape) == 4 else (1, 4, 3, 2, 0) if len(shape) == 5 else None
+
+
+def elementwise_strides(shape: Shape, operands: Sequence[tuple[Shape, Strides]]) -> Strides:
+    """The strides of an elementwise result of ``shape`` (an activation, ``a + b``, ``a * b``) from its inputs', as
+    torch's TensorIterator lays it out (ATen/TensorIterator.cpp): contiguous where every input is, channels-last
+    where every input is, an input's own strides where all are dense alike, else dense with the dims ordered as
+    the inputs' strides order them (the first input deciding), broadcast dims not counting.
+
+    >>> elementwise_strides((2, 4), [((2, 4), (12, 1))])  # x[:, 0] of a (2, 3, 4) tensor, then ReLU: a new tensor
+    (4, 1)
+    >>> elementwise_strides((2, 4, 3), [((2, 4, 3), (12, 1, 4)), ((2, 4, 3), (12, 3, 1))])  # transposed + not
+    (12, 1, 4)
+    """
+    rank = len(shape)
+    if all(size == shape for size, _ in operands):
+        order = _channels_last(shape)
+        if all(_dense_in_order(shape, strides, range(rank - 1, -1, -1)) for _, strides in operands):
+            return contiguous(shape)
+        if order is not None and all(_dense_in_order(shape, strides, order) for _, strides in operands):
+            out, step = [0] * rank, 1
+            for d in order:
+                out[d], step = step, step * max(shape[d], 1)
+            return tuple(out)
+        last = operands[-1][1]
+        if all(strides == last for _, strides in operands) and _dense_in_order(
+            shape, last, sorted(range(rank), key=lambda d: last[d])
+        ):
+            return last
+    expanded = [
+        tuple(0 if i < rank - len(size) or size[i - rank + len(size)] != shape[i] else strides[i - rank + len(size)]
+              for i in range(rank))
+        for size, strides in operands
+    ]  # fmt: skip
+
+    def should_swap(d0: int, d1: int) -> int:
+        for strides in expanded:
+            s0, s1 = strides[d0], strides[d1]
+            if s0 == 0 or s1 == 0:
+                continue
+            if s0 != s1:
+                return -1 if s0 < s1 else 1
+            if shape[d0] > shape[d1]:
+                return 1
+        return 0
+
+    perm = list(range(rank - 1, -1, -1))  # fastest first; an insertion sort that leaves ambiguous pairs alone
+    for i in range(1, rank):
+        moving = i
+        for before in range(i - 1, -1, -1):
+            comparison = should_swap(perm[before], perm[moving])
+            if comparison > 0:
+                perm[before], perm[moving] = perm[moving], perm[before]
+                moving = before
+            elif comparison < 0:
+                break
+    out, step = [0] * rank, 1
+    for d in perm:
+        out[d], step = step, step * shape[d]
+    return tuple(out)
 
 
 def view_strides(old: Shape, strides: Strides, new: Shape) -> Strides | None:
@@ -339,7 +414,10 @@ def multihead_attention(shape: Shape, args: dict[str, Any]) -> Step:
     keys = length + args["add_bias_kv"] + args["add_zero_attn"]
     macs = batch * length * 4 * embed * embed + 2 * batch * length * keys * embed
     sequence = len(shape) - 2 if len(shape) == 3 and args["batch_first"] else 0
-    return _step(output=shape, params=params, macs=macs, mixes=(sequence,))
+    restride = None
+    if len(shape) == 3 and args["batch_first"]:  # torch works in (S, N, E) and hands back a transposed view
+        restride = lambda strides: (embed, batch * embed, 1)  # noqa: E731
+    return _step(output=shape, params=params, macs=macs, mixes=(sequence, len(shape) - 1), restride=restride)
 
 
 def transformer_encoder_layer(shape: Shape, args: dict[str, Any]) -> Step:

@@ -15,7 +15,9 @@ skipped and the verification says so.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -307,10 +309,13 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
             if node.type in ("Add", "Mul", "Concat") and len(inputs) < 2:  # an unknown saved name: torch code fails
                 raise NameError(f"no tensor was saved as {node.arguments.get('with')!r}")
             join = node.arguments.get("join", "Add") if node.type in ("Residual", "Parallel") else node.type
-            if kind is None and join in ("Add", "Mul"):
+            if kind is None and join in ("Add", "Mul") and all(x.is_contiguous() for x in inputs):
                 # torch's own broadcasting rule: on the meta device + and * go through torch's Python reference
-                # kernels, whose first use imports torch._dynamo (about a second)
+                # kernels, whose first use imports torch._dynamo (about a second); contiguous inputs make a
+                # contiguous result, so only a join of other layouts pays for them, to lay its result out as torch does
                 out = torch.empty(torch.broadcast_shapes(*(x.shape for x in inputs)), device="meta")
+            elif kind is None and join in ("Add", "Mul"):
+                out = functools.reduce(operator.add if join == "Add" else operator.mul, inputs)
             elif kind is None or kind.form is not Form.MODULE:
                 out, params = _by_code(torch, namespace, node, inputs)
             else:

@@ -53,8 +53,9 @@ def same(mine: tuple[list[Any], int | None], theirs: tuple[list[Any], int | None
 # --- tensor methods -------------------------------------------------------------------------------------------
 
 
-def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tensor:
-    """The step as torch code writes it (the test's own reading of torch's methods, not convcalc's)."""
+def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[str, Any] | None = None) -> torch.Tensor:
+    """The step as torch code writes it (the test's own reading of torch's methods, not convcalc's); ``saved``
+    holds the tensors Save names, for Add and Mul."""
     if name == "permute":
         return x.permute(*args["dims"])
     if name == "transpose":
@@ -83,17 +84,33 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any]) -> torch.Tens
         return nn.MaxPool1d(args["kernel_size"])(x)
     if name == "GLU":
         return nn.GLU(args["dim"])(x)
+    if name in ("Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU"):
+        return getattr(nn, name)(**args)(x)
+    if name == "MultiheadAttention":  # self-attention, as convcalc reads it
+        attention = nn.MultiheadAttention(x.shape[-1] if x.dim() else 1, args["num_heads"],
+                                          batch_first=args["batch_first"])  # fmt: skip
+        return attention(x, x, x, need_weights=False)[0]
+    if name == "Save":
+        assert saved is not None
+        saved[args["name"]] = x
+        return x
+    if name in ("Add", "Mul"):
+        assert saved is not None
+        return x + saved[args["with"]] if name == "Add" else x * saved[args["with"]]
     if name == "Unflatten":
         return nn.Unflatten(args["dim"], args["unflattened_size"])(x)
     raise AssertionError(name)
 
 
+METHODS = ("permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze", "unsqueeze", "select",
+           "mean", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax", "LogSigmoid", "PReLU",
+           "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
+
+
 @st.composite
-def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
+def method(draw: st.DrawFn, rank: int, names: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
     dim = st.integers(-rank - 2, rank + 1)
-    name = draw(st.sampled_from(["permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze",
-                                 "unsqueeze", "select", "mean", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU",
-                                 "Unflatten"]))  # fmt: skip
+    name = draw(st.sampled_from(names or METHODS))
     if name == "permute":
         order = draw(st.permutations(list(range(rank))))
         if draw(st.integers(0, 5)) == 0:  # a wrong one: too short, a dim twice, out of range
@@ -127,6 +144,14 @@ def method(draw: st.DrawFn, rank: int) -> tuple[str, dict[str, Any]]:
         return name, {"dim": draw(dim)}
     if name == "Unflatten":
         return name, {"dim": draw(dim), "unflattened_size": draw(st.lists(st.sampled_from([1, 2, -1]), max_size=3))}
+    if name == "Softmax":  # writes a contiguous tensor whatever its input's layout
+        return name, {"dim": draw(dim)}
+    if name == "ZeroPad1d":  # a pad that adds nothing keeps the layout; one that adds writes a contiguous tensor
+        return name, {"padding": draw(st.lists(st.integers(-1, 1), min_size=2, max_size=2))}
+    if name in ("Save", "Add", "Mul"):  # an Add or Mul with the tensor saved last (or a refusal, if none was)
+        return name, {"name" if name == "Save" else "with": "s"}
+    if name == "MultiheadAttention":  # batch_first hands back a transposed view
+        return name, {"num_heads": 1, "batch_first": draw(st.booleans())}
     return name, {}
 
 
@@ -135,7 +160,7 @@ def method_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dic
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=1, max_size=4)))
     items = []
     rank = len(shape)
-    for _ in range(draw(st.integers(1, 5))):
+    for _ in range(draw(st.integers(1, 6))):
         item = draw(method(rank))
         items.append(item)
         rank = max(
@@ -151,16 +176,50 @@ def method_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dic
 def test_tensor_methods_match_torch_step_by_step(
     case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]],
 ) -> None:
-    shape, items = case
+    check_chain(*case)
+
+
+LAYOUT = ("permute", "transpose", "select", "MultiheadAttention")
+KEEPS_OR_NOT = ("ReLU", "Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "GLU", "Flatten", "Unflatten",
+                "Linear", "flatten", "reshape", "Save", "Add", "Mul")  # fmt: skip
+
+
+@st.composite
+def layout_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]]:
+    """A tensor laid out otherwise than contiguous (permute, transpose, select, attention with batch_first), a
+    Save of it, one to three layers that keep a layout or write a contiguous tensor, and a view that needs one."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=2, max_size=4)))
+    items = [draw(method(len(shape), LAYOUT)), ("Save", {"name": "s"})]
+    rank = len(shape)
+    for _ in range(draw(st.integers(1, 3))):
+        items.append(draw(method(rank, KEEPS_OR_NOT)))
+    items.append(("view", {"shape": draw(st.sampled_from([[-1], [-1, 1], [1, -1], [2, -1]]))}))
+    return shape, items
+
+
+@settings(max_examples=800, deadline=None)
+@given(case=layout_chains())
+def test_views_after_layers_fail_where_torch_fails(
+    case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]],
+) -> None:
+    """Whether a view can merge dims depends on how each layer before it lays its result out (TensorIterator's
+    rule for elementwise layers and joins, a new contiguous tensor for softmax, a view for flatten)."""
+    check_chain(*case)
+
+
+def check_chain(shape: tuple[int, ...], items: list[tuple[str, dict[str, Any]]]) -> None:
+    """convcalc agrees with torch, run on a real CPU tensor, on every step's shape and on the first step torch
+    refuses."""
     theirs: list[tuple[int, ...]] = []
     failing = None
     x = torch.zeros(shape)
+    saved: dict[str, Any] = {}
     for index, (name, args) in enumerate(items, start=1):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                x = torch_method(x, name, args)
-        except REJECTS:
+                x = torch_method(x, name, args, saved)
+        except (*REJECTS, KeyError):  # KeyError: an Add of a name not saved, which convcalc refuses too
             failing = index
             break
         if 0 in x.shape or x.dim() > 64:
@@ -307,3 +366,41 @@ def test_a_parallel_of_one_branch_is_checked_as_torch_cat_checks_it(rank: int, d
     items = [("Parallel", {"join": "Concat", "dim": dim, "branches": [branch]})]
     result = run_stack(shape, resolve((name, args, None) for name, args in items), suggest=False)
     assert (result.output if result.error is None else None) == theirs
+
+
+@st.composite
+def strided_tensors(draw: st.DrawFn, rank: int | None = None) -> torch.Tensor:
+    """A tensor with torch's own strides after a permute, a select, a step slice or none: dense or not."""
+    rank = draw(st.integers(1, 5)) if rank is None else rank
+    x = torch.zeros(draw(st.lists(st.integers(1, 4), min_size=rank + 1, max_size=rank + 1)))
+    how = draw(st.sampled_from(["select", "slice", "none"]))
+    if how == "select":
+        x = x.select(draw(st.integers(0, rank)), 0)
+    elif how == "slice":
+        x = x.narrow(rank, 0, 1).squeeze(rank) if draw(st.booleans()) else x[..., ::2].flatten(-2) if rank else x
+        x = x.reshape(x.shape[:rank]) if x.dim() > rank else x
+    else:
+        x = x.select(rank, 0)
+    return x.permute(draw(st.permutations(range(x.dim()))))
+
+
+@settings(max_examples=600, deadline=None)
+@given(data=st.data())
+def test_elementwise_results_are_laid_out_as_torch_lays_them_out(data: st.DataObject) -> None:
+    """convcalc's TensorIterator rule against torch's: the strides of relu(a) and of a + b, broadcasting included,
+    for tensors with the strides torch gives them (dims of size 1, whose stride means nothing, left out)."""
+    from convcalc.tensor_ops import elementwise_strides
+
+    a = data.draw(strided_tensors())
+    b = data.draw(st.one_of(st.none(), strided_tensors(a.dim()), strided_tensors()))
+    if b is None:
+        out = torch.relu(a)
+        ours = elementwise_strides(tuple(a.shape), [(tuple(a.shape), a.stride())])
+    else:
+        try:
+            out = a + b
+        except RuntimeError:
+            return  # shapes that do not broadcast: the join's own test covers them
+        ours = elementwise_strides(tuple(out.shape), [(tuple(a.shape), a.stride()), (tuple(b.shape), b.stride())])
+    keep = [d for d in range(out.dim()) if out.shape[d] != 1]
+    assert [ours[d] for d in keep] == [out.stride()[d] for d in keep], (a.shape, a.stride(), b is None or b.stride())

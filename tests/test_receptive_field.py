@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import pytest
 import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -141,3 +142,53 @@ def test_area_upsampling_field_is_its_widest_window(length: int, size: int) -> N
         widest = max(widest, int(seen.max() - seen.min()) + 1)
     (row,) = run_stack((1, 1, length), resolve([("Upsample", {"size": size, "mode": "area"}, None)])).rows
     assert row.receptive_field == (widest,)
+
+
+def spans_per_axis(shape: tuple[int, ...], layers: list[nn.Module]) -> list[int]:
+    """For each spatial axis of the input (dims 2 on), the widest span of input positions whose gradient for one
+    output element is not zero, over every output element (weights all 1, so no term cancels)."""
+    network = nn.Sequential(*layers).double()
+    for parameter in network.parameters():
+        nn.init.constant_(parameter, 1.0)
+    x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    out = network(x)
+    out = out[0] if isinstance(out, tuple) else out
+    widest = [0] * (len(shape) - 2)
+    for index in range(out.numel()):
+        (grad,) = torch.autograd.grad(out.flatten()[index], x, retain_graph=True)
+        seen = torch.nonzero(grad)
+        for axis in range(len(widest)):
+            positions = seen[:, axis + 2]
+            widest[axis] = max(widest[axis], int(positions.max() - positions.min()) + 1)
+    return widest
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, embed: int, batch_first: bool) -> None:
+        super().__init__()
+        self.attention = nn.MultiheadAttention(embed, 1, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x, x, x, need_weights=False)[0]
+
+
+FIELD_CASES = [  # found by a hostile test: each field was narrower than what the output depends on
+    ((1, 4, 8), [("MultiheadAttention", {"num_heads": 1, "batch_first": True})], [SelfAttention(8, True)]),
+    ((1, 4, 8), [("MultiheadAttention", {"num_heads": 1, "batch_first": False})], [SelfAttention(8, False)]),
+    ((1, 1, 4), [("GLU", {"dim": -1})], [nn.GLU(-1)]),
+    ((1, 1, 6, 2), [("GLU", {"dim": 2})], [nn.GLU(2)]),
+    ((1, 1, 4, 1, 1), [("PixelShuffle", {"upscale_factor": 2}), ("Linear", {"out_features": 1})],
+     [nn.PixelShuffle(2), nn.Linear(2, 1)]),
+    ((1, 1, 1, 4, 2, 2), [("PixelUnshuffle", {"downscale_factor": 2}), ("Linear", {"out_features": 1})],
+     [nn.PixelUnshuffle(2), nn.Linear(1, 1)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("shape", "items", "layers"), FIELD_CASES)
+def test_a_field_is_never_narrower_than_what_torch_reads(shape: tuple[int, ...], items: list[Any],
+                                                        layers: list[nn.Module]) -> None:  # fmt: skip
+    result = run_stack(shape, resolve((name, args, None) for name, args in items))
+    assert result.error is None, result.error
+    fields = result.rows[-1].receptive_field
+    for field, span in zip(fields, spans_per_axis(shape, layers)):
+        assert field is None or field >= span, (fields, span)

@@ -458,8 +458,7 @@ def stack(
     convcalc stack examples/alexnet.yaml --input 8x3x224x224 --json
     cat net.yaml | convcalc stack - -q
     """
-    from convcalc.errors import StackSpecError
-    from convcalc.stack import DTYPES, run_stack
+    from convcalc.stack import DTYPES
 
     if sum((as_json, as_csv, markdown, quiet)) > 1:
         _usage("--json, --csv, --markdown and --quiet exclude each other")
@@ -471,11 +470,7 @@ def stack(
         _usage(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if depth is not None and (as_json or quiet or emit):
         _usage("--depth goes with the table, --markdown or --csv: drop --json, --quiet or --emit")
-    name, shape, specs = _read_stack(file)
-    try:
-        result = run_stack(input_shape or shape, specs)
-    except StackSpecError as error:
-        _fail(f"{name}: {error}", None)
+    name, specs, result = _run_stack_file(file, input_shape)
     verification = None
     if verify:
         from convcalc.verify import verify_stack
@@ -523,8 +518,7 @@ def stack(
                     parts.append(explain_report(f"#{node.id} {title}", blocks))
         show(output, *parts)
     if result.error is not None:
-        line = result.error.line
-        click.echo(printable(f"Error: {name}{f', line {line}' if line else ''}: {result.error}"), err=True)
+        click.echo(printable(f"Error: {_where(name, result.error.line)}: {result.error}"), err=True)
     if verification is not None and (result.error is not None or not verification.agrees):
         from convcalc.text import stack_verification_text
 
@@ -708,21 +702,14 @@ def draw(
     convcalc draw examples/resnet18.yaml -o resnet18.png --png --theme dark
     """
     from convcalc.draw import draw_svg
-    from convcalc.errors import StackSpecError
-    from convcalc.stack import run_stack
 
     if output == "":
         _usage("--output '' is not a file name: give a file name, or - for standard output")
     if png and output is None:
         _usage("--png needs --output FILE (or --output - for standard output)")
-    name, shape, specs = _read_stack(file)
-    try:
-        result = run_stack(input_shape or shape, specs)
-    except StackSpecError as error:
-        _fail(f"{name}: {error}", None)
+    name, _, result = _run_stack_file(file, input_shape)
     if result.error is not None:
-        line = result.error.line
-        _fail(f"{name}{f', line {line}' if line else ''}: {result.error}", None)
+        _fail(f"{_where(name, result.error.line)}: {result.error}", None)
     svg = draw_svg(result, width=width, theme=theme, title=title)
     data = svg.encode()
     if png:
@@ -744,6 +731,24 @@ def draw(
         _fail(f"{output}: {error}", None)
 
 
+def _where(name: str, line: int | None) -> str:
+    """Where in a stack file something is: ``net.yaml, line 4`` (the file alone where no line is known)."""
+    return f"{name}, line {line}" if line else name
+
+
+def _run_stack_file(file: str, input_shape: tuple[int, ...] | None) -> tuple[str, Any, Any]:
+    """The name to report, the checked specs and the run of a stack file (on ``input_shape`` where given), or exit
+    1 saying why the file cannot be run. A layer that fails is in the run's ``error``."""
+    from convcalc.errors import StackSpecError
+    from convcalc.stack import run_stack
+
+    name, shape, specs = _read_stack(file)
+    try:
+        return name, specs, run_stack(input_shape or shape, specs)
+    except StackSpecError as error:
+        _fail(f"{name}: {error}", None)
+
+
 def _read_stack(file: str) -> tuple[str, tuple[int, ...], Any]:
     """The name to report, the input shape and the checked specs of a stack file, or exit 1 saying why."""
     from convcalc.files import FileProblem, read_text
@@ -754,7 +759,7 @@ def _read_stack(file: str) -> tuple[str, tuple[int, ...], Any]:
         text = read_text(file, getattr(sys.stdin, "buffer", None))
         shape, specs = load_stack(text, name)
     except FileProblem as error:
-        _fail(f"{name}{'' if error.line is None else f', line {error.line}'}: {error}", None)
+        _fail(f"{_where(name, error.line)}: {error}", None)
     except StackFileError as error:
         _fail(str(error), None)
     return name, shape, specs

@@ -607,14 +607,13 @@ def solve(
         click.echo(answers[0].options())
     elif as_json:
         import json
-        from dataclasses import asdict
 
         data = {
             "input_size": list(input_size),
             "output_size": list(output_size),
             "family": family.value,
             "count": len(answers),
-            "answers": [asdict(answer) for answer in answers[:limit]],
+            "answers": [answer.as_dict() for answer in answers[:limit]],
         }
         click.echo(json.dumps(data))
     else:
@@ -656,9 +655,8 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
         _usage(f"--range {size_range}: {error}")
     if as_json:
         import json
-        from dataclasses import asdict
 
-        click.echo(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in asdict(found).items()}))
+        click.echo(json.dumps(found.as_dict()))
         return
     from convcalc.render import console, fit_report, show
 

@@ -81,6 +81,11 @@ class Fit:
     smallest: int | None
     """The smallest size (from 1) the stack takes at all."""
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (``fit --json``)."""
+        return {"low": self.low, "high": self.high, "valid": list(self.valid), "lossless": list(self.lossless),
+                "smallest": self.smallest}  # fmt: skip
+
 
 def _shape(input_shape: Sequence[int], size: int) -> tuple[int, ...]:
     return (*input_shape[:2], *(size for _ in input_shape[2:]))

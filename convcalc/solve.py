@@ -69,6 +69,10 @@ class Answer:
         """The same as convcalc options: ``--kernel-size 3 --stride 2 --padding 1``."""
         return " ".join(option if value is True else f"{option} {value}" for _, option, value in self._settings())
 
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data, every field (``solve --json``)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
 
 def _values(fixed: int | None, low: int, high: int) -> range:
     return range(fixed, fixed + 1) if fixed is not None else range(low, high + 1)

@@ -326,6 +326,11 @@ def _same(shape: Shape, args: dict[str, Any]) -> Step:
     return Step(output=shape, keeps_layout=True)
 
 
+def _itself(shape: Shape, args: dict[str, Any]) -> Step:
+    """Identity: the input tensor itself, strides and all (not a new tensor laid out as it)."""
+    return Step(output=shape, restride=lambda strides: strides)
+
+
 def _same_shape(shape: Shape, args: dict[str, Any]) -> Step:
     """An activation whose kernel writes a new contiguous tensor (RReLU, LogSigmoid), not laid out as its input."""
     return Step(output=shape)
@@ -343,15 +348,15 @@ def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]],
 
 
 def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
-    mixes: tuple[int, ...] = ()
-    if args["dim"] is not None:
-        mixes = (_wrap(args["dim"], len(shape), "dim"),)
+    # no dim: torch's legacy choice, dim 0 for a 0-D, 1-D or 3-D input, else dim 1
+    dim = args["dim"] if args["dim"] is not None else 0 if len(shape) in (0, 1, 3) else 1
+    mixes = (_wrap(dim, len(shape), "dim"),)
     return Step(output=shape, mixes=mixes)  # softmax writes a contiguous tensor, whatever its input's layout
 
 
 def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
     _rank(shape, (3, 4), "(N, C, H, W) or unbatched")
-    return Step(output=shape)
+    return Step(output=shape, mixes=(len(shape) - 3,))  # softmax over the channels, dim -3
 
 
 def _glu(shape: Shape, args: dict[str, Any]) -> Step:
@@ -712,7 +717,7 @@ def _kinds() -> dict[str, Kind]:
         Arg("out_features", Type.INT, check=_at_least(0)), bias)  # fmt: skip
     add("Flatten", _flatten, Arg("start_dim", Type.INT, 1), Arg("end_dim", Type.INT, -1))
     add("Unflatten", _unflatten, Arg("dim", Type.INT), Arg("unflattened_size", Type.SIZES))
-    add("Identity", _same)
+    add("Identity", _itself)
     for name in ("Dropout", "AlphaDropout", "FeatureAlphaDropout"):
         add(name, _dropout(None), *dropout)
     add("GroupNorm", _group_norm, Arg("num_groups", Type.INT), Arg("num_channels", Type.INT, infer=features), eps,
@@ -817,9 +822,10 @@ def _kinds() -> dict[str, Kind]:
 LAYERS: dict[str, Kind] = _kinds()
 """Every supported torch.nn class by name."""
 
+_ELEMENTWISE_RULES = (_same, _itself, _same_shape, _softmax, _softmax2d, _prelu)
 ELEMENTWISE = frozenset(
     name
     for name, kind in LAYERS.items()
-    if kind.apply in (_same, _softmax, _softmax2d, _prelu) or name.startswith(("Dropout", "AlphaDropout", "Feature"))
+    if kind.apply in _ELEMENTWISE_RULES or name.startswith(("Dropout", "AlphaDropout", "Feature"))
 )
 """Layers that work element by element and keep their input's shape: activations, dropout, softmax, PReLU."""

@@ -441,6 +441,8 @@ def _joined(how: str, shapes: list[tuple[str, Shape, str]], dim: int, crop: Any)
             raise InvalidLayerError(f"dim {dim} is out of range for a {len(out)}-D input")
     for name, shape, where in rest:
         if how == "Concat":
+            if crop:  # each saved tensor is cropped to the first (the input), as torch_code's center_crop does
+                shape = _cropped(shapes[0][1], shape, (first, first_where), (name, where))
             out = _concat(out, shape, dim, crop, (first, first_where), (name, where))
         else:
             out = _broadcast(out, shape, (first, first_where), (name, where))
@@ -516,6 +518,16 @@ def _mismatch(left: Shape, right: Shape) -> str:
     return "shapes must be equal, or 1 where they differ"
 
 
+def _cropped(base: Shape, other: Shape, first: tuple[str, str], named: tuple[str, str]) -> Shape:
+    """``other`` centre-cropped to ``base`` along every spatial axis (dims 2 on), or an error where it is smaller."""
+    if len(base) != len(other):
+        return other  # torch.cat's rank check says so
+    if any(o < b for o, b in zip(other[2:], base[2:])):
+        raise InvalidLayerError(f"{named[0]} {_text(other)}{named[1]} is smaller than {first[0]} {_text(base)}"
+                                f"{first[1]}, so it cannot be cropped to it")  # fmt: skip
+    return (*other[:2], *base[2:])
+
+
 def _concat(shape: Shape, other: Shape, dim: int, crop: Any, first: tuple[str, str], named: tuple[str, str]) -> Shape:
     """torch.cat([x, other], dim) of the first tensor (``shape``) and another (``other``), each named with where it
     was saved."""
@@ -526,10 +538,6 @@ def _concat(shape: Shape, other: Shape, dim: int, crop: Any, first: tuple[str, s
     if not -len(shape) <= dim < len(shape):
         raise InvalidLayerError(f"dim {dim} is out of range for a {len(shape)}-D input")
     axis = dim % len(shape)
-    if crop:
-        if any(o < s for o, s in zip(other[2:], shape[2:])):
-            raise InvalidLayerError(f"{theirs} is smaller than {mine}, so it cannot be cropped to it")
-        other = (*other[:2], *shape[2:])
     for i, (a, b) in enumerate(zip(shape, other)):
         if i != axis and a != b:
             theirs = f"{name} {_text(other)}{named[1]}"

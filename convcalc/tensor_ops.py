@@ -433,4 +433,7 @@ def transformer_encoder_layer(shape: Shape, args: dict[str, Any]) -> Step:
         batch * length * 4 * embed * embed + 2 * batch * length * length * embed + 2 * batch * length * embed * hidden
     )
     sequence = len(shape) - 2 if len(shape) == 3 and args["batch_first"] else 0
-    return _step(output=shape, params=params, macs=macs, mixes=(sequence, len(shape) - 1))
+    # norm_first ends in x + ff(...): laid out as its input, as an Add is; else a LayerNorm's new tensor ends it
+    return _step(
+        output=shape, params=params, macs=macs, mixes=(sequence, len(shape) - 1), keeps_layout=args["norm_first"]
+    )

@@ -157,7 +157,8 @@ def check_text(check: LayerCheck) -> str:
         return "ok" if check.torch_shape is not None else "ok, rejects"
     if check.torch_shape is None:
         return printable(f"DIFFERS: torch rejects ({check.torch_error})")
-    return f"DIFFERS: torch gives {shape_text(check.torch_shape)}, {check.torch_params:,} params"
+    params = "" if check.torch_params is None else f", {check.torch_params:,} params"  # a join or method has none
+    return f"DIFFERS: torch gives {shape_text(check.torch_shape)}{params}"
 
 
 def stack_verification_text(verification: StackVerification) -> str:

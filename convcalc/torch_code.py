@@ -66,6 +66,8 @@ HELPERS = {
 ''',
     "center_crop": '''def center_crop(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The middle of ``saved``, as large as ``like`` along every spatial axis (none below 3-D)."""
+    if any(s < n for s, n in zip(saved.shape[2:], like.shape[2:])):
+        raise ValueError("the saved tensor is smaller: it cannot be cropped")
     starts = [(s - n) // 2 for s, n in zip(saved.shape[2:], like.shape[2:])]
     index = [slice(None)] * min(saved.dim(), 2)
     index += [slice(a, a + n) for a, n in zip(starts, like.shape[2:])]

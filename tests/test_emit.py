@@ -209,3 +209,21 @@ def test_centre_crop_below_two_spatial_axes(shape: tuple[int, ...]) -> None:
     exec(compile(code, "emitted.py", "exec"), namespace)
     x = torch.randn(shape)
     torch.testing.assert_close(namespace["Network"]()(x), torch.cat([x, x], dim=-1))
+
+
+@pytest.mark.parametrize(("length", "crop"), [(4, 0), (10, 4), (9, 3)])
+def test_a_concat_crops_every_saved_tensor_to_the_input(length: int, crop: int) -> None:
+    """Several saved tensors with crop: each is cropped to the input (the first tensor), not to what the
+    concatenation has grown to; torch code written here, with its own centre crop (found by a hostile test)."""
+    text = (f"input: [1, 1, {length}]\nlayers:\n  - Save: a\n  - ZeroPad1d: [[{-crop}, {-crop}]]\n"
+            "  - Concat: {with: [a, a], dim: 2, crop: center}\n")  # fmt: skip
+    result = CliRunner().invoke(main, ["stack", "-", "--emit", "torch"], input=text)
+    assert result.exit_code == 0, result.stderr
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(result.stdout, "emitted.py", "exec"), namespace)
+    x = torch.randn(1, 1, length)
+    inner = x[..., crop : length - crop]
+    middle = x[..., (length - inner.shape[-1]) // 2 :][..., : inner.shape[-1]]
+    torch.testing.assert_close(namespace["Network"]()(x), torch.cat([inner, middle, middle], dim=2))
+    quiet = CliRunner().invoke(main, ["stack", "-", "-q"], input=text).stdout.strip()
+    assert quiet == "x".join(map(str, (1, 1, 3 * inner.shape[-1])))

@@ -85,7 +85,7 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
         return nn.MaxPool1d(args["kernel_size"])(x)
     if name == "GLU":
         return nn.GLU(args["dim"])(x)
-    if name in ("Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU"):
+    if name in ("Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "Identity"):
         return getattr(nn, name)(**args)(x)
     if name == "MultiheadAttention":  # self-attention, as convcalc reads it
         attention = nn.MultiheadAttention(x.shape[-1] if x.dim() else 1, args["num_heads"],
@@ -181,8 +181,8 @@ def test_tensor_methods_match_torch_step_by_step(
 
 
 LAYOUT = ("permute", "transpose", "select", "MultiheadAttention")
-KEEPS_OR_NOT = ("ReLU", "Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "GLU", "Flatten", "Unflatten",
-                "Linear", "flatten", "reshape", "Save", "Add", "Mul")  # fmt: skip
+KEEPS_OR_NOT = ("Identity", "ReLU", "Softmax", "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "GLU", "Flatten",
+                "Unflatten", "Linear", "flatten", "reshape", "Save", "Add", "Mul")  # fmt: skip
 
 
 @st.composite

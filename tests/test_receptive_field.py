@@ -176,6 +176,8 @@ FIELD_CASES = [  # found by a hostile test: each field was narrower than what th
     ((1, 4, 8), [("MultiheadAttention", {"num_heads": 1, "batch_first": True})], [SelfAttention(8, True)]),
     ((1, 4, 8), [("MultiheadAttention", {"num_heads": 1, "batch_first": False})], [SelfAttention(8, False)]),
     ((1, 1, 4), [("GLU", {"dim": -1})], [nn.GLU(-1)]),
+    ((1, 1, 6), [("permute", {"dims": [2, 0, 1]}), ("Softmax", {})], [Permute([2, 0, 1]), nn.Softmax()]),
+    ((1, 1, 4), [("permute", {"dims": [2, 1, 0]}), ("Softmax2d", {})], [Permute([2, 1, 0]), nn.Softmax2d()]),
     ((1, 1, 6, 2), [("GLU", {"dim": 2})], [nn.GLU(2)]),
     ((1, 1, 4, 1, 1), [("PixelShuffle", {"upscale_factor": 2}), ("Linear", {"out_features": 1})],
      [nn.PixelShuffle(2), nn.Linear(2, 1)]),

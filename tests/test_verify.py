@@ -290,3 +290,21 @@ def test_stack_verify_memory_is_bounded_whatever_the_channels() -> None:
     *output, peak = child.stdout.splitlines()
     assert output == ["1x100000000x8x8"], child.stderr
     assert int(peak) / 1024 < 1024, int(peak) / 1024
+
+
+def test_a_differing_join_without_params_prints_its_verdict() -> None:
+    """A join or tensor method has no parameter count: the table's verdict line must not need one."""
+    from convcalc.text import check_text
+
+    check = verify.LayerCheck(index=2, type="Concat", torch_shape=(1, 1, 6), torch_params=None, torch_error=None,
+                              agrees=False)  # fmt: skip
+    assert check_text(check) == "DIFFERS: torch gives (1, 1, 6)"
+
+
+@pytest.mark.parametrize("layers_text", ["[LayerScale: {dim: 2}]", "[mean, PositionEmbedding]"])
+def test_a_learned_tensor_convcalc_refuses_is_no_disagreement(layers_text: str) -> None:
+    """ClassToken, PositionEmbedding and LayerScale are convcalc's own modules: torch has no class to ask, so a
+    refusal of one is not reported as torch disagreeing (found by a hostile test)."""
+    result = CliRunner().invoke(main, ["stack", "-", "--verify"], input=f"input: [4, 7]\nlayers: {layers_text}\n")
+    assert result.exit_code == 1
+    assert "DISAGREES" not in result.stderr and "agrees" in result.stderr.splitlines()[-1]

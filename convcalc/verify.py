@@ -179,8 +179,11 @@ def verify_layer(
 
 
 def _cpu_elements(result: LayerResult, groups: int) -> int:
-    """The larger of input and output elements at the fewest channels: what a CPU run costs."""
-    return max(groups, 1) * max(math.prod(result.input), math.prod(result.output))
+    """What a CPU run costs at the fewest channels: the larger of input elements and output elements times the
+    taps of a window (torch's CPU kernels visit every tap, padding included: a MaxPool1d of kernel_size 10**12 on
+    10 pixels loops for hours, and one of 2**63 - 1 crashes the process)."""
+    taps = math.prod(axis.kernel_size for axis in result.axes)
+    return max(groups, 1) * max(math.prod(result.input), math.prod(result.output) * taps)
 
 
 def _run(

@@ -308,3 +308,17 @@ def test_a_learned_tensor_convcalc_refuses_is_no_disagreement(layers_text: str) 
     result = CliRunner().invoke(main, ["stack", "-", "--verify"], input=f"input: [4, 7]\nlayers: {layers_text}\n")
     assert result.exit_code == 1
     assert "DISAGREES" not in result.stderr and "agrees" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("kernel", ["9223372036854775807", "1000000000000"])
+def test_a_window_of_many_taps_is_not_run_on_the_cpu(kernel: str) -> None:
+    """torch's CPU MaxPool1d visits every tap of its window: 10**12 taps ran for hours and 2**63 - 1 crashed the
+    process (found by a hostile test); --verify answers from the meta device there."""
+    import subprocess
+
+    command = [sys.executable, "-m", "convcalc", "pool", "10", "--dims", "1", "--k", kernel, "--ceil-mode", "--verify",
+               "--json"]  # fmt: skip
+    child = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert child.returncode == 0, child.stderr
+    verdict = json.loads(child.stdout)["verify"]
+    assert verdict["agrees"] and verdict["devices"] == ["meta"]

@@ -221,6 +221,13 @@ class _Main(click.Group):
             code = error.exit_code
         except (click.Abort, KeyboardInterrupt, EOFError):
             code = 130
+        except (KeyError, ValueError) as error:  # click's completion reads its variables unchecked
+            if not os.environ.get("_CONVCALC_COMPLETE"):
+                raise
+            click.echo(f"Error: shell completion found its variables missing or unreadable ({printable(str(error))}): "
+                       "it runs from the script that _CONVCALC_COMPLETE=bash_source convcalc prints "
+                       "(docs/completion.md)", err=True)  # fmt: skip
+            code = 1
         except (BrokenPipeError, _PipeClosed):
             _silence_stdout()
             code = 141

@@ -633,3 +633,19 @@ def test_a_0d_output_prints_and_draws() -> None:
     drawn = run("draw", "-", stdin=text)
     assert drawn.exit_code == 0, drawn.stderr
     ElementTree.fromstring(drawn.stdout)
+
+
+COMPLETION_ENVIRONMENTS = [
+    {"_CONVCALC_COMPLETE": "bash_complete"},
+    {"_CONVCALC_COMPLETE": "zsh_complete"},
+    {"_CONVCALC_COMPLETE": "bash_complete", "COMP_WORDS": "convcalc", "COMP_CWORD": "abc"},
+]
+
+
+@pytest.mark.parametrize("env", COMPLETION_ENVIRONMENTS)
+def test_completion_without_its_variables_is_one_error_line(env: dict[str, str]) -> None:
+    """click's completion reads COMP_WORDS and the like unchecked (KeyError, ValueError); found by a hostile test."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith(("COMP_", "_CONVCALC"))}
+    child = subprocess.run(CONVCALC, env=clean | env, capture_output=True, check=False)
+    assert child.returncode == 1
+    assert one_error(child.stderr).startswith("Error: shell completion found its variables missing")

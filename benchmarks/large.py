@@ -19,20 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from stack import long_stack  # 3x3 convs and ReLUs in turn
 from startup import measure
 
 LOADER = "import sys, yaml; yaml.load(open(sys.argv[1]), Loader=yaml.CSafeLoader)"
-
-
-def plain(layers: int, folder: Path) -> Path:
-    """``layers`` layers: 3x3 convs and ReLUs in turn."""
-    body = "".join(
-        "  - Conv2d: {out_channels: 8, kernel_size: 3, padding: 1}\n" if i % 2 == 0 else "  - ReLU\n"
-        for i in range(layers)
-    )
-    path = folder / f"plain_{layers}.yaml"
-    path.write_text(f"input: [1, 8, 32, 32]\nlayers:\n{body}")
-    return path
 
 
 BLOCK = """  - Residual:
@@ -71,7 +61,7 @@ def main() -> None:
     convcalc = [script] if script else [python, "-m", "convcalc"]
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        files = {"convs and ReLUs": plain(args.layers, folder), "blocks": blocks(args.layers, folder)}
+        files = {"convs and ReLUs": long_stack(args.layers, folder), "blocks": blocks(args.layers, folder)}
         cases: dict[str, list[str]] = {}
         for kind, path in files.items():
             cases[f"{kind}: PyYAML CSafeLoader alone"] = [python, "-c", LOADER, str(path)]

@@ -288,13 +288,10 @@ def _wrap(dim: int, rank: int, argument: str) -> int:
 
 
 def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
-    start = _wrap(args["start_dim"], len(shape), "start_dim")
-    end = _wrap(args["end_dim"], len(shape), "end_dim")
-    if start > end:
-        raise _fail(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}")
-    out = (1,) if not shape else (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
-    restride = tensor_ops.reshape(shape, {"shape": out}).restride  # x.flatten(): a view where one is possible
-    return Step(output=out, whole=True, restride=restride)
+    """nn.Flatten is ``x.flatten(start_dim, end_dim)``: the method's rule and checks, a view where one is possible;
+    the receptive field of its merged axes is given up (``whole``), where the method follows them."""
+    step = tensor_ops.flatten(shape, args)
+    return Step(output=step.output, whole=True, restride=step.restride)
 
 
 def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from convcalc import layers, tensor_ops
 from convcalc.errors import InvalidLayerError
 from convcalc.schema import FLOAT32_MAX, INT64, REQUIRED, Arg, Type, float32
+from convcalc.step import SAME, Step, Window, wrap_dim
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -26,47 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Form", "Kind", "Step", "Window"]
 
 Shape = tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Window:
-    """What a layer does to the receptive field on one axis, as in Araujo et al. (Distill, 2019).
-
-    ``rf_out = rf_in + (extent - 1) * jump_in`` and ``jump_out = jump_in * stride``.
-    """
-
-    extent: int = 1
-    stride: Fraction | int = 1
-    """An int where it is whole (int arithmetic is many times faster than Fraction's)."""
-
-
-SAME = Window()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Step:
-    """One layer applied to one shape."""
-
-    output: Shape
-    params: int = 0
-    buffers: int = 0
-    macs: int = 0
-    windows: tuple[Window, ...] | None = None
-    """One Window per spatial axis, on the input's trailing axes; None for a layer that leaves the receptive field
-    as it is."""
-    whole: bool = False
-    """True where every output depends on the whole input (Flatten, adaptive pooling)."""
-    mixes: tuple[int, ...] = ()
-    """Input dims whose elements the layer combines (Linear: the last): an axis there sees all of itself."""
-    dims: tuple[int | None, ...] | None = None
-    """Where each input dim goes in the output (permute, squeeze...); None: merged or removed. None for all of
-    it: the dims stay where they are."""
-    uncovered: tuple[int, ...] = ()
-    """Input pixels per axis that no window reaches (conv and pooling)."""
-    restride: Callable[[tuple[int, ...]], tuple[int, ...]] | None = None
-    """A view's strides from its input's (tensor methods); it raises InvalidLayerError where no view is possible."""
-    keeps_layout: bool = False
-    """Whether the output has the input's memory layout (elementwise layers); otherwise it is contiguous."""
 
 
 class Form(enum.Enum):
@@ -129,8 +89,9 @@ def _channel_axis(shape: Shape, dims: int) -> int:
 
 def _check_match(argument: str, given: int, actual: int, what: str) -> None:
     if given != actual:
-        raise _fail(
-            f"{argument} is {given} but the input has {actual} {what}: use {argument}: {actual}, or leave it out"
+        raise InvalidLayerError(
+            f"{argument} is {given} but the input has {actual} {what}: use {argument}: {actual}, or leave it out",
+            parameter=argument,
         )
 
 
@@ -176,7 +137,8 @@ def _conv(dims: int, transposed: bool) -> Callable[[Shape, dict[str, Any]], Step
             macs=result.macs,
             windows=windows,
             mixes=(c,),  # every output channel reads every input channel of its group
-            uncovered=tuple(axis.uncovered or 0 for axis in result.axes),
+            uncovered=() if transposed else tuple(axis.uncovered for axis in result.axes),  # no windows read it
+            unread=() if transposed else tuple(axis.unread for axis in result.axes),
         )
 
     return apply
@@ -225,7 +187,8 @@ def _pool(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
         return Step(
             output=(*shape[:-dims], *result.output),
             windows=_windows(result),
-            uncovered=tuple(axis.uncovered or 0 for axis in result.axes),
+            uncovered=tuple(axis.uncovered for axis in result.axes),
+            unread=tuple(axis.unread for axis in result.axes),
         )
 
     return apply
@@ -250,15 +213,23 @@ def _adaptive(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
             resolved = [shape[len(shape) - dims + i] if value is None else value for i, value in enumerate(sizes)]
             if all(value == 1 for value in resolved):
                 # torch takes a mean over the last axes here (None counting as the input's size), whatever the rank
-                return Step(output=(*shape[:-dims], *resolved), whole=True)
+                return _adaptive_step(shape, tuple(resolved))
         _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         out = tuple(shape[-dims + i] if value is None else value for i, value in enumerate(sizes))
         for value in out:
             if value < 0:
                 raise _fail(f"output_size must be at least 0, got {value}")
-        return Step(output=(*shape[:-dims], *out), whole=True)
+        return _adaptive_step(shape, out)
 
     return apply
+
+
+def _adaptive_step(shape: Shape, out: Shape) -> Step:
+    """An adaptive pool to ``out`` on the last axes: output i reads the input's ``[floor(i*L/n), ceil((i+1)*L/n))``,
+    the windows area upsampling reads too (an identity where ``out`` is the input's size)."""
+    lengths = shape[len(shape) - len(out) :]
+    windows = tuple(Window(_area_window(length, n), _ratio(length, n) if n else 1) for length, n in zip(lengths, out))
+    return Step(output=(*shape[: len(shape) - len(out)], *out), windows=windows)
 
 
 def _linear(shape: Shape, args: dict[str, Any]) -> Step:
@@ -280,24 +251,10 @@ def _linear(shape: Shape, args: dict[str, Any]) -> Step:
     )  # fmt: skip
 
 
-def _wrap(dim: int, rank: int, argument: str) -> int:
-    size = max(rank, 1)
-    if not -size <= dim < size:
-        raise _fail(f"{argument} {dim} is out of range for a {rank}-D input: use {-size}..{size - 1}")
-    return dim % size
-
-
-def _flatten(shape: Shape, args: dict[str, Any]) -> Step:
-    """nn.Flatten is ``x.flatten(start_dim, end_dim)``: the method's rule and checks, a view where one is possible;
-    the receptive field of its merged axes is given up (``whole``), where the method follows them."""
-    step = tensor_ops.flatten(shape, args)
-    return Step(output=step.output, whole=True, restride=step.restride)
-
-
 def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
     if not shape:
         raise _fail("takes a tensor with at least one dim to split, got a 0-D one")
-    dim = _wrap(args["dim"], len(shape), "dim")
+    dim = wrap_dim(args["dim"], len(shape), "dim")
     sizes = list(args["unflattened_size"])
     if not sizes:
         raise _fail("unflattened_size must not be empty: give the sizes dim splits into, e.g. [16, 7, 7]")
@@ -314,9 +271,7 @@ def _unflatten(shape: Shape, args: dict[str, Any]) -> Step:
         raise _fail(
             f"unflattened_size {sizes} multiplies to {known}, not to the size {shape[dim]} of dim {args['dim']}"
         )
-    out = (*shape[:dim], *sizes, *shape[dim + 1 :])
-    restride = tensor_ops.view(shape, {"shape": out}).restride  # x.unflatten(): always a view
-    return Step(output=out, whole=True, restride=restride)
+    return tensor_ops.view(shape, {"shape": (*shape[:dim], *sizes, *shape[dim + 1 :])})  # x.unflatten(): a view
 
 
 def _same(shape: Shape, args: dict[str, Any]) -> Step:
@@ -347,7 +302,7 @@ def _dropout(ranks: tuple[int, ...] | None) -> Callable[[Shape, dict[str, Any]],
 def _softmax(shape: Shape, args: dict[str, Any]) -> Step:
     # no dim: torch's legacy choice, dim 0 for a 0-D, 1-D or 3-D input, else dim 1
     dim = args["dim"] if args["dim"] is not None else 0 if len(shape) in (0, 1, 3) else 1
-    mixes = (_wrap(dim, len(shape), "dim"),)
+    mixes = (wrap_dim(dim, len(shape), "dim"),)
     return Step(output=shape, mixes=mixes)  # softmax writes a contiguous tensor, whatever its input's layout
 
 
@@ -359,7 +314,7 @@ def _softmax2d(shape: Shape, args: dict[str, Any]) -> Step:
 def _glu(shape: Shape, args: dict[str, Any]) -> Step:
     if not shape:
         raise _fail("takes a tensor with at least one dim, got a 0-D one (torch: glu does not support scalars)")
-    dim = _wrap(args["dim"], len(shape), "dim")
+    dim = wrap_dim(args["dim"], len(shape), "dim")
     if shape[dim] % 2:
         raise _fail(f"halves dim {args['dim']}, whose size {shape[dim]} is odd")
     # each output unit multiplies two inputs half the dim apart; the halves keep the input's layout
@@ -658,11 +613,14 @@ def _kinds() -> dict[str, Kind]:
             check: Callable[[dict[str, Any]], str | None] | None = None) -> None:  # fmt: skip
         kinds[name] = Kind(name=name, args=args, apply=apply, check=check)
 
-    def channels(dims: int) -> Callable[[Shape], int]:
-        return lambda shape: shape[len(shape) - dims - 1] if len(shape) > dims else 0
+    def channels(dims: int) -> Callable[[Shape, dict[str, Any]], int]:
+        return lambda shape, args: shape[len(shape) - dims - 1] if len(shape) > dims else 0
 
-    def features(shape: Shape) -> int:
+    def features(shape: Shape, args: dict[str, Any]) -> int:
         return shape[1] if len(shape) > 1 else 0
+
+    def last(shape: Shape, args: dict[str, Any]) -> int:
+        return shape[-1] if shape else 0
 
     eps = Arg("eps", Type.NUMBER, 1e-5)  # no check: InstanceNorm, GroupNorm and LayerNorm take any eps
     batch_eps = Arg("eps", Type.NUMBER, 1e-5, check=lambda value: None if value >= 0 else "must not be negative")
@@ -710,9 +668,9 @@ def _kinds() -> dict[str, Kind]:
             Arg("value", Type.NUMBER))  # fmt: skip
         add(f"Dropout{d}d", _dropout((2, 3) if d == 1 else None), *dropout)
 
-    add("Linear", _linear, Arg("in_features", Type.INT, infer=lambda shape: shape[-1] if shape else 0),
+    add("Linear", _linear, Arg("in_features", Type.INT, infer=last),
         Arg("out_features", Type.INT, check=_at_least(0)), bias)  # fmt: skip
-    add("Flatten", _flatten, Arg("start_dim", Type.INT, 1), Arg("end_dim", Type.INT, -1))
+    add("Flatten", tensor_ops.flatten, Arg("start_dim", Type.INT, 1), Arg("end_dim", Type.INT, -1))  # x.flatten()
     add("Unflatten", _unflatten, Arg("dim", Type.INT), Arg("unflattened_size", Type.SIZES))
     add("Identity", _itself)
     for name in ("Dropout", "AlphaDropout", "FeatureAlphaDropout"):
@@ -786,9 +744,11 @@ def _kinds() -> dict[str, Kind]:
     def learned(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg) -> None:
         kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.PARAMETER)
 
-    learned("ClassToken", tensor_ops.class_token)
-    learned("PositionEmbedding", tensor_ops.position_embedding)
-    learned("LayerScale", tensor_ops.layer_scale, Arg("dim", Type.INT, 1), scalar("init", 1e-6))
+    learned("ClassToken", tensor_ops.class_token, Arg("embed_dim", Type.INT, infer=last))
+    learned("PositionEmbedding", tensor_ops.position_embedding,
+            Arg("shape", Type.SIZES, infer=lambda shape, args: shape[1:]))  # fmt: skip
+    learned("LayerScale", tensor_ops.layer_scale, Arg("dim", Type.INT, 1), scalar("init", 1e-6),
+            Arg("shape", Type.SIZES, infer=tensor_ops.layer_scale_shape))  # fmt: skip
 
     # attention
     dropout_p = Arg("dropout", Type.NUMBER, 0.0, check=_between(0, 1))
@@ -797,7 +757,7 @@ def _kinds() -> dict[str, Kind]:
         apply=tensor_ops.multihead_attention,
         form=Form.ATTENTION,
         args=(
-            Arg("embed_dim", Type.INT, infer=lambda shape: shape[-1] if shape else 0),
+            Arg("embed_dim", Type.INT, infer=last),
             Arg("num_heads", Type.INT),
             dropout_p,
             bias,
@@ -809,7 +769,7 @@ def _kinds() -> dict[str, Kind]:
         ),
     )
     add("TransformerEncoderLayer", tensor_ops.transformer_encoder_layer,
-        Arg("d_model", Type.INT, infer=lambda shape: shape[-1] if shape else 0), Arg("nhead", Type.INT),
+        Arg("d_model", Type.INT, infer=last), Arg("nhead", Type.INT),
         Arg("dim_feedforward", Type.INT, 2048), Arg("dropout", Type.NUMBER, 0.1, check=_between(0, 1)),
         Arg("activation", Type.TEXT, "relu", choices=("relu", "gelu")), Arg("layer_norm_eps", Type.NUMBER, 1e-5),
         Arg("batch_first", Type.BOOL, False), Arg("norm_first", Type.BOOL, False), bias)  # fmt: skip

@@ -745,11 +745,11 @@ def _run_stack_file(file: str, input_shape: tuple[int, ...] | None) -> tuple[str
     """The name to report, the checked specs and the run of a stack file (on ``input_shape`` where given), or exit
     1 saying why the file cannot be run. A layer that fails is in the run's ``error``."""
     from convcalc.errors import StackSpecError
-    from convcalc.stack import run_stack
+    from convcalc.fit import run_network
 
     name, shape, specs = _read_stack(file)
     try:
-        return name, specs, run_stack(input_shape or shape, specs)
+        return name, specs, run_network(shape, specs, input_shape)
     except StackSpecError as error:
         _fail(f"{name}: {error}", None)
 

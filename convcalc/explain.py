@@ -82,15 +82,29 @@ def _windowed(result: LayerResult, axis: Axis) -> list[str]:
         )
     if axis.uncovered:
         last_start = (axis.output - 1) * axis.stride
-        last_end = last_start + formulas.effective_kernel(axis.kernel_size, axis.dilation) - 1
         first_lost = axis.input - axis.uncovered
         pixels = "pixel" if axis.uncovered == 1 else "pixels"
         lost = f"{first_lost}" if axis.uncovered == 1 else f"{first_lost}..{axis.input - 1}"
         starts = f"0, {axis.stride}, ..., {last_start}" if axis.output > 2 else f"0 and {last_start}"
         counted = " (counted on the padded input)" if before else ""
+        last_end = last_start + formulas.effective_kernel(axis.kernel_size, axis.dilation) - 1
+        if not first_lost:
+            reads = "no window reads any input pixel"
+        elif last_end - before == first_lost - 1:
+            reads = f"the last one ends at {last_end}"
+        else:
+            reads = f"the last input pixel a window reads is {first_lost - 1}"
         lines.append(
-            f"The {axis.output} windows start at {starts}{counted}; the last one ends at {last_end}, so input "
-            f"{pixels} {lost} {'is' if axis.uncovered == 1 else 'are'} never read ({axis.uncovered} {pixels})."
+            f"The {axis.output} windows start at {starts}{counted}; {reads}, so input {pixels} {lost} "
+            f"{'is' if axis.uncovered == 1 else 'are'} never read ({axis.uncovered} {pixels})."
+        )
+    inside = (axis.unread or 0) - (axis.uncovered or 0)
+    if inside > 0:
+        pixels = "pixel falls" if inside == 1 else "pixels fall"
+        lines.append(
+            f"{inside} {'more ' if axis.uncovered else ''}input {pixels} between the taps of the windows (the stride "
+            "is longer than a window, or the dilation leaves gaps) and "
+            f"{'is' if inside == 1 else 'are'} never read either."
         )
     return lines
 

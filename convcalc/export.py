@@ -72,6 +72,7 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "receptive_field": list(row.receptive_field),
         "jump": [value if type(value) is int else _jump(value) for value in row.jump],
         "uncovered": list(row.uncovered),
+        "unread": list(row.unread),
         "id": row.id,
         "inputs": [0 if source is None else source.id for source in row.inputs],
         "line": row.line,
@@ -101,14 +102,15 @@ def _nest(roots: list[Row]) -> list[dict[str, Any]]:
 
 
 CSV_COLUMNS = ["id", "parent", "label", "depth", "type", "arguments", "input_shape", "output_shape", "params",
-               "buffers", "macs", "receptive_field", "jump", "uncovered", "folded"]  # fmt: skip
+               "buffers", "macs", "receptive_field", "jump", "uncovered", "unread", "folded"]  # fmt: skip
 """``--csv``'s header. ``parent`` is the id of the block a node is in (0 for none); a block's params, buffers
 and macs are the subtotals of everything inside it, so the rows of depth 0 add up to the stack's totals;
 ``folded`` counts the nodes a row stands for below ``--depth``."""
 
 
 def _size(values: tuple[int | None, ...]) -> str:
-    return "x".join(str(value) for value in values)
+    """Sizes or counts per axis, ``x``-joined; ``?`` for a count not worked out."""
+    return "x".join("?" if value is None else str(value) for value in values)
 
 
 def stack_csv(result: StackResult, depth: int | None = None) -> str:
@@ -127,7 +129,8 @@ def stack_csv(result: StackResult, depth: int | None = None) -> str:
             node.id, 0 if node.parent is None else node.parent.id, node.label or node.index, node.depth, node.type,
             printable(arguments_text(node.arguments, node.given, node.type)),
             _size(node.input), _size(node.output), line.params, line.buffers, line.macs,
-            field_text(node.receptive_field), field_text(node.jump), _size(node.uncovered), line.hidden,
+            field_text(node.receptive_field), field_text(node.jump), _size(node.uncovered), _size(node.unread),
+            line.hidden,
         ])  # fmt: skip
     return out.getvalue()
 
@@ -156,7 +159,7 @@ def stack_markdown(result: StackResult, dtype: str = "float32", depth: int | Non
         if line.branch is not None:  # a heading, for people
             continue
         node = line.node
-        name = node.type + (" (!)" if any(node.uncovered) else "")
+        name = node.type + (" (!)" if any(node.unread) else "")
         name += f" ({line.hidden} inside)" if line.hidden else ""
         counts = (f"{line.params:,}", f"{line.macs:,}")
         cells = [str(node.id), "&nbsp;&nbsp;" * node.depth + markdown_text(name),

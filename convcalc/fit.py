@@ -16,14 +16,15 @@ they do (layers evaluated, times the rank), so no input makes them run long.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from convcalc.errors import ConvcalcError
+from convcalc.errors import ConvcalcError, StackError
 from convcalc.spec import LayerSpec, layer_count
-from convcalc.stack import OutOfBudget, run_stack
+from convcalc.stack import Inferred, OutOfBudget, StackResult, run_stack
 
-__all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "compact", "fit", "nearest_inputs"]
+__all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "compact", "fit", "nearest_inputs", "run_network",
+           "with_suggestions"]  # fmt: skip
 
 FIT_BUDGET = 2_000_000
 """Most work one ``fit`` may do: sizes tried x layers x dimensions of the input (a few seconds)."""
@@ -40,9 +41,39 @@ def _work(input_shape: Sequence[int], layers: int) -> int:
     return max(layers, 1) * len(input_shape)
 
 
+def run_network(file_input: Sequence[int], specs: Sequence[LayerSpec], input_shape: Sequence[int] | None = None,
+                suggest: bool = True) -> StackResult:  # fmt: skip
+    """The network of a stack file, built on the file's own input, run on ``input_shape`` (the file's input where
+    None): the arguments it infers are inferred once, from ``file_input``, as a Lazy module is built by its first
+    call, so another input runs through the network the file describes (and that ``--emit torch`` writes). Where a
+    layer fails, its error names the nearest input sizes that work (``suggest``)."""
+    result = run_stack(file_input, specs)
+    if input_shape is not None and tuple(input_shape) != tuple(file_input):
+        result = run_stack(input_shape, specs, inferred=result.inferred)
+    return with_suggestions(result, specs) if suggest else result
+
+
+def with_suggestions(result: StackResult, specs: Sequence[LayerSpec]) -> StackResult:
+    """``result`` with its error, where it has one, naming the nearest input sizes for which the whole stack
+    works (every spatial axis moved alike; see :func:`nearest_inputs`)."""
+    error = result.error
+    if error is None or len(result.input) < 3:
+        return result
+    nearby = nearest_inputs(result.input, specs, inferred=result.inferred)
+    if not nearby:
+        return result
+    sizes = " and ".join("x".join(map(str, size[2:])) for size in nearby)
+    message = f"{error}; input sizes near {'x'.join(map(str, result.input[2:]))} that work: {sizes}"
+    error = StackError(message, index=error.index, layer=error.layer, input_shape=error.input_shape,
+                       label=error.label, line=error.line, node=error.node)  # fmt: skip
+    return replace(result, error=error)
+
+
 def nearest_inputs(input_shape: Sequence[int], specs: Sequence[LayerSpec], reach: int = 64,
-                   cache: dict[Any, Any] | None = None) -> list[tuple[int, ...]]:  # fmt: skip
-    """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes.
+                   cache: dict[Any, Any] | None = None, inferred: Inferred | None = None
+                   ) -> list[tuple[int, ...]]:  # fmt: skip
+    """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes,
+    the network built as ``inferred`` says (see :func:`~convcalc.stack.run_stack`).
 
     Up to ``reach`` steps each way, and at most :data:`SUGGEST_BUDGET` of work in all: a long stack gets fewer
     tries, and a stack too long for one try gets none.
@@ -58,7 +89,7 @@ def nearest_inputs(input_shape: Sequence[int], specs: Sequence[LayerSpec], reach
                 break
             candidate = (*input_shape[:2], *spatial)
             try:
-                result = run_stack(candidate, specs, suggest=False, budget=budget, cache=cache)
+                result = run_stack(candidate, specs, budget=budget, cache=cache, inferred=inferred)
             except OutOfBudget:
                 return found
             budget -= len(result.rows) + 1
@@ -77,7 +108,7 @@ class Fit:
     valid: tuple[int, ...]
     """Sizes for which every layer and join is valid."""
     lossless: tuple[int, ...]
-    """Valid sizes for which no layer leaves input pixels that no window reads."""
+    """Valid sizes for which every window layer reads every input pixel (none left out at the ends or inside)."""
     smallest: int | None
     """The smallest size (from 1) the stack takes at all."""
 
@@ -92,7 +123,9 @@ def _shape(input_shape: Sequence[int], size: int) -> tuple[int, ...]:
 
 
 def fit(input_shape: Sequence[int], specs: Sequence[LayerSpec], low: int, high: int) -> Fit:
-    """Try every square size from ``low`` to ``high`` (and below ``low`` for the smallest).
+    """Try every square size from ``low`` to ``high`` (and below ``low`` for the smallest) through the network
+    built on ``input_shape``, the file's own input: what it infers (a Linear's ``in_features``, a position
+    embedding's length) is fixed there, as in the module ``--emit torch`` writes.
 
     Refuses (FitTooLarge) a range whose search would do more than :data:`FIT_BUDGET` of work.
     """
@@ -105,17 +138,18 @@ def fit(input_shape: Sequence[int], specs: Sequence[LayerSpec], low: int, high: 
     valid, lossless = [], []
     smallest = None
     cache: dict[Any, Any] = {}
+    built = run_stack(input_shape, specs).inferred
     for size in range(1, high + 1):
         if size < low and smallest is not None:
             continue
-        result = run_stack(_shape(input_shape, size), specs, suggest=False, cache=cache)
+        result = run_stack(_shape(input_shape, size), specs, cache=cache, inferred=built)
         if result.error is not None:
             continue
         if smallest is None:
             smallest = size
         if size >= low:
             valid.append(size)
-            if not any(any(row.uncovered) for row in result.rows):
+            if all(unread == 0 for row in result.rows for unread in row.unread):
                 lossless.append(size)
     return Fit(low=low, high=high, valid=tuple(valid), lossless=tuple(lossless), smallest=smallest)
 

@@ -15,14 +15,17 @@ is a ``(before, after)`` pair, ``dilation`` spreads the kernel taps apart.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 __all__ = [
+    "COVERAGE_LIMIT",
     "INT64",
     "conv_formula",
     "conv_length",
     "conv_transpose_formula",
     "conv_transpose_length",
+    "coverage",
     "drops_last_window",
     "effective_kernel",
     "pool_formula",
@@ -122,22 +125,76 @@ def pool_length(
     return out - 1 if drops_last_window(length, kernel_size, stride, padding, dilation) else out
 
 
-def uncovered_length(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1) -> int:
-    """How many input pixels at the end of the axis no window ever reaches.
+COVERAGE_LIMIT = 1 << 16
+"""Most residue classes :func:`coverage` follows one by one; beyond, it does not work the figure out (None)."""
 
-    The last of ``out`` windows ends at padded position
-    ``(out-1)*stride + dilation*(kernel_size-1)``; the input occupies padded
-    positions ``before .. before+length-1``. Pixels past the last window are
-    lost to the floor in the output formula.
+
+def coverage(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1
+             ) -> tuple[int, int] | None:  # fmt: skip
+    """Which input pixels the windows read, as ``(unread, uncovered)``: how many input pixels no window reads at all
+    (at the ends of the axis and inside it), and how many of them lie after the last pixel some window reads
+    (``length`` where none is read).
+
+    Window ``i`` (of ``out``) reads padded positions ``i*stride + j*dilation`` for ``j`` in ``0..kernel_size-1``;
+    the input occupies padded positions ``before .. before+length-1``. A brute force would walk every tap; this
+    counts them by arithmetic, exactly at any size: taps ``j`` and ``j + stride/g`` (``g = gcd(stride,
+    dilation)``) read the same positions ``dilation/g`` windows apart, so the taps fall into ``min(kernel_size,
+    stride/g)`` classes that read disjoint progressions of step ``stride``. None where there are more classes than
+    :data:`COVERAGE_LIMIT` (a kernel and a stride both beyond 65,536): the figure is then not worked out.
+
+    >>> coverage(64, out=29, kernel_size=7, stride=2)  # the floor drops the last pixel
+    (1, 1)
+    >>> coverage(9, out=5, kernel_size=1, stride=2)  # every other pixel is skipped, none at the end
+    (4, 0)
+    >>> coverage(1, out=1, kernel_size=2, stride=1, before=1, dilation=2)  # the taps fall on both pads
+    (1, 1)
+    """
+    low, high = before, before + length - 1
+    if kernel_size == 1:
+        dilation = 1
+    # each class: positions start + q*step for q in 0..last with (q mod period) < width
+    if dilation == 1:  # windows are blocks of kernel_size pixels, stride apart: one class
+        classes = [(0, 1, stride, kernel_size, (out - 1) * stride + kernel_size - 1)]
+    else:
+        g = math.gcd(stride, dilation)
+        period, shift = stride // g, dilation // g
+        if min(kernel_size, period) > COVERAGE_LIMIT:
+            return None
+        # taps r, r + period, r + 2*period...: positions r*dilation + (m*shift + i)*stride, window i < out
+        classes = [(r * dilation, stride, shift, out, ((kernel_size - 1 - r) // period) * shift + out - 1)
+                   for r in range(min(kernel_size, period))]  # fmt: skip
+    read, last = 0, -1
+    for start, step, period, width, final in classes:
+        first = max(0, -(-(low - start) // step))
+        final = min(final, (high - start) // step)
+        count = _runs(final, period, width) - _runs(first - 1, period, width)
+        if count > 0:
+            read += count
+            q = final - max(0, final % period - (width - 1))  # the last q of the run that holds final
+            last = max(last, start + q * step)
+    return length - read, length if last < low else high - last
+
+
+def _runs(x: int, period: int, width: int) -> int:
+    """How many of ``0..x`` have a remainder below ``width`` modulo ``period`` (0 for ``x`` below 0)."""
+    if x < 0:
+        return 0
+    whole, rest = divmod(x + 1, period)
+    return whole * min(width, period) + min(rest, width)
+
+
+def uncovered_length(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1
+                     ) -> int | None:  # fmt: skip
+    """How many input pixels at the end of the axis no window reads: those after the last pixel a window reads
+    (see :func:`coverage`; None where that is not worked out).
 
     >>> uncovered_length(64, out=29, kernel_size=7, stride=2)
     1
     >>> uncovered_length(1, out=1, kernel_size=1, stride=5, before=2)
     1
     """
-    last_reached = (out - 1) * stride + dilation * (kernel_size - 1)
-    past_last = before + length - 1 - last_reached
-    return min(length, max(0, past_last))  # past_last may count left padding too, when windows end inside it
+    found = coverage(length, out, kernel_size, stride, before, dilation)
+    return None if found is None else found[1]
 
 
 def smallest_length(output_length: Callable[[int], int], upper: int) -> int | None:

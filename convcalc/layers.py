@@ -116,7 +116,10 @@ class Axis:
     dilation: int
     output_padding: int = 0
     uncovered: int | None = None
-    """Input pixels at the end of the axis that no window reaches (None for transposed conv)."""
+    """Input pixels at the end of the axis that no window reads: those after the last pixel one reads (None for a
+    transposed conv, and where it is not worked out: see :func:`convcalc.formulas.coverage`)."""
+    unread: int | None = None
+    """Input pixels that no window reads, at the ends of the axis and inside it (None as for ``uncovered``)."""
     dropped_window: bool = False
     """ceil_mode only: torch dropped a last window that would have started in the right padding."""
     formula: str = ""
@@ -176,6 +179,7 @@ class LayerResult:
             **{name: plain(value) for name, value in self.parameters.items()},
             "padding_applied": [list(axis.padding) for axis in self.axes],
             "uncovered": [axis.uncovered for axis in self.axes],
+            "unread": [axis.unread for axis in self.axes],
             "batch": self.batch,
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
@@ -296,6 +300,12 @@ def _pads_channels_by_zero(padding: Sequence[int], dims: int) -> bool:
     return len(values) == dims + 1 <= 3 and values[0] == 0
 
 
+def _coverage(length: int, out: int, kernel_size: int, stride: int, before: int, dilation: int) -> dict[str, Any]:
+    found = formulas.coverage(length, out, kernel_size, stride, before, dilation)
+    unread, uncovered = (None, None) if found is None else found
+    return {"unread": unread, "uncovered": uncovered}
+
+
 def _require_int(parameter: str, value: object, layer: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidLayerError(f"{layer}: {parameter} must be an int, got {value!r}", parameter=parameter)
@@ -414,7 +424,7 @@ def conv(
                 stride=s,
                 padding=(before, after),
                 dilation=d,
-                uncovered=formulas.uncovered_length(length, out, k, s, before, d),
+                **_coverage(length, out, k, s, before, d),
                 formula=formulas.conv_formula(length, out, k, s, (before, after), d),
             )
         )
@@ -670,7 +680,7 @@ def _pool(
                 stride=s,
                 padding=(p, p),
                 dilation=d,
-                uncovered=formulas.uncovered_length(length, out, k, s, p, d),
+                **_coverage(length, out, k, s, p, d),
                 dropped_window=ceil_mode and formulas.drops_last_window(length, k, s, (p, p), d),
                 formula=formulas.pool_formula(length, out, k, s, (p, p), d, ceil_mode),
             )

@@ -63,7 +63,9 @@ __all__ = [
 ]
 
 MACS_UNIT = "multiply-accumulates for the whole batch; FLOPs = 2 x MACs"
-UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reaches (the floor drops them)"
+UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window reads (after the last one read)"
+UNREAD_NOTE = "unread: input pixels that no window reads, at the ends of the axis and between the taps"
+UNKNOWN_NOTE = "?: not worked out (more than 65,536 classes of taps: a kernel and a stride both that large)"
 DROPPED_NOTE = "- 1: with ceil_mode, torch drops a last window that would start in the right padding"
 STACK_NOTES = (
     "RF: receptive field, input pixels one output unit sees per spatial axis; jump: input pixels between "
@@ -227,6 +229,8 @@ def layer_report(output: Console, result: LayerResult, verification: Verificatio
     columns += ["output_padding"] if transposed else []
     columns += ["output", "formula"]
     columns += [] if transposed else ["uncovered"]
+    inside = not transposed and any(axis.unread != axis.uncovered for axis in result.axes)
+    columns += ["unread"] if inside else []
     rows = []
     for axis in result.axes:
         before, after = axis.padding
@@ -235,7 +239,8 @@ def layer_report(output: Console, result: LayerResult, verification: Verificatio
         row += [str(axis.dilation)] if dilated else []
         row += [str(axis.output_padding)] if transposed else []
         row += [f"{axis.output:,}", axis.formula]
-        row += [] if transposed else [str(axis.uncovered)]
+        row += [] if transposed else [_figure(axis.uncovered)]
+        row += [_figure(axis.unread)] if inside else []
         rows.append(row)
     title = f"{result.layer}: {size_text(result.input)} -> {size_text(result.output)}"
     right = [column for column in columns if column not in ("axis", "formula")]
@@ -260,11 +265,19 @@ def layer_report(output: Console, result: LayerResult, verification: Verificatio
         parts += [Text(""), _grid(totals)]
     if any(axis.uncovered for axis in result.axes):
         parts.append(_note(UNCOVERED_NOTE))
+    if inside:
+        parts.append(_note(UNREAD_NOTE))
+    if not transposed and any(axis.unread is None for axis in result.axes):
+        parts.append(_note(UNKNOWN_NOTE))
     if any(axis.dropped_window for axis in result.axes):
         parts.append(_note(DROPPED_NOTE))
     if verification is not None:
         parts.append(verdict(verification_text(verification), verification.agrees))
     return Group(*parts)
+
+
+def _figure(count: int | None) -> str:
+    return "?" if count is None else f"{count:,}"
 
 
 def verdict(text: str, agrees: bool) -> Text:
@@ -322,7 +335,7 @@ def stack_report(
             compact(line.macs),
             field_text(node.receptive_field),
             field_text(node.jump),
-            "!" if any(node.uncovered) else "",
+            "!" if any(node.unread) else "",
         ]
         if verification is not None:
             check = checks.get(id(node))
@@ -361,8 +374,9 @@ def stack_report(
         )
     )
     parts.append(_note(STACK_NOTES))
-    if any(any(line.node.uncovered) for line in rows):
-        parts.append(_note("!: the layer leaves input pixels at the end of an axis that no window covers"))
+    if any(any(line.node.unread) for line in rows):
+        parts.append(_note("!: the layer leaves input pixels that no window reads (at the end of an axis, or between "
+                           "the taps)"))  # fmt: skip
     if verification is not None:
         parts.append(verdict(stack_verification_text(verification), verification.agrees))
     assert MB == 1_000_000  # the unit STACK_NOTES names

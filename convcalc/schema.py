@@ -110,8 +110,9 @@ class Arg:
     """Whether null (None) is a value of its own (``stride=None``: the kernel size)."""
     check: Callable[[Any], str | None] | None = None
     """The range check torch's constructor makes on the value alone: the problem in words, or None."""
-    infer: Callable[[tuple[int, ...]], int] | None = None
-    """How the value follows from the incoming shape, where torch's Lazy module infers it."""
+    infer: Callable[[tuple[int, ...], dict[str, Any]], Any] | None = None
+    """How the value follows from the incoming shape (and the arguments declared before it), where torch's Lazy
+    module infers it: once, on the network's first input (see :func:`convcalc.stack.run_stack`)."""
     empty: bool = False
     """Whether an empty list is a value (a pool's ``stride: []`` is its kernel size; a pad's ``padding: []`` none)."""
     keyword_only: bool = False

@@ -196,10 +196,9 @@ def _answer(family: Family, result: layers.LayerResult, extra: int | bool) -> An
     p = result.axes[0].padding[0]
     span = formulas.effective_kernel(k, d)
     transposed = family is Family.CONV_TRANSPOSE
-    if transposed:  # every output pixel receives some input: no holes between the kernel's copies
-        covers = span >= s and d == 1
-    else:
-        covers = span >= s and d == 1 and all(axis.uncovered == 0 for axis in result.axes)
+    # transposed: every output pixel receives some input (no holes between the kernel's copies); else every input
+    # pixel is read by some window (formulas.coverage)
+    covers = span >= s and d == 1 if transposed else all(axis.unread == 0 for axis in result.axes)
     return Answer(
         kernel_size=k,
         stride=s,

@@ -49,6 +49,11 @@ __all__ = [
 ]
 
 Shape = tuple[int, ...]
+Path = tuple[int | str, ...]
+"""Where a node sits: its position, and inside a block the branch (or copy) and position there: ``(3, "body", 2)``
+is labelled ``3.body.2``."""
+Inferred = dict[Path, dict[str, Any]]
+"""Arguments inferred from the incoming shape, by the place of their layer."""
 
 DTYPES = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1}
 """Bytes per element of the dtypes ``--dtype`` takes."""
@@ -96,8 +101,10 @@ class Node:
     upper bound: units of different phases see less)."""
     jump: tuple[Fraction | int | None, ...] = ()
     """Per spatial axis: input pixels between neighbouring output units (the effective stride; an int where whole)."""
-    uncovered: tuple[int, ...] = ()
-    """Per spatial axis of this layer: input pixels at the end that no window reaches."""
+    uncovered: tuple[int | None, ...] = ()
+    """Per spatial axis of a conv or pool: input pixels at the end that no window reads (None: not worked out)."""
+    unread: tuple[int | None, ...] = ()
+    """Per spatial axis of a conv or pool: input pixels that no window reads, at the ends and inside."""
     label: str = ""
     """For people only: ``3``, ``3.body.2`` inside a block, ``4.2.1`` in a Repeat's second copy."""
     depth: int = 0
@@ -113,6 +120,18 @@ class Node:
     inputs: tuple[Node | None, ...] = ()
     """The nodes whose outputs it takes (None: the stack's input)."""
 
+    def __repr__(self) -> str:
+        """Short, and never recursive: the node's place, type and shapes; its parent, children and inputs by id only.
+
+        >>> Node(id=3, index=2, type="Conv2d", arguments={}, given=(), input=(1, 3, 8, 8), output=(1, 4, 6, 6),
+        ...      params=112, label="2")
+        <Node #3 Conv2d (1, 3, 8, 8) -> (1, 4, 6, 6), 112 params, label '2'>
+        """
+        counts = f", {self.params:,} params" if self.params else ""
+        inside = f", {len(self.children)} inside" if self.children else ""
+        return (f"<Node #{self.id} {self.type} {_text(self.input)} -> {_text(self.output)}{counts}{inside}, "
+                f"label {self.label!r}>")  # fmt: skip
+
 
 Row = Node
 """The name earlier versions gave a node."""
@@ -127,6 +146,15 @@ class StackResult:
     """The stack's output shape; where a layer fails, the shape that reached it."""
     rows: tuple[Node, ...]
     error: StackError | None = None
+    inferred: Inferred = field(default_factory=dict, repr=False)
+    """The arguments each layer inferred from the shape that reached it, by its place in the stack: the network as
+    its first run built it. ``run_stack(other, specs, inferred=result.inferred)`` runs another input through it."""
+
+    def __repr__(self) -> str:
+        """One line: the shapes, how many nodes, the totals, and the error where there is one."""
+        error = "" if self.error is None else f", error at layer {self.error.label}"
+        return (f"<StackResult {_text(self.input)} -> {_text(self.output)}, {len(self.rows):,} nodes, "
+                f"{self.total_params:,} params, {self.total_macs:,} MACs{error}>")  # fmt: skip
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -230,10 +258,10 @@ class _State:
         joined = _State(fields, jumps, self.chains, self.dims)
         return joined if self.dims == other.dims else joined.whole()
 
-    def through(self, windows: tuple[Window, ...]) -> _State:
-        """The field after a layer with these windows (one per spatial axis)."""
+    def through(self, windows: Sequence[tuple[int, Window]]) -> _State:
+        """The field after a layer with these windows, each on an axis."""
         fields, jumps, chains = list(self.field), list(self.jump), list(self.chains)
-        for axis, window in enumerate(windows):
+        for axis, window in windows:
             current, distance = fields[axis], jumps[axis]
             if current is None or distance is None:
                 continue
@@ -248,12 +276,15 @@ class _State:
         state = self
         if step.whole:
             state = state.whole()
-        elif step.windows is not None:  # windows act on the trailing axes; an input axis elsewhere keeps its field
-            trailing = tuple(range(len(shape) - len(step.windows), len(shape)))
-            if state.dims == trailing:
-                state = state.through(step.windows)
-            else:
-                state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in trailing])
+        elif step.windows is not None:  # windows act on the trailing dims; an input axis elsewhere keeps its field
+            windows, merged = [], []
+            for window, dim in zip(step.windows, range(len(shape) - len(step.windows), len(shape))):
+                axes = [axis for axis, where in enumerate(state.dims) if where == dim]
+                if len(axes) == 1:
+                    windows.append((axes[0], window))
+                else:  # a window over a dim that carries several axes merged: no field per axis any more
+                    merged += axes
+            state = state.through(windows).whole(merged)
         if step.mixes:
             state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in step.mixes])
         if step.dims is not None:
@@ -284,19 +315,25 @@ class _Stop(Exception):
 class _Run:
     """One run of specs, block by block: appends nodes; raises _Stop at the first layer that fails."""
 
-    def __init__(self, input_shape: Shape, budget: int | None, cache: dict[Any, Any]) -> None:
-        self.axes = max(len(input_shape) - 2, 0)
+    def __init__(self, input_shape: Shape, budget: int | None, cache: dict[Any, Any], fixed: Inferred | None) -> None:
+        self.spatial: int | None = None
+        """How many spatial axes the first layer with windows (a conv, pool or upsampling) has."""
         self.nodes: list[Node] = []
         self.saved: dict[str, tuple[Node | None, Shape, _State]] = {}
         self.budget = budget
         self.cache = cache
+        self.fixed = fixed
+        """The arguments a first run inferred, by place: where given, no argument is inferred from this run's shapes."""
+        self.inferred: Inferred = {}
 
-    def run(self, specs: Sequence[LayerSpec], source: Node | None, shape: Shape, state: _State, prefix: str,
+    def run(self, specs: Sequence[LayerSpec], source: Node | None, shape: Shape, state: _State, path: Path,
             parent: Node | None, top: int | None, branch: str | None) -> tuple[Node | None, Shape, _State]:  # fmt: skip
-        """Run ``specs`` on the tensor ``source`` makes (of ``shape``); the last node, its shape and state."""
+        """Run ``specs`` on the tensor ``source`` makes (of ``shape``); the last node, its shape and state. ``path``
+        is where the specs sit: ``(3, "body")`` for the body of the stack's third item."""
         depth = 0 if parent is None else parent.depth + 1
         for position, spec in enumerate(specs, start=1):
-            label = f"{prefix}{position}"
+            place = (*path, position)
+            label = ".".join(map(str, place))
             index = top if top is not None else position
             if self.budget is not None:
                 self.budget -= 1
@@ -311,11 +348,11 @@ class _Run:
             self.nodes.append(node)
             try:
                 if spec.type in BLOCKS:
-                    shape, state = self.block(spec, node, shape, state)
+                    shape, state = self.block(spec, node, place, shape, state)
                 elif spec.type in JOINS:
                     shape, state = self.join(spec, node, shape, state)
                 else:
-                    shape, state = self.layer(spec, node, shape, state)
+                    shape, state = self.layer(spec, node, place, shape, state)
                 if len(shape) > MAX_RANK:
                     raise InvalidLayerError(f"the output has {len(shape)} dimensions; convcalc follows at most "
                                             f"{MAX_RANK}")  # fmt: skip
@@ -342,17 +379,17 @@ class _Run:
         if node.parent is not None:
             node.parent.children.remove(node)
 
-    def block(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
-        label, source = node.label, node.inputs[0]
+    def block(self, spec: LayerSpec, node: Node, place: Path, shape: Shape, state: _State) -> tuple[Shape, _State]:
+        source = node.inputs[0]
         if spec.type == "Repeat":
             out, result = shape, state
             for copy in range(1, spec.arguments["times"] + 1):
-                source, out, result = self.run(spec.blocks["layers"], source, out, result, f"{label}.{copy}.", node,
+                source, out, result = self.run(spec.blocks["layers"], source, out, result, (*place, copy), node,
                                                node.index, str(copy))  # fmt: skip
             node.inputs = (source,)
             return out, result
         ends = [
-            self.run(branch, source, shape, state, f"{label}.{name}.", node, node.index, name)
+            self.run(branch, source, shape, state, (*place, name), node, node.index, name)
             for name, branch in spec.blocks.items()
         ]
         if spec.type == "Residual":
@@ -406,18 +443,40 @@ class _Run:
         tensors = [(shape, state), *((other, other_state) for _, other, other_state in others)]
         return out, joined.laid_out(_join_strides(spec.type, tensors))
 
-    def layer(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
-        key = (spec.key, shape)
+    def layer(self, spec: LayerSpec, node: Node, place: Path, shape: Shape, state: _State) -> tuple[Shape, _State]:
+        inferring = LAYERS[spec.type].inferred
+        fixed: tuple[tuple[str, Any], ...] = ()
+        if inferring and self.fixed is not None:  # the network was built: its inferred arguments are what they were
+            names = [name for name in inferring if name not in spec.arguments]
+            if names:
+                known = self.fixed.get(place)
+                if known is None:
+                    raise InvalidLayerError(f"{names[0]} is inferred from the stack's own input, which does not reach "
+                                            f"this layer (it fails earlier): give {names[0]} in the file, or an "
+                                            "input that runs")  # fmt: skip
+                fixed = tuple(known.items())
+        key = (spec.key, shape, fixed)
         cached = self.cache.get(key)
         if cached is None:
-            cached = self.cache[key] = _apply(spec, shape)
+            cached = self.cache[key] = _apply(spec, shape, dict(fixed))
         arguments, step = cached
         node.arguments = arguments
+        if inferring and self.fixed is None:
+            self.inferred[place] = {name: arguments[name] for name in inferring if name not in spec.arguments}
         if isinstance(step, InvalidLayerError):
+            for name, value in fixed:  # the layer was built on another input: say so, where that is why it fails
+                now = inferring[name](shape, arguments)
+                if now != value:
+                    detail = "" if step.parameter == name else f" ({step})"
+                    raise InvalidLayerError(
+                        f"{name} is {_value(value)}, inferred when the network was built on the stack's own input, "
+                        f"and this input gives {_value(now)}: the layer built there cannot take it{detail}"
+                    )
             raise step
-        node.params, node.buffers, node.macs, node.uncovered = step.params, step.buffers, step.macs, step.uncovered
-        if len(step.output) - 2 != self.axes and step.windows is not None:
-            return step.output, state.after(Step(output=step.output, whole=True), shape)
+        node.params, node.buffers, node.macs = step.params, step.buffers, step.macs
+        node.uncovered, node.unread = step.uncovered, step.unread
+        if self.spatial is None and step.windows:
+            self.spatial = len(step.windows)
         return step.output, state.after(step, shape)
 
 
@@ -465,24 +524,25 @@ def _join_strides(how: str, tensors: list[tuple[Shape, _State]]) -> tuple[int, .
     return None if strides == tensor_ops.contiguous(shape) else strides
 
 
-def full_arguments(spec: LayerSpec, shape: Shape) -> dict[str, Any]:
-    """A layer's arguments as torch's constructor gets them: the given ones, the inferred ones, the defaults."""
+def full_arguments(spec: LayerSpec, shape: Shape, inferred: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A layer's arguments as torch's constructor gets them: the given ones, the inferred ones (``inferred``, where
+    the network was built on another input, else from ``shape``), the defaults."""
     arguments = {}
     for arg in LAYERS[spec.type].args:
         if arg.name in spec.arguments:
             value = spec.arguments[arg.name]
             arguments[arg.name] = tuple(value) if isinstance(value, list) else value
         elif arg.infer is not None:
-            arguments[arg.name] = arg.infer(shape)
+            arguments[arg.name] = inferred[arg.name] if inferred else arg.infer(shape, arguments)
         else:
             arguments[arg.name] = arg.default
     assert REQUIRED not in arguments.values()
     return arguments
 
 
-def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step | InvalidLayerError]:
+def _apply(spec: LayerSpec, shape: Shape, inferred: dict[str, Any]) -> tuple[dict[str, Any], Step | InvalidLayerError]:
     """A layer's full arguments and its step on ``shape``, or the error it raises."""
-    arguments = full_arguments(spec, shape)
+    arguments = full_arguments(spec, shape, inferred)
     try:
         step = LAYERS[spec.type].apply(shape, arguments)
         if 0 in step.output:
@@ -497,17 +557,13 @@ def _apply(spec: LayerSpec, shape: Shape) -> tuple[dict[str, Any], Step | Invali
 
 def _broadcast(left: Shape, right: Shape, left_name: tuple[str, str], right_name: tuple[str, str]) -> Shape:
     """torch's broadcasting of ``left + right``, or an error naming both sides: (name, where it was saved)."""
-    out = []
-    for a, b in zip(
-        reversed((1,) * (len(right) - len(left)) + left), reversed((1,) * (len(left) - len(right)) + right)
-    ):
-        if a != b and 1 not in (a, b):
-            raise InvalidLayerError(
-                f"{left_name[0]} {_text(left)}{left_name[1]} and {right_name[0]} {_text(right)}{right_name[1]} do not "
-                f"match: {_mismatch(left, right)}"
-            )
-        out.append(max(a, b))
-    return tuple(reversed(out))
+    out = tensor_ops.broadcast_shapes(left, right)
+    if out is None:
+        raise InvalidLayerError(
+            f"{left_name[0]} {_text(left)}{left_name[1]} and {right_name[0]} {_text(right)}{right_name[1]} do not "
+            f"match: {_mismatch(left, right)}"
+        )
+    return out
 
 
 def _mismatch(left: Shape, right: Shape) -> str:
@@ -550,12 +606,14 @@ def _concat(shape: Shape, other: Shape, dim: int, crop: Any, first: tuple[str, s
     return tuple(a + b if i == axis else a for i, (a, b) in enumerate(zip(shape, other)))
 
 
-def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: bool = True, *,
-              budget: int | None = None, cache: dict[Any, Any] | None = None) -> StackResult:  # fmt: skip
+def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], *, budget: int | None = None,
+              cache: dict[Any, Any] | None = None, inferred: Inferred | None = None) -> StackResult:  # fmt: skip
     """Push ``input_shape`` (batch first: (N, C, *spatial)) through the layers.
 
-    Where a layer or join fails, the error names the nearest input sizes for
-    which the whole stack works (``suggest``; see :func:`convcalc.fit.nearest_inputs`).
+    Arguments that follow from the incoming shape (``in_channels``, ``in_features``, a learned tensor's shape) are
+    inferred from it, as a Lazy module is built by its first call; the result keeps them (``inferred``). Given
+    ``inferred`` (a first run's), they are taken from there instead: the same network, built once on its own
+    input, run on another, so that a layer refuses a shape its built module would refuse.
     ``budget``: the most layers, blocks and joins to evaluate (OutOfBudget past it).
     ``cache``: steps already worked out, shared between runs (a layer with the same
     arguments on the same shape takes the same step).
@@ -566,28 +624,25 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], suggest: b
             f"input must be a list of 1 to {MAX_RANK} positive integers below 2**63, e.g. [1, 3, 224, 224], "
             f"got {list(shape)[: MAX_RANK + 1]}"
         )
-    axes = max(len(shape) - 2, 0)
-    run = _Run(shape, budget, {} if cache is None else cache)
-    state = _State((1,) * axes, (_ONE,) * axes, ((),) * axes, tuple(range(2, 2 + axes)))
+    rank = len(shape)
+    run = _Run(shape, budget, {} if cache is None else cache, inferred)
+    state = _State((1,) * rank, (_ONE,) * rank, ((),) * rank, tuple(range(rank)))  # every dim of the input followed
+    built = run.inferred if inferred is None else inferred
+    error = None
     try:
-        out = run.run(specs, None, shape, state, "", None, None, None)[1]
+        out = run.run(specs, None, shape, state, (), None, None, None)[1]
     except RecursionError:
         raise StackSpecError("the blocks are nested too deeply") from None
     except _Stop as stop:
         error = stop.error
-        if suggest and len(shape) > 2:
-            from convcalc.fit import nearest_inputs
-
-            nearby = nearest_inputs(shape, specs, cache=run.cache)
-            if nearby:
-                sizes = " and ".join("x".join(map(str, size[2:])) for size in nearby)
-                error = StackError(
-                    f"{error}; input sizes near {'x'.join(map(str, shape[2:]))} that work: {sizes}",
-                    index=error.index, layer=error.layer, input_shape=error.input_shape, label=error.label,
-                    line=error.line, node=error.node,
-                )  # fmt: skip
-        return StackResult(input=shape, output=error.input_shape, rows=tuple(run.nodes), error=error)
-    return StackResult(input=shape, output=out, rows=tuple(run.nodes))
+        out = error.input_shape
+    # the receptive field is shown for the input's spatial axes: its last as many dims as the first conv, pool or
+    # upsampling has spatial axes (an unbatched (C, H, W) input's last two), else every dim after (N, C)
+    spatial = range(2, rank) if run.spatial is None else range(max(rank - run.spatial, 0), rank)
+    for node in run.nodes:
+        node.receptive_field = tuple(node.receptive_field[axis] for axis in spatial)
+        node.jump = tuple(node.jump[axis] for axis in spatial)
+    return StackResult(input=shape, output=out, rows=tuple(run.nodes), error=error, inferred=built)
 
 
 def _widest(chain: tuple[Fraction | int, ...], units: int) -> int:
@@ -608,6 +663,10 @@ def _chain(chain: tuple[Fraction | int, ...], stride: Fraction | int) -> tuple[F
     if chain and stride.denominator == 1 and chain[-1].denominator == 1:
         return (*chain[:-1], chain[-1] * stride)
     return (*chain, stride)
+
+
+def _value(value: Any) -> str:
+    return _text(value) if isinstance(value, tuple) else str(value)
 
 
 def _text(shape: Shape) -> str:

@@ -13,7 +13,7 @@
   counts them (the projections, the attention scores and the weighted sum).
 
 Each function takes the incoming shape and the resolved arguments and returns
-a :class:`~convcalc.catalog.Step`, raising InvalidLayerError with torch's rule
+a :class:`~convcalc.step.Step`, raising InvalidLayerError with torch's rule
 in words where torch would refuse. The catalogue declares their arguments.
 
 >>> from convcalc.catalog import LAYERS
@@ -29,12 +29,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from convcalc.errors import InvalidLayerError
-
-if TYPE_CHECKING:
-    from convcalc.catalog import Step
+from convcalc.step import Step, wrap_dim
 
 __all__ = ["contiguous", "elementwise_strides", "view_strides"]
 
@@ -43,8 +41,6 @@ Strides = tuple[int, ...]
 
 
 def _step(**fields: Any) -> Step:
-    from convcalc.catalog import Step  # the catalogue imports this module
-
     return Step(**fields)
 
 
@@ -54,14 +50,6 @@ def _fail(message: str) -> InvalidLayerError:
 
 def _text(shape: Shape) -> str:
     return "(" + ", ".join(str(n) for n in shape) + ")"
-
-
-def _dim(dim: int, rank: int, argument: str = "dim", extra: int = 0) -> int:
-    """``dim`` wrapped into 0..rank-1 (0..rank for ``extra`` 1, as unsqueeze takes); a 0-d tensor counts as 1-d."""
-    size = rank + extra if extra else max(rank, 1)
-    if not -size <= dim < size:
-        raise _fail(f"{argument} {dim} is out of range for a {rank}-D input: use {-size}..{size - 1}")
-    return dim % size
 
 
 def contiguous(shape: Shape) -> Strides:
@@ -207,16 +195,29 @@ def _new_shape(shape: Shape, sizes: Sequence[int], name: str) -> Shape:
 
 
 def _merged(shape: Shape, out: Shape) -> tuple[int | None, ...]:
-    """Where each dim of ``shape`` goes in ``out`` after a reshape: kept where the leading and trailing sizes
-    match unchanged, else None (merged or split: a receptive field through it is lost)."""
+    """Where each dim of ``shape`` goes in ``out`` after a reshape. The dims are matched in runs whose sizes
+    multiply alike: a dim kept as it is goes to its place, dims merged into one go to that one (each keeps what it
+    followed: a flattened patch grid still has its receptive field per axis), and a dim split into several goes
+    nowhere (None: what it followed is lost).
+
+    >>> _merged((1, 768, 14, 14), (1, 768, 196)), _merged((1, 196, 768), (1, 14, 14, 768))
+    ((0, 1, 2, 2), (0, None, 3))
+    """
     dims: list[int | None] = [None] * len(shape)
-    for i in range(len(shape)):
-        j = len(out) - len(shape) + i
-        if 0 <= j < len(out) and shape[i:] == out[j:] and math.prod(shape[:i]) == math.prod(out[:j]):
-            dims[i] = j
-    for i in range(len(shape)):
-        if i < len(out) and shape[: i + 1] == out[: i + 1] and dims[i] is None:
-            dims[i] = i
+    i = j = 0
+    while i < len(shape) and j < len(out):
+        first_in, first_out = i, j
+        left, right = shape[i], out[j]
+        i, j = i + 1, j + 1
+        while left != right and (i < len(shape) or j < len(out)):
+            if (left < right and i < len(shape)) or j == len(out):
+                left, i = left * shape[i], i + 1
+            else:
+                right, j = right * out[j], j + 1
+        real = [d for d in range(first_out, j) if out[d] != 1] or [first_out]
+        if len(real) == 1:  # kept, or merged into one
+            for d in range(first_in, i):
+                dims[d] = real[0]
     return tuple(dims)
 
 
@@ -246,8 +247,8 @@ def view(shape: Shape, args: dict[str, Any]) -> Step:
 
 def flatten(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.flatten(start_dim, end_dim)``, whose start_dim defaults to 0 (nn.Flatten's to 1)."""
-    start = _dim(args["start_dim"], len(shape), "start_dim")
-    end = _dim(args["end_dim"], len(shape), "end_dim")
+    start = wrap_dim(args["start_dim"], len(shape), "start_dim")
+    end = wrap_dim(args["end_dim"], len(shape), "end_dim")
     if start > end:
         raise _fail(f"start_dim {args['start_dim']} comes after end_dim {args['end_dim']}")
     out = (1,) if not shape else (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
@@ -258,7 +259,7 @@ def permute(shape: Shape, args: dict[str, Any]) -> Step:
     given = list(args["dims"])
     if len(given) != len(shape):
         raise _fail(f"permute needs one dim per dimension of the input, {len(shape)}, got {len(given)}: {given}")
-    dims = [_dim(d, len(shape), "permute's dim") for d in given]
+    dims = [wrap_dim(d, len(shape), "permute's dim") for d in given]
     if len(set(dims)) != len(dims):
         raise _fail(f"permute names a dim twice: {given}")
     where = tuple(dims.index(d) for d in range(len(shape)))
@@ -270,7 +271,7 @@ def permute(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def transpose(shape: Shape, args: dict[str, Any]) -> Step:
-    a, b = _dim(args["dim0"], len(shape), "dim0"), _dim(args["dim1"], len(shape), "dim1")
+    a, b = wrap_dim(args["dim0"], len(shape), "dim0"), wrap_dim(args["dim1"], len(shape), "dim1")
     if not shape:
         return _step(output=shape, dims=())
     order = list(range(len(shape)))
@@ -284,7 +285,7 @@ def squeeze(shape: Shape, args: dict[str, Any]) -> Step:
         drop = {d for d, n in enumerate(shape) if n == 1}
     else:
         given = dim if isinstance(dim, (tuple, list)) else (dim,)
-        wrapped = [_dim(d, len(shape)) for d in given]
+        wrapped = [wrap_dim(d, len(shape)) for d in given]
         if len(set(wrapped)) != len(wrapped):
             raise _fail(f"squeeze names a dim twice: {list(given)}")
         drop = {d for d in wrapped if shape and shape[d] == 1}
@@ -298,7 +299,7 @@ def squeeze(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def unsqueeze(shape: Shape, args: dict[str, Any]) -> Step:
-    d = _dim(args["dim"], len(shape), extra=1)
+    d = wrap_dim(args["dim"], len(shape), extra=1)
     out = (*shape[:d], 1, *shape[d:])
 
     def restride(strides: Strides) -> Strides:
@@ -312,7 +313,7 @@ def select(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.select(dim, index)``: ``x[:, 0]`` is ``select: [1, 0]``."""
     if not shape:
         raise _fail("select() cannot be applied to a 0-dim tensor")
-    d = _dim(args["dim"], len(shape))
+    d = wrap_dim(args["dim"], len(shape))
     index = args["index"]
     if not -shape[d] <= index < shape[d]:
         raise _fail(f"index {index} is out of range for dim {args['dim']} of size {shape[d]}: use "
@@ -332,7 +333,7 @@ def mean(shape: Shape, args: dict[str, Any]) -> Step:
         reduced = set(range(len(shape)))
     else:
         given = dim if isinstance(dim, (tuple, list)) else (dim,)
-        wrapped = [_dim(d, len(shape)) for d in given]
+        wrapped = [wrap_dim(d, len(shape)) for d in given]
         if len(set(wrapped)) != len(wrapped):
             raise _fail(f"mean names a dim twice: {list(given)}")
         reduced = set(wrapped)
@@ -349,33 +350,68 @@ def mean(shape: Shape, args: dict[str, Any]) -> Step:
 # --- learned tensors ------------------------------------------------------------------------------------------
 
 
+def broadcast_shapes(left: Shape, right: Shape) -> Shape | None:
+    """The shape of ``left + right`` as torch broadcasts them, or None where it cannot.
+
+    >>> broadcast_shapes((8, 1, 5), (3, 1)), broadcast_shapes((2, 3), (4,))
+    ((8, 3, 5), None)
+    """
+    rank = max(len(left), len(right))
+    out = []
+    for a, b in zip((1,) * (rank - len(left)) + left, (1,) * (rank - len(right)) + right):
+        if a != b and 1 not in (a, b):
+            return None
+        out.append(b if a == 1 else a)
+    return tuple(out)
+
+
+def _learned(shape: Shape, weight: Shape, how: str) -> Shape:
+    """The shape of ``x + weight`` or ``weight * x`` for a learned tensor built on the network's first input."""
+    out = broadcast_shapes(shape, weight)
+    if out is None:
+        raise _fail(f"the input {_text(shape)} does not broadcast with the learned {_text(weight)} it is {how}")
+    return out
+
+
 def class_token(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned (1, 1, E) token, expanded over the batch and prepended along dim 1 of an (N, S, E) input."""
     if len(shape) != 3:
         raise _fail(f"needs an (N, S, E) input (batch first), got {len(shape)}-D {_text(shape)}")
     n, s, e = shape
-    return _step(output=(n, s + 1, e), params=e, dims=(0, None, 2))
+    embed = args["embed_dim"]
+    if e != embed:
+        raise _fail(f"the input's last dim is {e}, but the token's is {embed} (embed_dim): torch.cat needs them equal")
+    return _step(output=(n, s + 1, e), params=embed)  # the token sees no input: the sequence keeps its field
 
 
 def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
-    """A learned (1, *shape[1:]) tensor added to the input (ViT's pos_embedding)."""
+    """A learned (1, *shape) tensor added to the input (ViT's pos_embedding); ``shape`` is the input's without its
+    batch axis, inferred once."""
     if not shape:
         raise _fail("needs an input with a batch axis, got a 0-D tensor")
-    return _step(output=shape, params=math.prod(shape[1:]), keeps_layout=True)
+    weight = (1, *args["shape"])
+    return _step(output=_learned(shape, weight, "added to"), params=math.prod(weight), keeps_layout=True)
 
 
 def layer_scale(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned per-channel scale ``gamma * x`` (ConvNeXt), gamma of shape (C, 1, ..., 1) along ``dim``."""
     if not shape:
         raise _fail("needs an input with at least 1 dimension, got a 0-D tensor")
-    d = _dim(args["dim"], len(shape))
-    return _step(output=shape, params=shape[d], keeps_layout=True)
+    wrap_dim(args["dim"], len(shape))
+    weight = tuple(args["shape"])
+    if not weight:
+        raise _fail("shape must not be empty: gamma has the channels, then a 1 per later axis")
+    return _step(output=_learned(shape, weight, "multiplied by"), params=math.prod(weight), keeps_layout=True)
 
 
-def layer_scale_shape(shape: Shape, dim: int) -> Shape:
-    """The shape of LayerScale's gamma on an input of ``shape``: the channels, then a 1 per later axis."""
-    d = dim % len(shape)
-    return (shape[d], *([1] * (len(shape) - d - 1)))
+def layer_scale_shape(shape: Shape, args: dict[str, Any]) -> Shape:
+    """The shape of LayerScale's gamma on an input of ``shape``: the channels along ``dim``, then a 1 per later
+    axis; ``()`` where ``dim`` names no axis (the layer then says why)."""
+    rank, dim = len(shape), args["dim"]
+    if not -rank <= dim < rank:
+        return ()
+    d = dim % rank
+    return (shape[d], *([1] * (rank - d - 1)))
 
 
 # --- attention ------------------------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from convcalc.catalog import LAYERS, Form
-from convcalc.tensor_ops import layer_scale_shape
 
 __all__ = ["HELPERS", "constructor", "expression", "helpers", "value"]
 
@@ -107,13 +106,12 @@ def constructor(node: Any) -> tuple[str, list[str]]:
     torch's order; for convcalc's own modules, what the input's shape says)."""
     kind = LAYERS[node.type]
     if kind.form is Form.PARAMETER:
-        shape = node.input
         if node.type == "ClassToken":
-            return node.type, [str(shape[-1])]
+            return node.type, [str(node.arguments["embed_dim"])]
+        shape = [str(n) for n in node.arguments["shape"]]
         if node.type == "PositionEmbedding":
-            return node.type, [str(n) for n in shape[1:]]
-        scale = layer_scale_shape(shape, node.arguments["dim"])
-        return node.type, [*(str(n) for n in scale), f"init={value(node.arguments['init'])}"]
+            return node.type, shape
+        return node.type, [*shape, f"init={value(node.arguments['init'])}"]
     inferred = {arg.name for arg in kind.args if arg.infer is not None}
     shown = [name for name in node.arguments if name in node.given or name in inferred]
     return f"nn.{node.type}", [f"{name}={value(node.arguments[name])}" for name in shown]

@@ -282,7 +282,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
 
     batch_of_one = _too_large(result)
     if batch_of_one:
-        result = run_stack((1, *result.input[1:]), specs, suggest=False)
+        result = run_stack((1, *result.input[1:]), specs, inferred=result.inferred)
         if _too_large(result):
             raise VerifyError(
                 "torch cannot hold a tensor of 2**63 elements or more, even on the meta device, and this stack "

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from convcalc.cli import main
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
+from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS, inferring_module
 
 ROOT = Path(__file__).parent.parent
@@ -142,7 +143,7 @@ def graph_items(draw: st.DrawFn, depth: int = 0) -> list[tuple[str, dict[str, An
     return items
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=scaled(400), deadline=None)
 @given(items=graph_items(), channels=st.integers(1, 3), size=st.integers(4, 12))
 def test_graphs_match_torch_step_by_step(items: list[Any], channels: int, size: int) -> None:
     shape = (1, channels, size, size)

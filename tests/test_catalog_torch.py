@@ -37,6 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from convcalc.catalog import LAYERS, Form
+from tests.profiles import scaled
 
 Shape = tuple[int, ...]
 
@@ -81,7 +82,7 @@ def convcalc_verdict(name: str, arguments: dict[str, Any], shape: Shape) -> Verd
 
     try:
         specs = resolve([(name, arguments, None)])
-        result = run_stack(shape, specs, suggest=False)
+        result = run_stack(shape, specs)
     except StackSpecError as error:
         return Verdict(False, reason=f"StackSpecError: {error}")
     if result.error is not None:
@@ -547,7 +548,7 @@ NN_LAYERS = [name for name, kind in LAYERS.items() if kind.form is Form.MODULE a
 
 
 @pytest.mark.parametrize("name", NN_LAYERS)
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(EXAMPLES), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_layer_agrees_with_torch(name: str, data: st.DataObject) -> None:
     arguments, shape = data.draw(cases(name), label="arguments, shape")

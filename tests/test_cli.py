@@ -128,6 +128,7 @@ def test_json_has_sizes_and_every_parameter_after_defaults() -> None:
         "padding_mode": "zeros",
         "padding_applied": [[1, 1], [1, 1]],
         "uncovered": [None, None],
+        "unread": [None, None],
         "batch": None,
         "in_channels": None,
         "out_channels": None,

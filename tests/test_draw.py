@@ -25,6 +25,7 @@ from convcalc.stack import Node, StackResult, run_stack
 from convcalc.stackfile import load_stack
 from convcalc.text import printable
 from tests.golden_files import assert_matches_golden
+from tests.profiles import scaled
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -311,7 +312,7 @@ def flat_stacks(draw: st.DrawFn) -> tuple[list[Any], list[tuple[str, str]]]:
     return items, sorted(expected)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stack=flat_stacks(), width=st.integers(300, 1600))
 def test_one_arc_per_saved_tensor_a_join_takes(stack: tuple[list[Any], list[tuple[str, str]]], width: int) -> None:
     items, expected = stack
@@ -368,7 +369,7 @@ def inside(root: ET.Element) -> None:
         assert xs and ys and all(0 <= x <= width for x in xs) and all(0 <= y <= height for y in ys), path.get("d")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(items=st.builds(list).flatmap(lambda names: nested(names)), width=st.integers(300, 1400))
 def test_blocks_and_joins_each_draw_their_arcs(items: list[Any], width: int) -> None:
     result = run_stack((1, 4, 8, 8), resolve(items))
@@ -390,7 +391,7 @@ def test_blocks_and_joins_each_draw_their_arcs(items: list[Any], width: int) -> 
     legend_lists_what_is_drawn(root)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=scaled(100), deadline=None)
 @given(
     name=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
     | st.sampled_from(["<script>", "a&b", '"q"', "\x1b[2J", "\ufffe\uffff"])

@@ -22,6 +22,7 @@ from convcalc.emit import emit_torch
 from convcalc.spec import resolve
 from convcalc.stack import Order, run_stack
 from convcalc.stackfile import load_stack
+from tests.profiles import scaled
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -127,7 +128,7 @@ def emit_items(items: list[tuple[str, dict[str, Any], None]], title: str) -> tup
     return emit_torch(specs, result, title), result
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(first=names, second=names, title=names)
 def test_user_names_never_become_code(first: str, second: str, title: str) -> None:
     """Two Save names (equal or not, look-alikes included) and a file name, from all of Unicode."""

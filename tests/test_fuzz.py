@@ -16,7 +16,7 @@ Each class is generated, not listed (tests/test_hostile.py keeps one hand-writte
 5. every kind of output target for ``draw -o``: new path, existing file, symlinks to a file, to nothing
    and to a directory, a directory, a FIFO, /dev/null, a Unix socket, a missing folder, ``''`` and ``-``.
 
-The property, for every case: no traceback, no hang (Hypothesis' deadline, or a subprocess timeout),
+The property, for every case: no traceback, no hang (a watchdog of HANG seconds a case, or a subprocess timeout),
 exit code 0, 1 or 2 (130, 141 or 143 only where a signal or a closed pipe is the case, as
 docs/exit-codes.md says), and on failure exactly one ``Error:`` line that says what is wrong (no leaked
 Python exception). No output, standard output or error, holds a character that steers a terminal. With
@@ -61,6 +61,7 @@ from hypothesis import strategies as st
 from convcalc.catalog import LAYERS
 from convcalc.cli import main
 from convcalc.schema import REQUIRED, Arg, Type
+from tests.profiles import scaled
 
 CASES = {
     # in process, through click's runner: 10,000 cases a run
@@ -83,6 +84,8 @@ CONVCALC = [sys.executable, "-m", "convcalc"]
 INT64 = 2**63
 TIMEOUT = 60
 """Seconds a real process may take before it counts as hung."""
+HANG = 120
+"""Seconds an in-process case may take before it counts as hung: no wall-clock deadline, only a hang catcher."""
 
 STEERING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 """Characters that steer a terminal or reorder what it shows: C0 controls but tab and newline (ESC, BEL, CR,
@@ -799,19 +802,40 @@ def check(result: Result, what: str, form: str | None = None) -> None:
         assert_form(form, stdout, raw, what)
 
 
-def fuzz(cases: str, deadline: int | None) -> settings:
-    """A test's settings: its count from CASES; its deadline (None where real processes have their own timeout);
-    no explain phase, which re-runs a failing case hundreds of times (the reproducer is printed anyway)."""
+def fuzz(cases: str) -> settings:
+    """A test's settings: its count from CASES; no wall-clock deadline (a hang is caught by the watchdog of
+    :func:`check`, or a real process's timeout); no explain phase, which re-runs a failing case hundreds of times
+    (the reproducer is printed anyway)."""
     return settings(
-        max_examples=CASES[cases],
-        deadline=deadline,
-        suppress_health_check=list(HealthCheck) if deadline is None else [HealthCheck.too_slow],
+        max_examples=scaled(CASES[cases]),
+        suppress_health_check=list(HealthCheck),
         phases=[phase for phase in Phase if phase is not Phase.explain],
     )
 
 
+class Hung(Exception):
+    """A case ran past HANG seconds: convcalc hung (the watchdog is generous, so load alone never trips it)."""
+
+
+@contextlib.contextmanager
+def watchdog(what: object) -> Iterator[None]:
+    """Raise Hung in the case that runs longer than HANG seconds."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise Hung(f"no answer after {HANG} s: {what}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, HANG)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def invoke(args: list[str], stdin: str | bytes | None = None, columns: str = "100") -> Result:
-    return CliRunner(env={"COLUMNS": columns}).invoke(main, args, input=stdin)
+    with watchdog(args):
+        return CliRunner(env={"COLUMNS": columns}).invoke(main, args, input=stdin)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -831,7 +855,7 @@ def _scratch_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 @pytest.fixture(scope="module", autouse=True)
 def _torch_imported() -> None:
-    """--verify imports torch once (seconds): before the first case, so that no case's deadline pays for it."""
+    """--verify imports torch once (seconds): before the first case, so that no case pays for it."""
     invoke(["conv", "8", "--k", "3", "--verify", "-q"])
 
 
@@ -1022,7 +1046,7 @@ def command_lines(draw: st.DrawFn) -> Case:
     return Case(args, stdin, form, draw(columns_values()))
 
 
-@fuzz("arguments", deadline=15_000)
+@fuzz("arguments")
 @given(case=command_lines())
 def test_command_lines(case: Case) -> None:
     what = shown(case.args, case.stdin) + (f"  (COLUMNS={case.columns!r})" if case.columns != "100" else "")
@@ -1056,7 +1080,7 @@ def run_stack_file(data: dict[Any, Any], text: str, args: tuple[str, ...], form:
         event("--emit torch: compared with its neutral twin")
 
 
-@fuzz("stack_numbers", deadline=15_000)
+@fuzz("stack_numbers")
 @given(data=st.data(), run=st.sampled_from(STACK_RUNS))
 def test_stack_files_with_numbers_of_every_size(data: st.DataObject, run: tuple[tuple[str, ...], str]) -> None:
     stack = data.draw(stacks(numbers=True))
@@ -1064,7 +1088,7 @@ def test_stack_files_with_numbers_of_every_size(data: st.DataObject, run: tuple[
     run_stack_file(stack, text, *run)
 
 
-@fuzz("stack_strings", deadline=15_000)
+@fuzz("stack_strings")
 @given(data=st.data(), run=st.sampled_from(STACK_RUNS), columns=columns_values())
 def test_stack_files_with_text_of_every_kind(
     data: st.DataObject, run: tuple[tuple[str, ...], str], columns: str
@@ -1077,7 +1101,7 @@ def test_stack_files_with_text_of_every_kind(
     run_stack_file(stack, text, args, form, columns)
 
 
-@fuzz("emit_and_draw", deadline=20_000)
+@fuzz("emit_and_draw")
 @given(
     data=st.data(),
     names=st.lists(hostile_texts("file").map(lambda text: Name(text or "n")), min_size=1, max_size=3),
@@ -1167,7 +1191,7 @@ def junk_files(draw: st.DrawFn) -> str | bytes:
     return "\n".join(lines[:1] + lines[3:] if draw(st.booleans()) else lines) + "\n"
 
 
-@fuzz("junk", deadline=15_000)
+@fuzz("junk")
 @given(text=junk_files(), run=st.sampled_from(STACK_RUNS))
 def test_junk_files(text: str | bytes, run: tuple[tuple[str, ...], str]) -> None:
     args, form = run
@@ -1191,7 +1215,7 @@ def _tree(folder: str) -> set[str]:
             for name in dirs + files}  # fmt: skip
 
 
-@fuzz("output_targets", deadline=20_000)
+@fuzz("output_targets")
 @given(
     target=st.sampled_from(TARGETS),
     name=file_names(),
@@ -1371,7 +1395,7 @@ def _close_fd(fd: int) -> Any:
 
 @pytest.mark.parametrize("case", ["stdin closed", "stdin not UTF-8"])
 @pytest.mark.parametrize("reader", READERS)
-@fuzz("streams", deadline=None)
+@fuzz("streams")
 @given(data=st.data())
 def test_odd_input_streams(case: str, reader: str, data: st.DataObject) -> None:
     """Standard input closed (``<&-``) or not UTF-8: one Error line that says so, exit 1."""
@@ -1392,7 +1416,7 @@ def test_odd_input_streams(case: str, reader: str, data: st.DataObject) -> None:
     "case", ["stdout closed", "stdout full", "stdout a closed pipe", "stdout closed while writing"]
 )
 @pytest.mark.parametrize("kind", WRITERS)
-@fuzz("streams", deadline=None)
+@fuzz("streams")
 @given(data=st.data())
 def test_odd_output_streams(case: str, kind: str, data: st.DataObject) -> None:
     """Standard output closed (``>&-``) or full (``>/dev/full``): one Error line, exit 1; a pipe whose reader
@@ -1451,7 +1475,7 @@ ENCODED_RUNS = {"table": ("stack", "-"), "markdown": ("stack", "-", "--markdown"
 
 @pytest.mark.parametrize("encoding", sorted(ENCODINGS))
 @pytest.mark.parametrize("form", sorted(ENCODED_RUNS))
-@fuzz("encodings", deadline=None)
+@fuzz("encodings")
 @given(
     data=st.data(),
     wide=st.text(st.characters(categories=["L"], min_codepoint=0xA0), min_size=1, max_size=4),
@@ -1493,7 +1517,7 @@ LONG_STACK = _long_stack(40_000)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-@fuzz("signals", deadline=None)
+@fuzz("signals")
 @given(delay=st.floats(0, 2.0), output=st.sampled_from([None, "-q", "--json", "draw"]))
 def test_signals_in_the_middle_of_the_work(signum: int, code: int, delay: float, output: str | None) -> None:
     """SIGINT or SIGTERM at any moment of a long run: the run ends quietly with 130 or 143 (or 0, done first);

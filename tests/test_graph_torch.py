@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from convcalc.errors import StackSpecError
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
+from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS
 
 REJECTS = (*TORCH_REJECTS, AssertionError)
@@ -37,7 +38,7 @@ def ours(shape: tuple[int, ...], items: list[tuple[str, dict[str, Any]]]) -> tup
     refused at load (an argument torch refuses whatever the input) counts as failing where it stands; the steps
     before it are then taken to run as torch ran them, as convcalc says nothing of them."""
     try:
-        result = run_stack(shape, resolve((name, args, None) for name, args in items), suggest=False)
+        result = run_stack(shape, resolve((name, args, None) for name, args in items))
     except StackSpecError as error:
         return ["at load"], error.position or 1  # type: ignore[list-item]
     return [row.output for row in result.rows], None if result.error is None else result.error.index
@@ -170,7 +171,7 @@ def method_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dic
     return shape, items
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=scaled(1500), deadline=None)
 @given(case=method_chains())
 @example(case=((1, 2), [("mean", {"keepdim": False}), ("GLU", {"dim": 0})]))  # 0-D tensors: torch refuses
 @example(case=((1, 2), [("mean", {"keepdim": False}), ("Unflatten", {"dim": 0, "unflattened_size": [1]})]))
@@ -198,7 +199,7 @@ def layout_chains(draw: st.DrawFn) -> tuple[tuple[int, ...], list[tuple[str, dic
     return shape, items
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=scaled(800), deadline=None)
 @given(case=layout_chains())
 def test_views_after_layers_fail_where_torch_fails(
     case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]],
@@ -288,7 +289,7 @@ def run_attention(name: str, args: dict[str, Any], x: torch.Tensor) -> torch.Ten
     return module(x)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=scaled(400), deadline=None)
 @given(case=attention())
 def test_attention_matches_torch(case: tuple[str, dict[str, Any], tuple[int, ...]]) -> None:
     """Validity, shape and params against the module on the CPU; MACs against FlopCounterMode on the meta device
@@ -327,7 +328,7 @@ def test_attention_matches_torch(case: tuple[str, dict[str, Any], tuple[int, ...
 
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=5).map(tuple))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200), deadline=None)
 def test_class_token_and_position_embedding_as_vit_writes_them(shape: tuple[int, ...]) -> None:
     x = torch.zeros(shape)
     try:  # torchvision's VisionTransformer.forward: class_token (1, 1, E), expanded, concatenated on dim 1
@@ -346,7 +347,7 @@ def test_class_token_and_position_embedding_as_vit_writes_them(shape: tuple[int,
 
 
 @given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=5).map(tuple), dim=st.integers(-6, 5))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200), deadline=None)
 def test_layer_scale_as_convnext_writes_it(shape: tuple[int, ...], dim: int) -> None:
     """ConvNeXt: layer_scale = Parameter(ones(dim, 1, 1) * 1e-6), times the block's output."""
     x = torch.zeros(shape)
@@ -374,7 +375,7 @@ def test_a_parallel_of_one_branch_is_checked_as_torch_cat_checks_it(rank: int, d
     except (IndexError, RuntimeError):
         theirs = None
     items = [("Parallel", {"join": "Concat", "dim": dim, "branches": [branch]})]
-    result = run_stack(shape, resolve((name, args, None) for name, args in items), suggest=False)
+    result = run_stack(shape, resolve((name, args, None) for name, args in items))
     assert (result.output if result.error is None else None) == theirs
 
 
@@ -394,7 +395,7 @@ def strided_tensors(draw: st.DrawFn, rank: int | None = None) -> torch.Tensor:
     return x.permute(draw(st.permutations(range(x.dim()))))
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=scaled(600), deadline=None)
 @given(data=st.data())
 def test_elementwise_results_are_laid_out_as_torch_lays_them_out(data: st.DataObject) -> None:
     """convcalc's TensorIterator rule against torch's: the strides of relu(a) and of a + b, broadcasting included,

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from convcalc.cli import main
 from convcalc.files import write_file
+from tests.profiles import scaled
 
 ROOT = Path(__file__).parent.parent
 LENET = str(ROOT / "examples" / "lenet5.yaml")
@@ -587,7 +588,7 @@ MARKUP = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_si
 )  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=scaled(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(name=MARKUP)
 def test_a_name_in_markdown_is_text_and_nothing_else(name: str) -> None:
     """Rendered by a CommonMark parser (markdown-it, which rich depends on), the table has 8 cells a row and the

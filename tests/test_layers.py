@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import convcalc
 from convcalc import formulas
 from convcalc.errors import ConvcalcError, InvalidLayerError
+from tests.profiles import scaled
 
 
 def test_every_deliberate_error_is_a_convcalc_error() -> None:
@@ -128,18 +129,7 @@ strides = st.integers(1, 6)
 dilations = st.integers(1, 3)
 
 
-@settings(max_examples=1000)
-@given(length=sizes, kernel=kernels, stride=strides, dilation=dilations, padding=st.integers(0, 4))
-def test_uncovered_matches_a_window_by_window_count(length, kernel, stride, dilation, padding) -> None:
-    out = formulas.conv_length(length, kernel, stride, (padding, padding), dilation)
-    assume(out >= 1)
-    reached = {w * stride + j * dilation - padding for w in range(out) for j in range(kernel)}
-    last = max(reached)
-    expected = sum(1 for i in range(length) if i > last)
-    assert formulas.uncovered_length(length, out, kernel, stride, padding, dilation) == expected
-
-
-@settings(max_examples=1000)
+@settings(max_examples=scaled(1000))
 @given(length=sizes, kernel=kernels, stride=strides, dilation=dilations, padding=st.integers(0, 4), ceil=st.booleans())
 def test_pool_length_counts_the_windows_torch_keeps(length, kernel, stride, dilation, padding, ceil) -> None:
     """Window w starts at w*stride in padded coordinates. Floor mode keeps the windows that fit whole;
@@ -156,7 +146,7 @@ def test_pool_length_counts_the_windows_torch_keeps(length, kernel, stride, dila
     assert formulas.pool_length(length, kernel, stride, (padding, padding), dilation, ceil) == expected
 
 
-@settings(max_examples=1000)
+@settings(max_examples=scaled(1000))
 @given(kernel=kernels, stride=strides, dilation=dilations, padding=st.integers(0, 4), length=sizes)
 def test_suggested_smallest_input_is_the_smallest(kernel, stride, dilation, padding, length) -> None:
     """An invalid conv's message names an input size that works, and one less does not."""
@@ -174,7 +164,7 @@ def test_suggested_smallest_input_is_the_smallest(kernel, stride, dilation, padd
             convcalc.conv((smallest - 1,), kernel_size=kernel, stride=stride, dilation=dilation, padding=padding)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=scaled(1000))
 @given(kernel=kernels, stride=strides, dilation=dilations, length=sizes, ceil=st.booleans(), data=st.data())
 def test_suggested_smallest_pool_input_is_the_smallest(kernel, stride, dilation, length, ceil, data) -> None:
     padding = data.draw(st.integers(0, kernel // 2))
@@ -190,7 +180,7 @@ def test_suggested_smallest_pool_input_is_the_smallest(kernel, stride, dilation,
             convcalc.max_pool((smallest - 1,), **kwargs)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=scaled(1000))
 @given(kernel=kernels, stride=strides, dilation=dilations, padding=st.integers(1, 9), length=st.integers(1, 5))
 def test_transposed_fixes_in_the_message_work(kernel, stride, dilation, padding, length) -> None:
     try:

@@ -250,7 +250,7 @@ def test_family_pool_and_layer_result_family() -> None:
 def stack_verdict(name: str, args: dict[str, Any], shape: tuple[int, ...]) -> tuple[Any, ...] | None:
     """convcalc's (output, params, buffers) for one layer as a stack, or None where it refuses the layer."""
     try:
-        result = run_stack(shape, resolve([(name, args, None)]), suggest=False)
+        result = run_stack(shape, resolve([(name, args, None)]))
     except StackSpecError:
         return None
     if result.error is not None:
@@ -361,7 +361,7 @@ def test_catalog_layer_agrees_with_torch(name: str, args: dict[str, Any], shape:
 
 
 def last_row(items: list[tuple[str, dict[str, Any]]], shape: tuple[int, ...]) -> Any:
-    result = run_stack(shape, resolve([(name, args, None) for name, args in items]), suggest=False)
+    result = run_stack(shape, resolve([(name, args, None) for name, args in items]))
     assert result.error is None
     return result.rows[-1]
 

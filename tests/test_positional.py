@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convcalc.cli import main
+from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS
 
 # (class, input shape) and how many leading positional arguments to draw (torch's own order)
@@ -53,7 +54,7 @@ def torch_shape(cls: type[nn.Module], args: list[int], shape: tuple[int, ...]) -
     return None if 0 in out.shape else tuple(out.shape)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=scaled(600), deadline=None)
 @given(data=st.data())
 def test_the_positional_form_is_torchs(data: st.DataObject) -> None:
     cls, shape, most = data.draw(st.sampled_from(LAYERS))

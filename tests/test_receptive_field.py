@@ -20,6 +20,7 @@ from torch import nn
 
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
+from tests.profiles import scaled
 
 LENGTH = 64
 
@@ -97,7 +98,7 @@ def torch_fields(items: list[tuple[str, dict[str, Any]]]) -> list[int]:
     return [0 if span is None else span[1] - span[0] + 1 for span in torch_reach(items)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(items=st.lists(windowed_layers(), min_size=1, max_size=4))
 def test_receptive_field_is_the_widest_span_torch_shows(items: list[tuple[str, dict[str, Any]]]) -> None:
     result = run_stack((1, 1, LENGTH), resolve((name, args, None) for name, args in items))
@@ -116,7 +117,7 @@ def test_receptive_field_is_the_widest_span_torch_shows(items: list[tuple[str, d
         assert max(spans) <= field, f"{items}: torch spans {spans}"
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=scaled(100), deadline=None)
 @given(items=st.lists(windowed_layers(), min_size=1, max_size=3))
 def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dict[str, Any]]]) -> None:
     assume(all(name in ("Conv1d", "AvgPool1d", "ReLU") for name, _ in items))  # whole strides
@@ -129,7 +130,7 @@ def test_jump_is_the_step_between_neighbouring_fields(items: list[tuple[str, dic
     assert starts[-1] - starts[-2] == jump, f"{items}: torch starts {starts}"
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(length=st.integers(1, 40), size=st.integers(1, 40))
 def test_area_upsampling_field_is_its_widest_window(length: int, size: int) -> None:
     """Upsample(mode='area') averages adaptive windows; the field is the widest, read from torch's gradients."""

@@ -14,6 +14,7 @@ from torch import nn
 
 from convcalc.cli import main
 from convcalc.solve import solve
+from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS
 
 BOUNDS = {"max_kernel": 4, "max_stride": 3, "max_dilation": 2}
@@ -59,7 +60,7 @@ def torch_answers(family: str, length: int, out: int) -> set[tuple[object, ...]]
 
 
 @pytest.mark.parametrize("family", ["conv", "conv_transpose", "max_pool", "avg_pool"])
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=scaled(25), deadline=None)
 @given(length=st.integers(1, 16), out=st.integers(1, 24))
 def test_answers_are_exactly_what_torch_gives(family: str, length: int, out: int) -> None:
     answers = solve((length,), (out,), family=family, **BOUNDS)

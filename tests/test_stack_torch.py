@@ -19,6 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
+from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS, inferring_module
 
 EXAMPLES = 1200
@@ -176,7 +177,7 @@ def torch_layers(
     return seen, None
 
 
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=scaled(EXAMPLES), deadline=None)
 @given(case=stacks())
 def test_stack_matches_torch_layer_by_layer(case: tuple[tuple[int, ...], list[tuple[str, dict[str, Any]]]]) -> None:
     shape, items = case

@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import convcalc
 from tests import torch_oracle
+from tests.profiles import scaled
 
 EXAMPLES = 1500
 
@@ -112,7 +113,7 @@ def check_agreement(family: str, size: tuple[int, ...], kwargs: dict[str, Any]) 
 
 
 @pytest.mark.parametrize("family", ["conv", "conv_transpose", "max_pool", "avg_pool"])
-@settings(max_examples=EXAMPLES, deadline=None)
+@settings(max_examples=scaled(EXAMPLES), deadline=None)
 @given(data=st.data())
 def test_same_size_as_torch_or_both_reject(family: str, data: st.DataObject) -> None:
     size, kwargs = data.draw(layers(family))
@@ -120,7 +121,7 @@ def test_same_size_as_torch_or_both_reject(family: str, data: st.DataObject) -> 
 
 
 @pytest.mark.parametrize("family", ["conv", "conv_transpose"])
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=scaled(200), deadline=None)
 @given(data=st.data())
 def test_macs_are_half_of_torch_flop_counter(family: str, data: st.DataObject) -> None:
     size, kwargs = data.draw(layers(family))

@@ -19,6 +19,7 @@ from convcalc.cli import main
 from convcalc.spec import resolve
 from convcalc.stack import run_stack
 from tests import test_stack_torch, test_torch_agreement
+from tests.profiles import scaled
 
 
 def run(*args: str) -> Result:
@@ -119,7 +120,7 @@ def test_verify_without_torch_says_how_to_install_it(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.parametrize("family", ["conv", "conv_transpose", "max_pool", "avg_pool"])
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=scaled(150), deadline=None)
 @given(data=st.data())
 def test_verify_agrees_with_the_calculator_on_generated_layers(family: str, data: st.DataObject) -> None:
     """Valid or not, --verify must find torch agreeing with the (torch-checked) calculator."""
@@ -193,7 +194,7 @@ def test_stack_verify_without_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (result.exit_code, result.stderr) == (1, f"Error: {verify.TORCH_MISSING}\n")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=scaled(300), deadline=None)
 @given(case=test_stack_torch.stacks())
 def test_stack_verify_agrees_on_generated_stacks(case: tuple[tuple[int, ...], list[Any]]) -> None:
     """Its shortcuts around torch's slow meta kernels must never make torch and convcalc disagree."""

@@ -56,6 +56,9 @@ class Kind:
     form: Form = Form.MODULE
     varargs: bool = False
     """Whether torch's method takes its one list argument as separate positional values (``x.permute(0, 2, 1)``)."""
+    needs: tuple[tuple[str, str], ...] = ()
+    """(argument, other): torch takes the argument only where the other is given too (``x.mean(keepdim=True)`` is a
+    TypeError: ``keepdim`` needs ``dim``)."""
 
     @property
     def arguments(self) -> dict[str, Any]:
@@ -114,6 +117,14 @@ def _conv(dims: int, transposed: bool) -> Callable[[Shape, dict[str, Any]], Step
     def apply(shape: Shape, args: dict[str, Any]) -> Step:
         _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         c = _channel_axis(shape, dims)
+        if args["in_channels"] != shape[c] and len(shape) == dims + 2 and args["in_channels"] == shape[-1] != shape[c]:
+            raise InvalidLayerError(
+                f"in_channels is {args['in_channels']} but the input has {shape[c]} channels in dim {c}; the input "
+                f"looks channels-last (N, {_spatial_names(dims)}, C), and torch's {name} reads dim 1 as the channels: "
+                f"write it channels first, (N, C, {_spatial_names(dims)}), or permute it first: "
+                f"permute: {[0, len(shape) - 1, *range(1, len(shape) - 1)]}",
+                parameter="in_channels",
+            )
         _check_match("in_channels", args["in_channels"], shape[c], "channels")
         batch = shape[0] if c == 1 else 1
         call = layers.conv_transpose if transposed else layers.conv
@@ -162,12 +173,6 @@ def _pool(dims: int, kind: str) -> Callable[[Shape, dict[str, Any]], Step]:
         }
         if pool_args.get("stride") in ((), []):  # torch reads an empty stride as none given: the kernel size
             pool_args["stride"] = None
-        for key in ("kernel_size", "stride", "padding", "dilation"):
-            values = pool_args.get(key)
-            values = values if isinstance(values, (tuple, list)) else (values,)
-            if any(value is not None and not -(2**31) <= value < 2**31 for value in values):
-                raise _fail(f"{key} {pool_args[key]} is beyond the 32-bit integers torch's pooling takes "
-                            f"(at most {2**31 - 1})")  # fmt: skip
         kernel = pool_args["kernel_size"]
         if kind == "LP" and isinstance(kernel, (tuple, list)) and (dims == 1 or len(kernel) != dims):
             raise _fail(
@@ -588,10 +593,13 @@ def _not_zero(value: Any) -> str | None:
 
 
 def _celu_alpha(value: Any) -> str | None:
-    """CELU divides by alpha: alpha and 1/alpha must both be float32 numbers."""
+    """CELU divides by alpha: alpha and 1/alpha (worked out in float64) must both convert to float32, which torch
+    refuses only for a finite number beyond float32's range; a 1/alpha that is infinite already converts."""
     if value == 0:
         return "must not be 0"
-    return float32(value) or (None if abs(1 / value) <= FLOAT32_MAX else "is too small: 1/alpha overflows float32")
+    inverse = 1 / value  # infinite, not an error, for a subnormal float64 such as 5e-324
+    return float32(value) or (None if math.isinf(inverse) or abs(inverse) <= FLOAT32_MAX
+                              else "is too small: 1/alpha is beyond float32's range")  # fmt: skip
 
 
 def _ordered(low: str, high: str, strict: bool) -> Callable[[dict[str, Any]], str | None]:
@@ -723,8 +731,9 @@ def _kinds() -> dict[str, Kind]:
     add("Threshold", _same, scalar("threshold"), scalar("value"), inplace)
 
     # what a network does that is no torch.nn class: tensor methods, under torch's names
-    def method(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False) -> None:
-        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs)
+    def method(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False,
+               needs: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs, needs=needs)
 
     def some(value: list[int]) -> str | None:  # x.permute() and x.reshape() with no values are errors in torch
         return None if value else "needs at least one value"
@@ -738,7 +747,8 @@ def _kinds() -> dict[str, Kind]:
     method("squeeze", tensor_ops.squeeze, Arg("dim", Type.PER_AXIS, None))
     method("unsqueeze", tensor_ops.unsqueeze, Arg("dim", Type.INT))
     method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
-    method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False))
+    method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
+           needs=(("keepdim", "dim"),))  # fmt: skip
 
     # learned tensors that are no layer of torch's
     def learned(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg) -> None:
@@ -757,8 +767,8 @@ def _kinds() -> dict[str, Kind]:
         apply=tensor_ops.multihead_attention,
         form=Form.ATTENTION,
         args=(
-            Arg("embed_dim", Type.INT, infer=last),
-            Arg("num_heads", Type.INT),
+            Arg("embed_dim", Type.INT, infer=last, check=_at_least(1)),
+            Arg("num_heads", Type.INT, check=_at_least(1)),
             dropout_p,
             bias,
             Arg("add_bias_kv", Type.BOOL, False),

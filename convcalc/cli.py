@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import os
 import re
 import sys
@@ -193,6 +194,28 @@ def _output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
+class _Command(click.Command):
+    """A command whose usage errors name every stray value: ``conv 28 5`` says that ``5`` is unexpected (an
+    option value without its option) as well as that ``--kernel-size`` is missing, where click names one."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            given, values, _ = self.make_parser(ctx).parse_args(args=list(args))
+        except click.UsageError:  # click's own message says what is wrong
+            return super().parse_args(ctx, args)
+        stray = values  # what the parser's arguments did not take
+        if stray and not ctx.resilient_parsing:
+            missing = [param.opts[0] for param in self.params if isinstance(param, click.Option) and param.required
+                       and param.name not in given]  # fmt: skip
+            shown = " ".join(repr(value) for value in stray)
+            plural = "s" if len(stray) > 1 else ""
+            message = f"unexpected extra argument{plural} {shown} (an option's value goes right after its option)"
+            if missing:
+                message += f" ({missing[0]} {stray[0]}?); missing {', '.join(missing)}"
+            raise click.UsageError(message, ctx)
+        return super().parse_args(ctx, args)
+
+
 class _Main(click.Group):
     """The command group, with convcalc's policy for what ends a run outside a command's control.
 
@@ -202,6 +225,8 @@ class _Main(click.Group):
     line and exit 1; text that the output's encoding cannot hold is escaped
     rather than crashing the run.
     """
+
+    command_class = _Command
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
         if not standalone_mode:
@@ -254,8 +279,6 @@ class _PipeClosed(Exception):
 
 def _show_escaped(error: click.ClickException) -> None:
     """click's usage error, with the user's text in it (an unexpected argument) shown escaped, line by line."""
-    import io
-
     text = io.StringIO()
     error.show(file=text)
     for line in text.getvalue().splitlines():
@@ -287,6 +310,12 @@ class _ClosedStream:
 def _prepare_streams() -> None:
     if sys.stdout is None:
         sys.stdout = _ClosedStream()  # type: ignore[assignment]
+    elif isinstance(getattr(sys.stdout, "buffer", None), io.FileIO):
+        # PYTHONUNBUFFERED: the text layer writes straight to the file, whose write() may write only part of what
+        # it is given to a pipe and say nothing; a buffered layer writes all of it, or raises (BrokenPipeError)
+        stdout = sys.stdout
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(stdout.buffer), encoding=stdout.encoding,  # type: ignore[arg-type]
+                                      errors=stdout.errors, line_buffering=True, write_through=True)  # fmt: skip
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
@@ -350,7 +379,7 @@ def main() -> None:
 @main.command(epilog=_exit_codes(*_LAYER_EXIT), short_help="Output size of a Conv or ConvTranspose layer.")
 @click.argument("size", type=SizeType())
 @_geometry_options
-@click.option("--groups", type=_INT, default=1, show_default=True, help="groups.")
+@click.option("--groups", type=_POSITIVE, default=1, show_default=True, help="groups.")
 @click.option("--in-channels", type=_POSITIVE, help="in_channels (needs --out-channels).")
 @click.option("--out-channels", type=_POSITIVE, help="out_channels (needs --in-channels).")
 @click.option("--bias/--no-bias", default=True, show_default=True, help="bias (counts in params).")
@@ -514,7 +543,7 @@ def stack(
         from convcalc.render import console, explain_report, show, stack_report
 
         output = console()
-        parts = [stack_report(output, result, DTYPES[dtype], dtype, verification, depth)]
+        parts = [stack_report(output, result, dtype, verification, depth)]
         if explain:
             from convcalc.explain import explanation, row_result
 
@@ -578,7 +607,7 @@ def solve(
     input pixel, then the stride closest to the size ratio, then the smaller
     kernel and padding.
     """
-    from convcalc.solve import nearest_outputs
+    from convcalc.solve import nearest_outputs, widened
     from convcalc.solve import solve as search
 
     if transposed and kind:
@@ -597,10 +626,20 @@ def solve(
     family = (
         layers.Family.CONV_TRANSPOSE if transposed else layers.Family(f"{kind}_pool") if kind else layers.Family.CONV
     )
+    source = click.get_current_context().get_parameter_source
+    asked = fixed["max_kernel"], fixed["max_stride"]
     try:
-        answers = search(input_size, output_size, family=family, **fixed)
+        if any(source(name) is not click.core.ParameterSource.DEFAULT for name in ("max_kernel", "max_stride")):
+            answers = search(input_size, output_size, family=family, **fixed)
+        else:  # the default bounds widen until they find something (the notes' 227 -> 55 needs kernel_size 11)
+            answers, fixed["max_kernel"], fixed["max_stride"] = widened(input_size, output_size, family=family,
+                                                                        **fixed)  # fmt: skip
     except ConvcalcError as error:
         _usage(str(error))
+    if answers and asked != (fixed["max_kernel"], fixed["max_stride"]):
+        click.echo(f"Note: no setting within kernel_size <= {asked[0]} and stride <= {asked[1]} does it; these are "
+                   f"within kernel_size <= {fixed['max_kernel']} and stride <= {fixed['max_stride']} (--max-kernel, "
+                   "--max-stride)", err=True)  # fmt: skip
     if not answers:
         nearby = nearest_outputs(input_size, output_size, family=family, **fixed)
         near = " and ".join(size_text(size) for size in nearby)
@@ -619,6 +658,8 @@ def solve(
             "input_size": list(input_size),
             "output_size": list(output_size),
             "family": family.value,
+            "max_kernel": fixed["max_kernel"],
+            "max_stride": fixed["max_stride"],
             "count": len(answers),
             "answers": [answer.as_dict() for answer in answers[:limit]],
         }
@@ -803,6 +844,15 @@ def _run(family: layers.Family, size: tuple[int, ...], options: dict[str, Any]) 
         _usage("--explain goes with the table: drop --json or --quiet")
     kwargs = {name: value for name, value in options.items() if value is not None}
     per_axis = {name: value for name, value in kwargs.items() if isinstance(value, tuple)}
+    if (
+        dims is None
+        and len(size) == 3
+        and size[0] in (1, 3, 4)
+        and min(size[1:]) >= 16
+        and not options.get("in_channels")
+    ):  # the notes' (C, H, W), taken for a volume: say so once, and answer what was asked
+        click.echo(f"Note: {size_text(size)} is read as a 3-D size; for a {size[0]}-channel image give "
+                   f"{size_text(size[1:])} --in-channels {size[0]}", err=True)  # fmt: skip
     dims = _spatial_axes(size, per_axis, dims)
     size = _broadcast("size", size, dims)
     kwargs |= {name: _broadcast(name, value, dims) for name, value in per_axis.items()}

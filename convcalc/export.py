@@ -16,6 +16,8 @@ from convcalc.text import arguments_text, field_text, printable, shape_text
 if TYPE_CHECKING:
     from fractions import Fraction
 
+    from convcalc.saved import Saved
+
 __all__ = ["CSV_COLUMNS", "markdown_text", "stack_csv", "stack_dict", "stack_markdown"]
 
 
@@ -39,6 +41,7 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
     tensors it takes (``inputs``, 0 for the stack's input): the graph itself.
     """
     error = result.error
+    saved = _saved(result, dtype)
     return {
         "input_shape": list(result.input),
         "output_shape": list(result.output),
@@ -48,7 +51,9 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "dtype": dtype,
         "parameter_bytes": result.parameter_bytes(dtype),
         "activation_bytes": result.activation_bytes(dtype),
-        "layers": _nest(result.roots),
+        "saved_bytes": None if saved is None else saved.total,
+        "gradient_bytes": result.total_params * DTYPES[dtype],
+        "layers": _nest(result.roots, saved),
         "error": None
         if error is None
         else {"index": error.index, "type": error.layer, "input_shape": list(error.input_shape), "message": str(error)},
@@ -79,20 +84,32 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _nest(roots: list[Row]) -> list[dict[str, Any]]:
+def _saved(result: StackResult, dtype: str) -> Saved | None:
+    """What autograd keeps for backward, or None where the dtype does not train or a layer refuses training mode."""
+    from convcalc.saved import SavedBytesError, saved_bytes
+
+    try:
+        return saved_bytes(result, dtype)
+    except SavedBytesError:
+        return None
+
+
+def _nest(roots: list[Row], saved: Saved | None) -> list[dict[str, Any]]:
     """The nodes under ``roots`` as a tree: a block's nodes go in its ``blocks``, by branch (``body``,
     ``shortcut``, ``branch2``, or a Repeat's copy number). The nodes of a block that failed, which is no node
     itself, are roots."""
 
     plain: dict[int, dict[str, Any]] = {}
+    counts = ("params", "buffers", "macs") if saved is None else ("params", "buffers", "macs", "saved_bytes")
 
     def entry(node: Row) -> dict[str, Any]:
         data = _row_dict(node, plain)
+        data["saved_bytes"] = None if saved is None else saved.own.get(node.id, 0)
         if node.children:
             branches: dict[str, list[dict[str, Any]]] = {}
             for child in node.children:
                 inner = entry(child)
-                for count in ("params", "buffers", "macs"):
+                for count in counts:
                     data[count] += inner[count]
                 branches.setdefault(child.branch or "", []).append(inner)
             data["blocks"] = branches
@@ -166,11 +183,12 @@ def stack_markdown(result: StackResult, dtype: str = "float32", depth: int | Non
                  markdown_text(arguments_text(node.arguments, node.given, node.type)), shape_text(node.output), *counts,
                  field_text(node.receptive_field), field_text(node.jump)]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
-    totals = footer(result, DTYPES[dtype])
+    totals = footer(result, dtype)
     out.append("")
+    training = (f"; {megabytes(totals.total_bytes)} MB for one training step in {dtype} (saved for backward "
+                f"{megabytes(totals.saved_bytes or 0)} MB)" if totals.total_bytes is not None else "")  # fmt: skip
     out.append(
         f"Total: {totals.params:,} params, {totals.buffers:,} buffers, {totals.macs:,} MACs; output "
-        f"{shape_text(result.output)}; {megabytes(totals.total_bytes)} MB for one training step in {dtype} "
-        f"(forward pass {megabytes(totals.forward_bytes)} MB)."
+        f"{shape_text(result.output)}; forward pass {megabytes(totals.forward_bytes)} MB in {dtype}{training}."
     )
     return "\n".join(out) + "\n"

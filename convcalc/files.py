@@ -116,10 +116,15 @@ def write_file(path: str, data: bytes) -> None:
 
 def _write_into(target: str, data: bytes) -> None:
     try:
-        handle = os.open(target, os.O_WRONLY)
+        # O_NONBLOCK: opening a FIFO that no program reads would otherwise wait forever (ENXIO says so at once)
+        handle = os.open(target, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
+        if error.errno == errno.ENXIO and stat.S_ISFIFO(os.stat(target).st_mode):
+            raise FileProblem("cannot write the file: it is a FIFO that no program reads") from None
         raise FileProblem(f"cannot write the file: {_describe(error)}") from None
     try:
+        with contextlib.suppress(OSError):
+            os.set_blocking(handle, True)  # a reader that is there is waited for, as a shell's > waits
         view = memoryview(data)
         while view:
             view = view[os.write(handle, view) :]

@@ -300,6 +300,20 @@ def _pads_channels_by_zero(padding: Sequence[int], dims: int) -> bool:
     return len(values) == dims + 1 <= 3 and values[0] == 0
 
 
+def _within_int64(check: _Checker, axis: str, **values: int) -> None:
+    """torch works sizes out in 64-bit integers: each named intermediate (a padded input, a window's span, an
+    output) must be one, or torch's arithmetic overflows where convcalc's would not."""
+    for what, value in values.items():
+        if not -formulas.INT64 <= value < formulas.INT64:
+            words = what.replace("_", " ")
+            raise check.fail(
+                f"the {words} {value}{{where}} is beyond torch's 64-bit integers (at most {formulas.INT64 - 1}), "
+                "which it works sizes out in",
+                parameter="input",
+                axis=axis,
+            )
+
+
 def _coverage(length: int, out: int, kernel_size: int, stride: int, before: int, dilation: int) -> dict[str, Any]:
     found = formulas.coverage(length, out, kernel_size, stride, before, dilation)
     unread, uncovered = (None, None) if found is None else found
@@ -410,6 +424,8 @@ def conv(
     axes = []
     for name, length, k, s, (before, after), d in zip(check.names, check.size, kernel, strides, pads, dilations):
         out = formulas.conv_length(length, k, s, (before, after), d)
+        _within_int64(check, name, padded_input=length + before + after, window=formulas.effective_kernel(k, d),
+                      output=out)  # fmt: skip
         if out < 1:
             smallest = formulas.effective_kernel(k, d) - before - after
             raise check.window_too_large(
@@ -516,6 +532,9 @@ def conv_transpose(
                 axis=name,
             )
         out = formulas.conv_transpose_length(length, k, s, p, d, op)
+        _within_int64(check, name, strided_input=(length - 1) * s, padding_twice=2 * p, window=d * (k - 1),
+                      cropped=(length - 1) * s - 2 * p, uncropped=(length - 1) * s - 2 * p + d * (k - 1),
+                      output=out)  # fmt: skip
         formula = formulas.conv_transpose_formula(length, out, k, s, p, d, op)
         if out < 1:
             uncropped = formulas.conv_transpose_length(length, k, s, 0, d, op)
@@ -643,6 +662,19 @@ def _pool(
     check.at_least("stride", strides, 1)
     check.at_least("padding", pads, 0)
     check.at_least("dilation", dilations, 1)
+    # torch's pools take these as 32-bit integers, but for MaxPool1d, which takes 64-bit ones (and checks its output
+    # size as a 32-bit one, below)
+    limited = {} if check.layer == "MaxPool1d" else {"kernel_size": kernel, "stride": strides, "padding": pads,
+                                                     "dilation": dilations}  # fmt: skip
+    for parameter, values in limited.items():
+        for name, value in zip(check.names, values):
+            if value >= 2**31:
+                raise check.fail(
+                    f"{parameter} {value}{{where}} is beyond the 32-bit integers torch's {check.layer} takes "
+                    f"(at most {2**31 - 1})",
+                    parameter=parameter,
+                    axis=name,
+                )
     for name, k, p in zip(check.names, kernel, pads):
         if p > k // 2:
             raise check.fail(
@@ -665,12 +697,21 @@ def _pool(
     axes = []
     for name, length, k, s, p, d in zip(check.names, check.size, kernel, strides, pads, dilations):
         out = formulas.pool_length(length, k, s, (p, p), d, ceil_mode)
+        _within_int64(check, name, padded_input=length + 2 * p, output=out)
         if out < 1:
             smallest = formulas.smallest_length(
                 lambda n: formulas.pool_length(n, k, s, (p, p), d, ceil_mode),
                 upper=formulas.effective_kernel(k, d),
             )
             raise check.window_too_large(name, length, k, d, (p, p), smallest, "or a smaller kernel_size")
+        if check.layer == "MaxPool1d" and (out % 2**32 == 0 or out % 2**32 >= 2**31):
+            wrapped = out % 2**32 - (2**32 if out % 2**32 >= 2**31 else 0)
+            raise check.fail(
+                f"the output size {out}{{where}} reads as {wrapped} in the 32-bit integer torch's max_pool1d checks "
+                "it as, which it refuses: use a smaller input",
+                parameter="input",
+                axis=name,
+            )
         axes.append(
             Axis(
                 name=name,

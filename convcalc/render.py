@@ -107,12 +107,21 @@ def show(output: Console, *parts: RenderableType) -> None:
                 output.print()
             _uncut(output, part)
             output.print(part, crop=False)
-    output.file.write(_TRAILING.sub("", captured.get()))
+    output.file.write("\n".join(_trimmed(line) for line in captured.get().split("\n")))
     output.file.flush()
 
 
-_TRAILING = re.compile(r"[ ]+(?=\n|$)|[ ]+(?=(?:\x1b\[[0-9;]*m)+(?:\n|$))")
-"""Spaces at the end of a line, also those before the style codes that close it."""
+_CLOSING = re.compile(r"(?:\x1b\[[0-9;]*m)*$")
+"""The style codes that close a line."""
+
+
+def _trimmed(line: str) -> str:
+    """A line without the spaces at its end, also those before the style codes that close it: in time linear in
+    the line (a pattern that looks ahead of every run of spaces took quadratic time on a name of thousands of
+    characters, folded into lines of padding)."""
+    closing = _CLOSING.search(line)
+    start = closing.start() if closing else len(line)
+    return line[:start].rstrip(" ") + line[start:]
 
 
 def isatty(stream: Any) -> bool:
@@ -310,7 +319,6 @@ def _layer_name(line: Line, ascii_only: bool) -> Text:
 def stack_report(
     output: Console,
     result: StackResult,
-    element_bytes: int = 4,
     dtype: str = "float32",
     verification: StackVerification | None = None,
     depth: int | None = None,
@@ -356,20 +364,28 @@ def stack_report(
         parts.append(_note(f"hidden to fit {output.width} columns: {', '.join(hidden)} (a wider terminal, "
                            "--markdown or --json shows them)"))  # fmt: skip
     parts += [table, Text("")]
-    totals = footer(result, element_bytes)
+    totals = footer(result, dtype)
     params = f"{_count(totals.params)}: {totals.trainable:,} trainable, "
     params += f"{totals.non_trainable:,} non-trainable"
+    if totals.saved_bytes is None:
+        saved = f"- ({totals.saved_problem})"
+        training = "-"
+    else:
+        saved = f"{megabytes(totals.saved_bytes)} MB (autograd keeps it for backward)"
+        training = f"{megabytes(totals.total_bytes or 0)} MB (input, saved, params, buffers, gradients)"
     parts.append(
         _grid(
             [
                 ("params", params),
                 ("buffers", f"{totals.buffers:,} (non-trainable state, e.g. BatchNorm's running statistics)"),
                 ("MACs", f"{_count(totals.macs)}, {MACS_UNIT}"),
-                ("input size", f"{megabytes(totals.input_bytes)} MB"),
-                ("forward pass", f"{megabytes(totals.forward_bytes)} MB (every tensor one pass makes, {dtype})"),
-                ("forward + backward", f"{megabytes(totals.backward_bytes)} MB (and their gradients)"),
+                ("input size", f"{megabytes(totals.input_bytes)} MB ({dtype})"),
+                ("forward pass", f"{megabytes(totals.forward_bytes)} MB (every tensor one pass makes)"),
+                ("saved for backward", saved),
                 ("params size", f"{megabytes(totals.parameter_bytes)} MB (params and buffers)"),
-                ("estimated total", f"{megabytes(totals.total_bytes)} MB"),
+                ("gradients", f"{megabytes(totals.gradient_bytes)} MB (one per parameter)"),
+                ("Adam state", f"{megabytes(totals.optimizer_bytes)} MB (two per parameter; SGD: none)"),
+                ("training step", training),
             ]
         )
     )

@@ -28,6 +28,14 @@ float32, float16 or bfloat16) except where torch saves another dtype.
 - **Not included:** gradients, optimizer state, the temporaries of the
   backward pass, and the tensors the forward pass makes and frees again.
   This is the part of training memory that grows with the batch.
+- **Where it can differ from torch.** The rules are torch 2.13's on the CPU;
+  other devices run other kernels. Layouts are followed as ``convcalc stack``
+  follows them, through views and elementwise layers: where a ``permute``
+  makes a channels-last (N, C, H, W) view and a Conv, BatchNorm or pooling
+  keeps that layout, a later Flatten, reshape or Linear copies in torch and
+  is counted as a view here. A ConvTranspose3d output smaller than its input
+  is counted at its own size, where torch's CPU fallback may keep it in a
+  storage the size of the input.
 
 Each layer type has a :class:`Rule` in :data:`RULES`: which tensors it saves
 (its input, its output, or tensors it makes, with a shape and dtype), whether
@@ -44,7 +52,7 @@ checks every layer and every example network against torch that way.
 >>> saved = saved_bytes(result)
 >>> [saved.bytes_of(node) for node in result.rows]  # the ReLU on the input saves nothing
 [0, 768, 576, 288]
->>> saved.total  # 3x8x8 input, 4x6x6 ReLU output (the MaxPool's input too), 4x3x3 int64 indices
+>>> saved.total  # the first ReLU's output, 3x8x8; the second's, 4x6x6 (the MaxPool's input too); 4x3x3 int64
 1632
 """
 
@@ -192,6 +200,8 @@ class Rule:
     """For a layer made of others (attention): runs its parts, saving for the node."""
     join: Callable[[Node], str | None] | None = None
     """For a join or block: how it joins its inputs (``Add``, ``Mul``, ``Concat``); None: it passes its input on."""
+    refuses: Callable[[_Layer], str | None] | None = None
+    """A check torch makes in training mode only (eval mode runs the layer): the problem in words, or None."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +275,9 @@ class _Pass:
     def layer(self, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
         """Run one layer (``node`` itself, or a part of it) on ``x``; what it saves counts for ``node``."""
         rule = _rule(layer.type)
+        problem = rule.refuses(layer) if rule.refuses is not None else None
+        if problem is not None:
+            raise SavedBytesError(f"{layer.type} on input {_text(layer.input)} cannot train: {problem}")
         if rule.composite is not None:
             return rule.composite(self, node, layer, x)
         learned = rule.learned if isinstance(rule.learned, bool) else bool(layer.arguments[rule.learned])
@@ -316,6 +329,10 @@ class _Pass:
                     self.save(node, result, "input")
             result = self.new(shape, result.grad or other.grad, strides=strides)
         return result
+
+
+def _text(shape: Shape) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
 
 
 def _rule(name: str) -> Rule:
@@ -454,6 +471,22 @@ def _batch_norm(layer: _Layer) -> tuple[Saves, ...]:
     return (INPUT, _made("mean", lambda _: (channels,)), _made("invstd", lambda _: (channels,)))
 
 
+def _batch_statistics(layer: _Layer) -> str | None:
+    """BatchNorm in training normalises by the batch's statistics: more than one value per channel, and eps > 0."""
+    if math.prod(layer.input) // layer.input[1] == 1:
+        return "BatchNorm in training mode needs more than 1 value per channel: use a larger batch or input"
+    if layer.arguments["eps"] <= 0:
+        return f"BatchNorm in training mode needs a positive eps, got {layer.arguments['eps']}"
+    return None
+
+
+def _one_value_per_instance(layer: _Layer) -> str | None:
+    """InstanceNorm in training needs each map's statistics: more than one spatial element."""
+    if math.prod(layer.input[len(layer.input) - _dims(layer) :]) == 1:
+        return "InstanceNorm in training mode needs more than 1 spatial element: use a larger input"
+    return None
+
+
 def _instance_norm(layer: _Layer) -> tuple[Saves, ...]:
     """InstanceNorm is BatchNorm on the input viewed as (1, N*C, ...) (a contiguous copy first, where it is not);
     it repeats the weight and the running statistics N times, new tensors that BatchNorm saves."""
@@ -506,27 +539,33 @@ def _features(batched_rank: int | None) -> Callable[[Shape], Shape]:
     def noise(shape: Shape) -> Shape:
         if batched_rank is not None and len(shape) != batched_rank:
             return (1, shape[0], *(1,) * (len(shape) - 1))
-        if len(shape) < 2:
-            raise SavedBytesError(f"channel-wise dropout in training needs an input of at least 2 dims, (N, C, ...), "
-                                  f"got {len(shape)}-D")  # fmt: skip
         return (shape[0], shape[1], *(1,) * (len(shape) - 2))
 
     return noise
 
 
-def _dropout_rule(noise: Callable[[Shape], Shape]) -> Rule:
-    return Rule(saves=_mask(noise), in_place=_mask(noise), output=_unless_p_zero)
+def _two_dims(layer: _Layer) -> str | None:
+    """Channel-wise dropout of (N, C, ...) in training: torch's feature dropout needs those two dims."""
+    if len(layer.input) < 2 and 0 < layer.arguments["p"] < 1:
+        return "channel-wise dropout in training mode needs an input of at least 2 dims, (N, C, ...)"
+    return None
+
+
+def _dropout_rule(noise: Callable[[Shape], Shape], refuses: Callable[[_Layer], str | None] | None = None) -> Rule:
+    return Rule(saves=_mask(noise), in_place=_mask(noise), output=_unless_p_zero, refuses=refuses)
 
 
 def _attention(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
     """``nn.MultiheadAttention`` as self-attention, ``m(x, x, x, need_weights=False)[0]``, in training.
 
-    The input projection saves its input (a copy when batch_first makes it a transposed view); q, k and v are
-    slices of one new tensor (k and v new ones where add_bias_kv or add_zero_attn lengthen them). Without dropout,
-    scaled_dot_product_attention runs torch's CPU flash kernel, which saves q, k, v, its output and its
-    logsumexp (float32 for a half dtype); with dropout, the math kernel saves the scaled q and k, the softmax, its
-    dropout mask, the dropped weights and v (all float32 for a half dtype). The output projection saves its
-    input, which is the flash kernel's output where no copy is needed to lay it out (batch or length 1).
+    A batched input is query, key and value at once: one projection saves it (a copy where batch_first makes it
+    a transposed view that cannot be folded), and q, k and v are slices of one new tensor. An unbatched input is
+    unsqueezed three times, which torch no longer sees as one tensor: three projections, three tensors. k and v
+    are new tensors where add_bias_kv or add_zero_attn lengthen them. Without dropout, scaled_dot_product_attention
+    runs the CPU flash kernel, which saves q, k, v, its output (which the output projection saves again) and its
+    logsumexp (float32 for a half dtype); with dropout, the math kernel, which saves the scaled q and k, the
+    softmax, its dropout mask, the dropped weights and v (all float32 for a half dtype, v as a float32 copy), and
+    the output projection a new tensor.
     """
     args = layer.arguments
     embed, heads = args["embed_dim"], args["num_heads"]
@@ -537,26 +576,28 @@ def _attention(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
     if first:  # query.transpose(1, 0): a view (S, N, E)
         query = _Tensor(x.storage, x.nbytes, (length, batch, embed), x.grad, (strides[1], strides[0], strides[2]))
     elif not batched:  # query.unsqueeze(1)
-        query = _Tensor(x.storage, x.nbytes, (length, 1, embed), x.grad, (strides[0], strides[1], strides[1]))
+        query = _Tensor(x.storage, x.nbytes, (length, 1, embed), x.grad, (strides[0], strides[1] * embed, strides[1]))
     else:
         query = x
-    linear = {"in_features": embed, "out_features": 3 * embed, "bias": args["bias"]}
-    projected = run.layer(node, _Part("Linear", linear, query.shape, (length, batch, 3 * embed)), query)
-    qkv = run.new((3, length, batch, embed), projected.grad)  # .unflatten(-1, (3, E)) ... .contiguous()
     keys = length + args["add_bias_kv"] + args["add_zero_attn"]
-    if keys == length:
-        key = value = qkv
-    else:  # torch.cat with bias_k and bias_v, then with zeros: new tensors
-        key, value = run.new((keys, batch, embed), True), run.new((keys, batch, embed), True)
+    if batched:  # one projection, then .unflatten(-1, (3, E))...contiguous(): q, k and v are its slices
+        packed = {"in_features": embed, "out_features": 3 * embed, "bias": args["bias"]}
+        run.layer(node, _Part("Linear", packed, query.shape, (length, batch, 3 * embed)), query)
+        q = k = v = run.new((3, length, batch, embed), True)
+    else:  # three projections of three views of x
+        single = {"in_features": embed, "out_features": embed, "bias": args["bias"]}
+        q, k, v = [run.layer(node, _Part("Linear", single, query.shape, query.shape), query) for _ in range(3)]
+    if keys != length:  # torch.cat with bias_k and bias_v, then with zeros: new tensors
+        k, v = run.new((keys, batch, embed), True), run.new((keys, batch, embed), True)
     half = run.dtype in _HALF
     if args["dropout"] == 0:  # the flash kernel
-        for tensor, what in ((qkv, "q"), (key, "k"), (value, "v")):
+        for tensor, what in ((q, "q"), (k, "k"), (v, "v")):
             run.save(node, tensor, what)
         out = run.new((batch, heads, length, embed // heads), True)
         run.save(node, out, "attention output")
         lse = "float32" if half else None
         run.save(node, run.new((batch, heads, length), False, lse), "logsumexp", lse)
-        attended = out if batch == 1 or length == 1 else run.new((length * batch, embed), True)
+        attended = out  # laid out as q, (S, N, H, hd): .permute(2, 0, 1, 3).contiguous() is no copy
     else:  # the math kernel: softmax(q k^T) with dropout, in float32 for a half dtype
         acc = "float32" if half else None
         weights = (batch, heads, length, keys)
@@ -566,7 +607,7 @@ def _attention(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
                             (() if args["dropout"] == 1 else weights, "dropout mask"),
                             (weights, "attention weights, dropped")):  # fmt: skip
             run.save(node, run.new(shape, True, acc), what, acc)
-        run.save(node, run.new((keys, batch, embed), True, acc) if half else value, "v", acc)
+        run.save(node, run.new((keys, batch, embed), True, acc) if half else v, "v", acc)
         attended = run.new((length * batch, embed), True)
     projection = {"in_features": embed, "out_features": embed, "bias": args["bias"]}
     out = run.layer(node, _Part("Linear", projection, attended.shape, attended.shape), attended)
@@ -622,13 +663,13 @@ def _rules() -> dict[str, Rule]:
         rules[f"AvgPool{d}d"] = keeps_input
         rules[f"LPPool{d}d"] = Rule(saves=LP_POOL)
         rules[f"AdaptiveAvgPool{d}d"] = Rule(saves=_adaptive_avg)
-        rules[f"BatchNorm{d}d"] = Rule(saves=_batch_norm, learned="affine")
-        rules[f"InstanceNorm{d}d"] = Rule(saves=_instance_norm, learned="affine")
+        rules[f"BatchNorm{d}d"] = Rule(saves=_batch_norm, learned="affine", refuses=_batch_statistics)
+        rules[f"InstanceNorm{d}d"] = Rule(saves=_instance_norm, learned="affine", refuses=_one_value_per_instance)
         for pad in ("Zero", "Constant", "Circular"):  # constant_pad_nd and circular padding save only sizes
             rules[f"{pad}Pad{d}d"] = Rule()
         rules[f"ReflectionPad{d}d"] = rules[f"ReplicationPad{d}d"] = keeps_input
     rules["Dropout1d"] = _dropout_rule(_features(3))
-    rules["Dropout2d"] = rules["FeatureAlphaDropout"] = _dropout_rule(_features(None))
+    rules["Dropout2d"] = rules["FeatureAlphaDropout"] = _dropout_rule(_features(None), _two_dims)
     rules["Dropout3d"] = _dropout_rule(_features(5))
     rules["Dropout"] = rules["AlphaDropout"] = _dropout_rule(lambda shape: shape)
     rules["Linear"] = Rule(saves=(Saves("input", copy=Copy.ROWS),), learned=True)

@@ -21,7 +21,7 @@ from convcalc import formulas, layers
 from convcalc.errors import ConvcalcError, InvalidLayerError
 from convcalc.layers import Family
 
-__all__ = ["FAMILIES", "MAX_SETTINGS", "Answer", "nearest_outputs", "solve"]
+__all__ = ["FAMILIES", "MAX_SETTINGS", "Answer", "nearest_outputs", "solve", "widened"]
 
 FAMILIES = tuple(family.value for family in Family)
 MAX_SETTINGS = 200_000
@@ -72,6 +72,29 @@ class Answer:
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data, every field (``solve --json``)."""
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def widened(input_size: Sequence[int], output_size: Sequence[int], *, family: Family | str = Family.CONV,
+            max_kernel: int = 7, max_stride: int = 4, **bounds: Any) -> tuple[list[Answer], int, int]:  # fmt: skip
+    """:func:`solve` within ``max_kernel`` and ``max_stride``, and where that finds nothing, within twice as much
+    (and twice again...) while the search stays within :data:`MAX_SETTINGS`: the answers and the bounds that found
+    them (no answers, and the widest bounds searched, where none finds any).
+
+    >>> answers, kernel, stride = widened((227,), (55,))  # the notes' AlexNet layer: kernel_size 11
+    >>> answers[0].short(), kernel, stride
+    ('k=11 s=4 p=0', 15, 8)
+    """
+    kernel, stride = max_kernel, max_stride
+    while True:
+        try:
+            answers = solve(input_size, output_size, family=family, max_kernel=kernel, max_stride=stride, **bounds)
+        except ConvcalcError:
+            if (kernel, stride) == (max_kernel, max_stride):
+                raise
+            return [], (kernel - 1) // 2, stride // 2  # wider would search too long: the widest searched
+        if answers or (bounds.get("kernel_size") is not None and bounds.get("stride") is not None):
+            return answers, kernel, stride  # found, or nothing left to widen
+        kernel, stride = 2 * kernel + 1, 2 * stride
 
 
 def _values(fixed: int | None, low: int, high: int) -> range:
@@ -148,9 +171,11 @@ def _results(
     dilations = _values(dilation, 1, 1 if family is Family.AVG_POOL else max_dilation)
     if not (kernels and strides and dilations):
         return
-    # ranges hold their last value at [-1]: max() would walk them, for hours at --max-kernel 10**12
-    paddings = 1 if padding is not None else (kernels[-1] // 2 + 1 if pool else dilations[-1] * (kernels[-1] - 1) + 1)
-    extras = 1 if not (pool or transposed) else (2 if pool else max(strides[-1], dilations[-1]))
+    # ranges hold their last value at [-1]: max() would walk them, for hours at --max-kernel 10**12; a fixed value
+    # below 1 (an invalid layer, every time) counts as 1, so that the bound still holds
+    widest = max(kernels[-1], 1)
+    paddings = 1 if padding is not None else (widest // 2 + 1 if pool else max(dilations[-1], 1) * (widest - 1) + 1)
+    extras = 1 if not (pool or transposed) else (2 if pool else max(strides[-1], dilations[-1], 1))
     settings = len(kernels) * len(strides) * len(dilations) * paddings * extras
     if settings > MAX_SETTINGS:
         raise ConvcalcError(

@@ -13,6 +13,7 @@ Nothing here knows shapes: :mod:`convcalc.stack` runs the specs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,12 @@ def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, w
     if item.type in LAYERS:
         return _layer(item, label, seen)
     choices = [*LAYERS, *BLOCKS, *JOINS]
+    called = re.fullmatch(r"\s*(?:(?:torch\.)?nn\.)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*", item.type, re.DOTALL)
+    if called and called[1] in choices and called[1] != item.type:  # Python's spelling: nn.Conv2d, Conv2d(1, 5, 5)
+        written = f"{called[1]}: [{called[2].strip()}]" if called[2] and called[2].strip() else called[1]
+        raise StackSpecError(f"{where} {position}: unknown layer {item.type!r}: a stack file writes the call as "
+                             f"{written!r} (the name, then its arguments in a list or a mapping)",
+                             line=item.line)  # fmt: skip
     for suffix in [f"{dims}d"] if dims in (1, 2, 3) else []:  # MaxPool: the one for the input's spatial axes
         exact = {choice.lower(): choice for choice in choices}.get(f"{item.type}{suffix}".lower())
         if exact:
@@ -209,6 +216,10 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
             single = len(values) == 1 and isinstance(values[0], list)
             item = Item(item.type, item.keywords, (values[0] if single else list(values),), item.line)
         arguments = _keywords(item, kind.args, label)
+        for name, other in kind.needs:
+            if name in arguments and other not in arguments:
+                raise StackSpecError(f"{label}: {name} needs {other} too (torch's {item.type}() takes {name} only "
+                                     f"with {other}; {other}: null means every one)", line=item.line)  # fmt: skip
         if kind.check is not None:
             problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
             if problem:

@@ -6,7 +6,8 @@ everything inside it, so the rows at the top level (all of them with
 ``depth=1``) add up to the stack's totals.
 :func:`footer` gives the totals people know from torchinfo and Keras: params
 (trainable and not), buffers, MACs, and the memory of the input, one forward
-pass, a forward and backward pass, the parameters, and all of it, in MB.
+pass, what a training pass keeps for backward, the parameters, their gradients
+and an optimizer's state, in MB.
 
 Formatting happens elsewhere (:mod:`convcalc.render`, :mod:`convcalc.export`):
 nothing here builds text but the unit suffixes.
@@ -21,7 +22,7 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from convcalc.stack import Order
+from convcalc.stack import DTYPES, Order
 
 if TYPE_CHECKING:
     from convcalc.stack import Node, StackResult
@@ -142,29 +143,47 @@ class Footer(NamedTuple):
     input_bytes: int
     forward_bytes: int
     """Every tensor one forward pass makes, the input not included."""
-    backward_bytes: int
-    """A forward and a backward pass: the forward's tensors twice (their gradients). An estimate: autograd frees
-    some tensors early and saves others besides."""
+    saved_bytes: int | None
+    """What autograd keeps for backward in one training-mode forward pass (:mod:`convcalc.saved`); None where the
+    dtype does not train, or a layer refuses training mode (``saved_problem`` says why)."""
+    saved_problem: str
     parameter_bytes: int
     """Parameters and buffers."""
-    total_bytes: int
-    """Input, forward and backward, parameters: what one training step holds at least."""
+    gradient_bytes: int
+    """One gradient per trainable parameter."""
+    optimizer_bytes: int
+    """Adam's state: two tensors per trainable parameter (SGD with momentum keeps one, plain SGD none)."""
+    total_bytes: int | None
+    """Input, saved tensors, parameters, buffers and gradients: what one training step holds at least, before the
+    optimizer's state (None with no training figure)."""
 
 
-def footer(result: StackResult, element_bytes: int) -> Footer:
-    """The totals of a stack, memory for elements of ``element_bytes`` bytes (4: float32)."""
+def footer(result: StackResult, dtype: str = "float32") -> Footer:
+    """The totals of a stack, memory for elements of ``dtype``."""
+    from convcalc.saved import SavedBytesError, saved_bytes
+
+    element_bytes = DTYPES[dtype]
     forward = result.activation_bytes_of(element_bytes)
     inputs = math.prod(result.input) * element_bytes
     parameters = (result.total_params + result.total_buffers) * element_bytes
+    gradients = result.total_params * element_bytes  # a module fresh from its constructor trains every parameter
+    saved: int | None
+    try:
+        saved, problem = saved_bytes(result, dtype).total, ""
+    except SavedBytesError as error:
+        saved, problem = None, str(error)
     return Footer(
         params=result.total_params,
-        trainable=result.total_params,  # a module fresh from its constructor trains every parameter
+        trainable=result.total_params,
         non_trainable=0,
         buffers=result.total_buffers,
         macs=result.total_macs,
         input_bytes=inputs,
         forward_bytes=forward,
-        backward_bytes=2 * forward,
+        saved_bytes=saved,
+        saved_problem=problem,
         parameter_bytes=parameters,
-        total_bytes=inputs + 2 * forward + parameters,
+        gradient_bytes=gradients,
+        optimizer_bytes=2 * gradients,
+        total_bytes=None if saved is None else inputs + saved + parameters + gradients,
     )

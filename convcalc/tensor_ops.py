@@ -218,6 +218,8 @@ def _merged(shape: Shape, out: Shape) -> tuple[int | None, ...]:
         if len(real) == 1:  # kept, or merged into one
             for d in range(first_in, i):
                 dims[d] = real[0]
+    for d in range(i, len(shape)):  # dims of size 1 left over merge into the last
+        dims[d] = len(out) - 1 if out else None
     return tuple(dims)
 
 
@@ -329,7 +331,7 @@ def select(shape: Shape, args: dict[str, Any]) -> Step:
 def mean(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.mean(dim, keepdim)``: over the dims given (every dim for null)."""
     dim, keep = args["dim"], args["keepdim"]
-    if dim is None or dim == []:
+    if dim is None or dim in ([], ()):  # torch reduces over every dim for an empty list too
         reduced = set(range(len(shape)))
     else:
         given = dim if isinstance(dim, (tuple, list)) else (dim,)

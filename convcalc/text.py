@@ -75,7 +75,7 @@ def verification_text(verification: Verification) -> str:
         outcome = f"gives {shape_text(verification.torch_shape)}"
     skipped = "; a CPU run would be too large" if verification.cpu_skipped else ""
     if verification.batch_of_one:
-        skipped += "; torch holds no tensor of 2**63 elements, so it ran a batch of 1"
+        skipped += "; torch holds no tensor of 2**63 bytes, so it ran a batch of 1"
     verdict = "agrees" if verification.agrees else "DISAGREES"
     return f"verify: {torch} {verdict}: it {outcome} (ran on {where}{skipped})"
 
@@ -167,7 +167,7 @@ def stack_verification_text(verification: StackVerification) -> str:
     torch = f"torch {verification.torch_version}"
     how = "meta device, eval mode"
     if verification.batch_of_one:
-        how += "; torch holds no tensor of 2**63 elements, so both ran a batch of 1"
+        how += "; torch holds no tensor of 2**63 bytes, so both ran a batch of 1"
     if not wrong:
         return f"verify: {torch} agrees on all {len(verification.layers)} layers ({how})"
     where = ", ".join(f"layer {check.label or check.index} ({check.type})" for check in wrong)

@@ -110,7 +110,7 @@ class Verification:
     cpu_skipped: bool = False
     """True where convcalc accepts the layer but a confirming CPU run would have been too large."""
     batch_of_one: bool = False
-    """True where the tensors would have 2**63 elements or more, which torch cannot hold: checked with batch 1."""
+    """True where a tensor would have 2**63 bytes or more, which torch cannot hold: checked with batch 1."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data: ``--json --verify`` puts it under ``verify``."""
@@ -141,10 +141,10 @@ def verify_layer(
     out_channels = kwargs.get("out_channels") or in_channels
     devices = ["meta"]
     cpu_skipped = False
-    # torch cannot hold a tensor of 2**63 elements or more, even on the meta device: check such a layer with a
+    # torch cannot hold a tensor of 2**63 bytes or more, even on the meta device: check such a layer with a
     # batch of 1 (the batch changes no layer's validity or spatial output) and put the batch back
-    too_many = batch * max(in_channels, out_channels) * math.prod(input_size) >= 2**63 or (
-        result is not None and batch * out_channels * math.prod(result.output) >= 2**63
+    too_many = 4 * batch * max(in_channels, out_channels) * math.prod(input_size) >= 2**63 or (
+        result is not None and 4 * batch * out_channels * math.prod(result.output) >= 2**63
     )
     run_batch = 1 if too_many else batch
     try:
@@ -179,11 +179,13 @@ def verify_layer(
 
 
 def _cpu_elements(result: LayerResult, groups: int) -> int:
-    """What a CPU run costs at the fewest channels: the larger of input elements and output elements times the
-    taps of a window (torch's CPU kernels visit every tap, padding included: a MaxPool1d of kernel_size 10**12 on
-    10 pixels loops for hours, and one of 2**63 - 1 crashes the process)."""
+    """What a CPU run costs at the fewest channels: the largest of the input elements, the padded input's (which a
+    padding_mode other than zeros makes as a tensor) and the output elements times the taps of a window (torch's
+    CPU kernels visit every tap, padding included: a MaxPool1d of kernel_size 10**12 on 10 pixels loops for hours,
+    and one of 2**63 - 1 crashes the process)."""
     taps = math.prod(axis.kernel_size for axis in result.axes)
-    return max(groups, 1) * max(math.prod(result.input), math.prod(result.output) * taps)
+    padded = math.prod(axis.input + sum(axis.padding) for axis in result.axes)  # F.pad makes it, for other modes
+    return max(groups, 1) * max(math.prod(result.input), padded, math.prod(result.output) * taps)
 
 
 def _run(
@@ -274,7 +276,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
     refuses, a layer it runs there is tried once more on the CPU, on an
     expanded zero tensor, when its weights are small enough.
 
-    Where a tensor of the stack has 2**63 elements or more, which torch cannot
+    Where a tensor of the stack has 2**63 bytes or more, which torch cannot
     hold even on the meta device, both convcalc and torch run a batch of 1.
     """
     torch = _import_torch()
@@ -285,7 +287,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
         result = run_stack((1, *result.input[1:]), specs, inferred=result.inferred)
         if _too_large(result):
             raise VerifyError(
-                "torch cannot hold a tensor of 2**63 elements or more, even on the meta device, and this stack "
+                "torch cannot hold a tensor of 2**63 bytes or more, even on the meta device, and this stack "
                 "makes one even with a batch of 1: --verify cannot check it; use a smaller --input"
             )
     checks: list[LayerCheck] = []
@@ -353,8 +355,10 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
 
 
 def _too_large(result: Any) -> bool:
+    """Whether a tensor of the stack has 2**63 bytes or more, as float32: torch cannot count its storage, even on the
+    meta device ("Storage size calculation overflowed")."""
     shapes = [result.input, *(node.output for node in result.walk())]
-    return max(math.prod(shape) for shape in shapes) >= 2**63
+    return max(math.prod(shape) for shape in shapes) * 4 >= 2**63
 
 
 def _by_code(torch: Any, namespace: dict[str, Any], node: Any, inputs: list[Any]) -> tuple[Any, int | None]:

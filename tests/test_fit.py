@@ -7,6 +7,7 @@ import re
 import warnings
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 from torch import nn
@@ -71,3 +72,65 @@ def test_compact_runs() -> None:
     assert compact([5]) == "5"
     assert compact([1, 2]) == "1, 2"
     assert compact([2, 4, 6, 7]) == "2:6:2, 7"
+
+
+TINY_VIT = """
+input: [1, 3, 48, 48]
+layers:
+  - Conv2d: {out_channels: 16, kernel_size: 16, stride: 16}
+  - flatten: {start_dim: 2}
+  - permute: [0, 2, 1]
+  - ClassToken
+  - PositionEmbedding
+  - Residual:
+      body:
+        - LayerNorm: {normalized_shape: 16}
+        - MultiheadAttention: {num_heads: 2, batch_first: true}
+  - select: [1, 0]
+  - Linear: {out_features: 10}
+"""
+
+
+def _emitted_takes(text: str, name: str, sizes: range) -> list[int]:
+    """The square sizes the module --emit torch writes for a stack file takes, run in torch one by one: an
+    oracle that never reads convcalc's shapes, only the code it writes."""
+    from convcalc.emit import emit_torch
+    from convcalc.stack import run_stack
+    from convcalc.stackfile import load_stack
+
+    shape, specs = load_stack(text, name)
+    namespace: dict = {"__name__": "emitted"}
+    exec(emit_torch(specs, run_stack(shape, specs), name), namespace)
+    model = namespace["build"]() if "build" in namespace else namespace["Network"]()
+    model.eval()
+    taken = []
+    for size in sizes:
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model(torch.zeros(*shape[:2], size, size))
+            taken.append(size)
+        except RuntimeError:
+            pass
+    return taken
+
+
+@pytest.mark.parametrize(("text", "sizes"), [((ROOT / "examples" / "lenet5.yaml").read_text(), range(1, 61)),
+                                             (TINY_VIT, range(1, 100))])  # fmt: skip
+def test_fit_takes_exactly_what_the_emitted_module_takes(text: str, sizes: range) -> None:
+    """Arguments convcalc infers are inferred once, on the file's own input (LeNet's in_features 400, the position
+    embedding's tokens): fit pushes every size through that same network."""
+    from convcalc.stackfile import load_stack
+
+    shape, specs = load_stack(text, "net.yaml")
+    found = fit(shape, specs, sizes.start, sizes.stop - 1)
+    assert list(found.valid) == _emitted_takes(text, "net.yaml", sizes)
+
+
+def test_another_input_runs_through_the_network_the_file_built() -> None:
+    result = CliRunner().invoke(main, ["stack", str(ROOT / "examples" / "lenet5.yaml"), "--input", "1x1x24x24", "-q"])
+    assert result.exit_code == 1
+    assert "in_features is 400, inferred when the network was built on the stack's own input, and this input gives " \
+           "144" in result.stderr  # fmt: skip
+    assert CliRunner().invoke(main, ["stack", str(ROOT / "examples" / "lenet5.yaml"), "--input", "1x1x35x35",
+                                     "-q"]).stdout == "1x10\n"  # fmt: skip

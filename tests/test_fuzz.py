@@ -1201,7 +1201,7 @@ def test_junk_files(text: str | bytes, run: tuple[tuple[str, ...], str]) -> None
 # --- 5: draw -o into every kind of file -----------------------------------------------------------------------
 
 TARGETS = ["new file", "existing file", "symlink to a file", "dangling symlink", "directory", "symlink to a directory",
-           "FIFO", "/dev/null", "Unix socket", "missing folder", "empty name", "-"]  # fmt: skip
+           "FIFO", "FIFO with no reader", "/dev/null", "Unix socket", "missing folder", "empty name", "-"]  # fmt: skip
 
 
 def _kind(path: str) -> tuple[str, int, int]:
@@ -1234,6 +1234,7 @@ def test_draw_into_every_kind_of_file(target: str, name: str, mode: int, title: 
         server: socket.socket | None = None
         received: list[bytes] = []
         reader: threading.Thread | None = None
+        holder: int | None = None
         if target == "existing file":
             Path(path).write_text("old")
             os.chmod(path, mode)
@@ -1247,15 +1248,20 @@ def test_draw_into_every_kind_of_file(target: str, name: str, mode: int, title: 
             os.mkdir(path)
         elif target == "symlink to a directory":
             os.symlink(inner, path)
-        elif target == "FIFO":
+        elif target == "FIFO":  # with a reader there before convcalc opens it, and our own writer holding it open
             os.mkfifo(path)
+            read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            holder = os.open(path, os.O_WRONLY)
+            os.set_blocking(read_end, True)
 
             def drain() -> None:
-                with open(path, "rb") as fifo:
+                with os.fdopen(read_end, "rb") as fifo:
                     received.append(fifo.read())
 
             reader = threading.Thread(target=drain, daemon=True)
             reader.start()
+        elif target == "FIFO with no reader":
+            os.mkfifo(path)
         elif target == "/dev/null":
             path = "/dev/null"
         elif target == "Unix socket":
@@ -1279,9 +1285,9 @@ def test_draw_into_every_kind_of_file(target: str, name: str, mode: int, title: 
         try:
             result = invoke(args)
         finally:
-            if reader is not None and reader.is_alive():  # convcalc never opened the FIFO: let the reader go
-                with contextlib.suppress(OSError):
-                    os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            if holder is not None:  # the reader sees the end of what convcalc wrote
+                os.close(holder)
+            if reader is not None:
                 reader.join(timeout=10)
             if server is not None:
                 server.close()
@@ -1289,6 +1295,7 @@ def test_draw_into_every_kind_of_file(target: str, name: str, mode: int, title: 
 
         code, stderr = result.exit_code, result.stderr
         expected_codes = {"directory": (1, 2), "symlink to a directory": (1, 2), "Unix socket": (1,),
+                          "FIFO with no reader": (1,),
                           "missing folder": (1,), "empty name": (2,), "dangling symlink": (0, 1)}  # fmt: skip
         assert code in expected_codes.get(target, (0,)), f"exit {code}: {what}\n{stderr}"
         if target in ("new file", "existing file"):

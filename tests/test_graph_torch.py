@@ -73,9 +73,9 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
         return x.unsqueeze(args["dim"])
     if name == "select":
         return x.select(args["dim"], args["index"])
-    if name == "mean":
-        dim = args.get("dim")
-        return x.mean(dim=tuple(dim) if isinstance(dim, list) else dim, keepdim=args.get("keepdim", False))
+    if name == "mean":  # only the keywords given, as the code --emit writes: x.mean(keepdim=True) is a TypeError
+        given = {key: tuple(value) if isinstance(value, list) else value for key, value in args.items()}
+        return x.mean(**given)
     if name == "ReLU":
         return torch.relu(x)  # elementwise: keeps the input's strides
     if name == "Linear":
@@ -131,10 +131,10 @@ def method(draw: st.DrawFn, rank: int, names: tuple[str, ...] = ()) -> tuple[str
         return name, {"dim": draw(dim)}
     if name == "select":
         return name, {"dim": draw(dim), "index": draw(st.integers(-3, 3))}
-    if name == "mean":
-        args: dict[str, Any] = {"keepdim": draw(st.booleans())}
-        if draw(st.booleans()):
-            args["dim"] = draw(st.one_of(dim, st.lists(dim, min_size=1, max_size=3)))
+    if name == "mean":  # keepdim alone is a TypeError in torch; an empty list of dims reduces every dim
+        args: dict[str, Any] = {"keepdim": draw(st.booleans())} if draw(st.integers(0, 2)) else {}
+        if draw(st.integers(0, 3)):
+            args["dim"] = draw(st.one_of(dim, st.lists(dim, max_size=3), st.none()))
         return name, args
     if name == "Linear":
         return name, {"out_features": draw(st.integers(1, 4))}

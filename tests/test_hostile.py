@@ -208,21 +208,42 @@ def test_a_device_is_written_into_never_replaced() -> None:
     assert stat.S_ISCHR(after.st_mode) and after.st_rdev == before.st_rdev and after.st_ino == before.st_ino
 
 
-def test_a_fifo_is_written_into(tmp_path: Path) -> None:
-    fifo = tmp_path / "out.svg"
-    os.mkfifo(fifo)
+def reading(fifo: Path | str) -> tuple[threading.Thread, list[bytes], int]:
+    """A reader of ``fifo`` that is there before convcalc opens it, and a writer of our own that holds its end
+    open (so the reader sees no end of file before convcalc writes): the reader, what it read, and the writer to
+    close once convcalc is done."""
+    source = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(fifo, os.O_WRONLY)
+    os.set_blocking(source, True)
     received: list[bytes] = []
 
     def drain() -> None:
-        with open(fifo, "rb") as source:
-            received.append(source.read())
+        with os.fdopen(source, "rb") as stream:
+            received.append(stream.read())
 
-    reader = threading.Thread(target=drain)
+    reader = threading.Thread(target=drain, daemon=True)
     reader.start()
+    return reader, received, writer
+
+
+def test_a_fifo_is_written_into(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.svg"
+    os.mkfifo(fifo)
+    reader, received, writer = reading(fifo)
     result = draw_to(fifo)
+    os.close(writer)
     reader.join(timeout=30)
     assert result.exit_code == 0
     assert stat.S_ISFIFO(fifo.stat().st_mode) and received[0].startswith(b"<svg")
+
+
+def test_a_fifo_that_no_program_reads_is_an_error_not_a_wait(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.svg"
+    os.mkfifo(fifo)
+    result = draw_to(fifo)  # it waited for a reader for ever
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {fifo}: cannot write the file: it is a FIFO that no program reads\n"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
 
 
 def test_a_socket_is_an_error_and_stays(tmp_path: Path) -> None:
@@ -444,10 +465,12 @@ def test_memory_figures_of_any_size_print() -> None:
     assert result.exit_code == 0, result.output
     n = 9223372036854775807
     exact = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_UP)
-    total = exact.divide(3 * n**3 * 4, 10**6)  # the input, the ReLU's output and its gradient, float32
-    shown = re.search(r"estimated total +([0-9,.]+) MB", result.stdout)
-    assert shown is not None, result.stdout
-    assert decimal.Decimal(shown[1].replace(",", "")) == exact.quantize(total, decimal.Decimal("0.01"))
+    # the input; a ReLU straight on an input without grad keeps nothing for backward; no parameter: float32
+    total = exact.divide(n**3 * 4, 10**6)
+    for label in ("forward pass", "training step"):
+        shown = re.search(label + r" +([0-9,.]+) MB", result.stdout)
+        assert shown is not None, result.stdout
+        assert decimal.Decimal(shown[1].replace(",", "")) == exact.quantize(total, decimal.Decimal("0.01"))
 
 
 # --- no hang ----------------------------------------------------------------------------------------------------

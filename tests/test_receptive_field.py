@@ -196,3 +196,78 @@ def test_a_field_is_never_narrower_than_what_torch_reads(shape: tuple[int, ...],
     fields = result.rows[-1].receptive_field
     for field, span in zip(fields, spans_per_axis(shape, layers)):
         assert field is None or field >= span, (fields, span)
+
+
+@st.composite
+def image_layers(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """2-D layers that keep each spatial axis, or pool it adaptively (an identity where the size stays)."""
+    # average pools: a max pool's gradient reaches one pixel of its window, which hides the field
+    family = draw(st.sampled_from(["Conv2d", "AvgPool2d", "AdaptiveAvgPool2d", "ReLU"]))
+    if family == "Conv2d":
+        # no padding: a field counts the padding it spans, which torch's gradients cannot show
+        return family, {"out_channels": 1, "kernel_size": draw(st.integers(1, 3)), "stride": draw(st.integers(1, 2))}
+    if family == "AvgPool2d":
+        return family, {"kernel_size": 2, "stride": draw(st.integers(1, 2))}
+    if family.startswith("Adaptive"):
+        return family, {"output_size": draw(st.sampled_from([None, 1, 2, 3, 4, 6]))}
+    return family, {}
+
+
+@settings(max_examples=scaled(150))
+@given(items=st.lists(image_layers(), min_size=1, max_size=4), batched=st.booleans(),
+       flatten=st.booleans())  # fmt: skip
+def test_fields_of_images_batched_or_not_and_flattened(items: list[tuple[str, dict[str, Any]]], batched: bool,
+                                                       flatten: bool) -> None:  # fmt: skip
+    """An unbatched (C, H, W) input has the fields of a batched one; an adaptive pool reads windows (an identity
+    keeps the field); a flatten of the grid (ViT's patches) keeps each axis's field."""
+    items = [(name, {**args, "output_size": [args["output_size"]] * 2}) if name.startswith("Adaptive") else (name, args)
+             for name, args in items]  # fmt: skip
+    shape = (1, 1, 12, 12) if batched else (1, 12, 12)
+    assume(batched or any(name != "ReLU" for name, _ in items))  # else no layer says which dims are spatial
+    result = run_stack(shape, resolve((name, args, None) for name, args in items))
+    assume(result.error is None)
+    fields = result.rows[-1].receptive_field
+    layers: list[nn.Module] = []
+    for name, args in items:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layers.append(getattr(nn, name)(**({"in_channels": 1} if name == "Conv2d" else {}), **args))
+    spatial = (len(shape) - 2, len(shape) - 1)
+    x = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    network = nn.Sequential(*layers).double()
+    for parameter in network.parameters():
+        nn.init.constant_(parameter, 1.0)
+    out = network(x)
+    if flatten:  # the last two dims into one, then convcalc's field must be the one before
+        result_flat = run_stack(shape, resolve([*((name, args, None) for name, args in items),
+                                                ("flatten", {"start_dim": -2}, None)]))  # fmt: skip
+        assert result_flat.rows[-1].receptive_field == fields
+    widest = [0, 0]
+    for index in range(out.numel()):
+        (grad,) = torch.autograd.grad(out.flatten()[index], x, retain_graph=True)
+        seen = torch.nonzero(grad)
+        if len(seen):
+            for axis, dim in enumerate(spatial):
+                widest[axis] = max(widest[axis], int(seen[:, dim].max() - seen[:, dim].min()) + 1)
+    exact = all(not name.startswith("Adaptive") or (args["output_size"][0] or 1) in (1, 2, 3, 4, 6)
+                for name, args in items)  # fmt: skip
+    assert all(field is not None for field in fields), (items, fields)
+    seen_within = [min(field, 12) for field in fields]  # a field counts padding too; torch's gradients reach pixels
+    if exact and all(length % out_size == 0 for length, out_size in _adaptive_pairs(shape, result)):
+        assert seen_within == widest, (items, fields, widest)
+    else:
+        assert all(field >= span for field, span in zip(seen_within, widest)), (items, fields, widest)
+
+
+def _adaptive_pairs(shape: tuple[int, ...], result: Any) -> list[tuple[int, int]]:
+    """(input length, output length) of every adaptive pool's spatial axes: whole strides where each divides."""
+    return [(length, out) for node in result.rows if node.type.startswith("Adaptive")
+            for length, out in zip(node.input[-2:], node.output[-2:])]  # fmt: skip
+
+
+def test_an_unbatched_image_has_the_fields_of_a_batched_one() -> None:
+    items = [("Conv2d", {"out_channels": 8, "kernel_size": 3}, None)] * 2
+    unbatched = run_stack((3, 32, 32), resolve(items))
+    batched = run_stack((1, 3, 32, 32), resolve(items))
+    assert [row.receptive_field for row in unbatched.rows] == [(3, 3), (5, 5)]
+    assert [row.receptive_field for row in batched.rows] == [(3, 3), (5, 5)]

@@ -106,8 +106,20 @@ def test_fixed_parameters_narrow_the_search() -> None:
     }  # fmt: skip
 
 
+def test_the_notes_first_example_widens_the_default_search_and_says_so() -> None:
+    """227 -> 55 needs kernel_size 11: past the default bound of 7, which widens, and a note on standard error names
+    the bounds that found it."""
+    result = run("solve", "227", "55", "-q")
+    assert result.exit_code == 0
+    assert result.stdout == "--kernel-size 11 --stride 4 --padding 0\n"
+    assert result.stderr == (
+        "Note: no setting within kernel_size <= 7 and stride <= 4 does it; these are within kernel_size <= 15 and "
+        "stride <= 8 (--max-kernel, --max-stride)\n"
+    )
+
+
 def test_no_answer_names_the_nearest_outputs_that_have_one() -> None:
-    result = run("solve", "64", "100")
+    result = run("solve", "64", "100", "--max-kernel", "7")  # bounds given: no widening
     assert result.exit_code == 1
     assert result.stderr == (
         "Error: no conv setting within kernel_size <= 7, stride <= 4 turns 64 into 100; "

@@ -46,11 +46,11 @@ def test_json_schema_is_stable() -> None:
     data = json.loads(run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json").stdout)
     assert list(data) == [
         "input_shape", "output_shape", "total_params", "total_buffers", "total_macs", "dtype", "parameter_bytes",
-        "activation_bytes", "layers", "error",
+        "activation_bytes", "saved_bytes", "gradient_bytes", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
         "index", "label", "type", "arguments", "input_shape", "output_shape", "params", "buffers", "macs",
-        "receptive_field", "jump", "uncovered", "id", "inputs", "line",
+        "receptive_field", "jump", "uncovered", "unread", "id", "inputs", "line", "saved_bytes",
     ]  # fmt: skip
     assert [(layer["id"], layer["inputs"]) for layer in data["layers"][:3]] == [(1, [0]), (2, [1]), (3, [2])]
     first = data["layers"][0]
@@ -58,7 +58,8 @@ def test_json_schema_is_stable() -> None:
     assert first["arguments"]["in_channels"] == 1  # inferred, and written out
     assert first["output_shape"] == [1, 6, 28, 28]
     assert first["receptive_field"] == [5, 5] and first["jump"] == [1, 1]
-    assert data["layers"][6]["receptive_field"] == [None, None]  # Flatten: the whole input
+    assert data["layers"][6]["receptive_field"] == [16, 16]  # Flatten keeps each axis's field
+    assert data["layers"][7]["receptive_field"] == [None, None]  # Linear: the whole input
     assert data["parameter_bytes"] == 4 * 61_706
     assert data["error"] is None
 
@@ -88,15 +89,15 @@ def test_csv_and_markdown() -> None:
     path = str(ROOT / "examples" / "lenet5.yaml")
     csv_lines = run("stack", path, "--csv").stdout.splitlines()
     header = "id,parent,label,depth,type,arguments,input_shape,output_shape,params,buffers,macs,receptive_field,jump"
-    assert csv_lines[0] == header + ",uncovered,folded"
-    assert csv_lines[1] == '1,0,1,0,Conv2d,"1 -> 6, k=5",1x1x32x32,1x6x28x28,156,0,117600,5x5,1x1,0x0,0'
+    assert csv_lines[0] == header + ",uncovered,unread,folded"
+    assert csv_lines[1] == '1,0,1,0,Conv2d,"1 -> 6, k=5",1x1x32x32,1x6x28x28,156,0,117600,5x5,1x1,0x0,0x0,0'
     assert len(csv_lines) == 13
     markdown = run("stack", path, "--markdown").stdout.splitlines()
     assert markdown[0] == "| # | layer | arguments | output | params | MACs | RF | jump |"
     assert markdown[2] == "| 1 | Conv2d | 1 -> 6, k=5 | (1, 6, 28, 28) | 156 | 117,600 | 5x5 | 1x1 |"
     assert markdown[-1] == (
-        "Total: 61,706 params, 0 buffers, 416,520 MACs; output (1, 10); 0.37 MB for one training step in float32 "
-        "(forward pass 0.06 MB)."
+        "Total: 61,706 params, 0 buffers, 416,520 MACs; output (1, 10); forward pass 0.06 MB in float32; 0.53 MB "
+        "for one training step in float32 (saved for backward 0.04 MB)."
     )
 
 

@@ -226,7 +226,7 @@ def test_stack_verify_refuses_when_even_a_batch_of_one_is_too_large() -> None:
     text = "input: [1, 3, 4000000000, 4000000000]\nlayers:\n  - ReLU\n"
     result = stack(text)
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: torch cannot hold a tensor of 2**63 elements or more")
+    assert result.stderr.startswith("Error: torch cannot hold a tensor of 2**63 bytes or more")
     assert "Traceback" not in result.stderr and "DISAGREES" not in result.stderr + result.stdout
 
 

@@ -40,6 +40,8 @@ class Form(enum.Enum):
     """A method of the tensor: ``x.permute(0, 2, 3, 1)``."""
     PARAMETER = "parameter"
     """A learned tensor that is no torch.nn class: a small module convcalc writes (ClassToken...)."""
+    FUNCTION = "function"
+    """A function of ``torch.nn.functional``: ``F.pad(x, (0, 0, 0, 1))``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +58,9 @@ class Kind:
     form: Form = Form.MODULE
     varargs: bool = False
     """Whether torch's method takes its one list argument as separate positional values (``x.permute(0, 2, 1)``)."""
+    follows: bool = False
+    """Whether a size it takes as an expression follows each input (a method or function, worked out on every
+    call), rather than being fixed when the network is built (a module's constructor arguments)."""
     needs: tuple[tuple[str, str], ...] = ()
     """(argument, other): torch takes the argument only where the other is given too (``x.mean(keepdim=True)`` is a
     TypeError: ``keepdim`` needs ``dim``)."""
@@ -580,6 +585,23 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
     return apply
 
 
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad(shape: Shape, args: dict[str, Any]) -> Step:
+    """``F.pad(x, pad, mode, value)``: a padding layer's rule, for as many trailing axes as ``pad`` has pairs."""
+    pad = list(args["pad"])
+    if not pad:
+        raise _fail("pad needs at least one pair of values (left, right of the last dim)")
+    layer = _padding_layer(max(len(pad) // 2, 1), "constant" if args["mode"] == "constant" else args["mode"])
+    return layer(shape, {"padding": pad, "value": 0 if args["value"] is None else args["value"]})
+
+
+def _itself_copied(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.contiguous()``: the same tensor where it is contiguous, else a contiguous copy."""
+    return Step(output=shape)
+
+
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
     return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
 
@@ -733,7 +755,8 @@ def _kinds() -> dict[str, Kind]:
     # what a network does that is no torch.nn class: tensor methods, under torch's names
     def method(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False,
                needs: tuple[tuple[str, str], ...] = ()) -> None:  # fmt: skip
-        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs, needs=needs)
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.METHOD, varargs=varargs, needs=needs,
+                           follows=True)  # fmt: skip
 
     def some(value: list[int]) -> str | None:  # x.permute() and x.reshape() with no values are errors in torch
         return None if value else "needs at least one value"
@@ -749,6 +772,25 @@ def _kinds() -> dict[str, Kind]:
     method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
     method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
            needs=(("keepdim", "dim"),))  # fmt: skip
+    # functions of each element, and the ones attention needs along the way
+    method("contiguous", _itself_copied)
+    method("exp", tensor_ops.elementwise)
+    method("sigmoid", tensor_ops.elementwise)
+    for name in ("mul", "add", "sub", "div"):  # by a number (a tensor goes through Mul and Add, which broadcast)
+        method(name, tensor_ops.elementwise, Arg("other", Type.NUMBER, check=float32))
+    method("clamp", tensor_ops.clamp, Arg("min", Type.NUMBER, None, check=float32),
+           Arg("max", Type.NUMBER, None, check=float32))  # fmt: skip
+    method("roll", tensor_ops.roll, Arg("shifts", Type.PER_AXIS), Arg("dims", Type.PER_AXIS, None))
+    method("narrow", tensor_ops.narrow, Arg("dim", Type.INT), Arg("start", Type.INT), Arg("length", Type.INT))
+
+    def function(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False
+                 ) -> None:  # fmt: skip
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.FUNCTION, follows=True, varargs=varargs)
+
+    function("pad", _pad, Arg("pad", Type.SIZES), Arg("mode", Type.TEXT, "constant", choices=_PAD_MODES),
+             Arg("value", Type.NUMBER, None, check=float32), varargs=True)  # fmt: skip
+    function("normalize", tensor_ops.normalize, Arg("p", Type.NUMBER, 2.0), Arg("dim", Type.INT, 1),
+             Arg("eps", Type.NUMBER, 1e-12))  # fmt: skip
 
     # learned tensors that are no layer of torch's
     def learned(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg) -> None:

@@ -19,17 +19,23 @@ first two lines, where a comment could declare the file's encoding.
 from __future__ import annotations
 
 from convcalc.catalog import LAYERS, Form
-from convcalc.spec import LayerSpec
+from convcalc.expr import parse
+from convcalc.spec import SPLITS, LayerSpec
 from convcalc.stack import Node, Order, StackResult
-from convcalc.torch_code import HELPERS, constructor, expression, helpers
+from convcalc.torch_code import HELPERS, constructor, expression, helpers, value
+
+_FUNCTIONAL = (Form.METHOD, Form.FUNCTION)
+"""Forms that build no module: the code calls a method or a function on the tensor."""
 
 __all__ = ["emit_torch"]
 
 LINE = 88
 """black's and ruff's default line length."""
 
-_ALIASES = ("Save", "Repeat")
-"""Nodes whose output is their input's tensor: they compute nothing."""
+_ALIASES = ("Save", "Repeat", "Output", "Dims", "Check", *SPLITS)
+"""Nodes whose output is their input's tensor (a split's: its first part's): they compute nothing."""
+_STATEMENTS = ("Dims", "Check")
+"""Aliases that still write a line: the sizes they name, the check they make."""
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -57,12 +63,19 @@ def _header(name: str, result: StackResult, needed: list[str]) -> list[str]:
         f"# stack file: {name!a}",
         "",
         "import torch",
+        *(["import torch.nn.functional as F"] if _functional(result) else []),
         "from torch import nn",
         "",
     ]
     for helper in needed:
         lines += ["", *HELPERS[helper].rstrip("\n").split("\n"), ""]
     return lines
+
+
+def _functional(result: StackResult) -> bool:
+    """Whether the code calls torch.nn.functional: a function (F.pad), or a layer whose size follows the input."""
+    return any(node.type in LAYERS and (LAYERS[node.type].form is Form.FUNCTION or (node.written and LAYERS[
+        node.type].form is Form.MODULE)) for node in result.rows)  # fmt: skip
 
 
 def _main(result: StackResult, make: str) -> list[str]:
@@ -99,9 +112,18 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
 
     modules: list[str] = []
     for node in nodes:
-        if node.type in LAYERS and LAYERS[node.type].form is not Form.METHOD:
+        if node.type == "Buffer":
+            callee, arguments = constructor(node)
+            modules += _call(
+                "        ", "self.register_buffer(", value(_attribute(node)) + ", " + callee, arguments, ")"
+            )
+        elif node.type == "Parameter" or (node.type in LAYERS and LAYERS[node.type].form not in _FUNCTIONAL
+                                          and not node.written):  # fmt: skip
             callee, arguments = constructor(node)
             modules += _call("        ", f"self.{_attribute(node)} = ", callee, arguments, "")
+    body, outputs = _forward(nodes, result)
+    returned = "dict[str, torch.Tensor]" if outputs else "torch.Tensor"
+    ending = ["        return {", *(f"            {value(key)}: {variable}," for key, variable in outputs), "        }"]
     lines = [
         *_header(name, result, needed),
         "",
@@ -110,9 +132,9 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
         "        super().__init__()",
         *modules,
         "",
-        "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
-        *_forward(nodes),
-        "        return x",
+        f"    def forward(self, x: torch.Tensor) -> {returned}:",
+        *body,
+        *(ending if outputs else ["        return x"]),
         "",
         *_main(result, "Network()"),
     ]
@@ -126,17 +148,33 @@ def _source(node: Node | None) -> Node | None:
     return node
 
 
-def _forward(nodes: list[Node]) -> list[str]:
-    """The statements of ``forward``: each computing node assigns ``x``; a tensor read again after ``x`` holds
-    another is kept in a variable first: ``saved_1`` after the Save that names it, else ``out_`` and its label."""
+def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tuple[str, str]]]:
+    """The statements of ``forward``, and the stack's named outputs with the variables that hold them.
+
+    Each computing node assigns ``x``; a tensor read again after ``x`` holds another is kept in a variable first:
+    ``saved_1`` after the Save that names it, else ``out_`` and its label. ``Dims`` keeps a tensor's sizes in
+    ``dims_`` and its label; size expressions read them there."""
     computing = [node for node in nodes if node.type not in _ALIASES]
     position = {id(node): index for index, node in enumerate(computing)}
+    at = {}  # where a statement stands: the number of computing nodes before it
+    for node in nodes:
+        if node.type in _ALIASES:
+            at[id(node)] = sum(1 for other in computing if position[id(other)] < len(at) and False) or None
+    done = 0
+    for node in nodes:
+        if node.type in _ALIASES:
+            at[id(node)] = done
+        else:
+            done += 1
 
     def made(source: Node | None) -> int:
         return -1 if source is None else position[id(source)]
 
-    later = {id(source) if source else 0 for node in computing for source in map(_source, node.inputs)
-             if position[id(node)] > made(source) + 1}  # fmt: skip
+    readers = [(position[id(node)], source) for node in computing for source in map(_source, node.inputs)]
+    readers += [(at[id(node)], _source(node)) for node in nodes if node.type in _STATEMENTS]
+    ends = [_source(node) for node in result.outputs.values()]
+    later = {id(source) if source else 0 for place, source in readers if place > made(source) + 1}
+    later |= {id(source) if source else 0 for source in ends if made(source) != len(computing) - 1}
     kept: dict[int, str] = {}
     said: dict[int, list[str]] = {}
     for node in nodes:  # a kept tensor that a Save names is a saved_N, one variable per tensor (a name saved twice
@@ -152,19 +190,40 @@ def _forward(nodes: list[Node]) -> list[str]:
     if 0 in later:
         kept.setdefault(0, "x_in")
 
+    def variable(source: Node | None, place: int) -> str:
+        return "x" if place == made(source) + 1 else kept[id(source) if source else 0]
+
+    bound: dict[str, str] = {}
+
+    def sizes(item: object) -> str:
+        return parse(item).code(bound.__getitem__) if isinstance(item, str) else value(item)
+
     indent = "        "
     lines = [f"{indent}{kept[0]} = x" + (f"  # Save: {', '.join(said[0])}" if 0 in said else "")] if 0 in kept else []
-    for node in computing:
-        values = [
-            "x" if position[id(node)] == made(source) + 1 else kept[id(source) if source else 0]
-            for source in map(_source, node.inputs)
-        ]
-        code = expression(node, values, f"self.{_attribute(node)}")
+    for node in nodes:
+        if node.type == "Dims":
+            name = f"dims_{node.label.replace('.', '_')}"
+            lines.append(f"{indent}{name} = {variable(_source(node), at[id(node)])}.shape")
+            names = node.arguments["names"]
+            for index, dim in enumerate([names] if isinstance(names, str) else names):
+                if dim != "_":
+                    bound[dim] = f"{name}[{index}]"
+            continue
+        if node.type == "Check":
+            condition = parse(node.arguments["condition"]).code(bound.__getitem__)
+            message = node.arguments["message"] or f"the check {node.arguments['condition']} fails"
+            lines += _call(indent, "", "torch._assert", [f"bool({condition})", ascii(message)], "")
+            continue
+        if node.type in _ALIASES:
+            continue
+        values = [variable(source, position[id(node)]) for source in map(_source, node.inputs)]
+        code = expression(node, values, f"self.{_attribute(node)}", sizes)
         lines += _statement(indent, code, _shape(node.output))
         if id(node) in kept:
             names = said.get(id(node))
             lines.append(f"{indent}{kept[id(node)]} = x" + (f"  # Save: {', '.join(names)}" if names else ""))
-    return lines
+    outputs = [(key, variable(_source(node), len(computing))) for key, node in result.outputs.items()]
+    return lines, outputs
 
 
 def _statement(indent: str, code: str, shape: str) -> list[str]:

@@ -19,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from convcalc.expr import ExprError, parse
 from convcalc.formulas import INT64  # the catalogue's checks use it from here too
 
-__all__ = ["FLOAT32_MAX", "INT64", "REQUIRED", "Arg", "Type", "check_arguments", "float32", "is_int"]
+__all__ = ["FLOAT32_MAX", "INT64", "NUMERIC", "REQUIRED", "Arg", "Type", "check_arguments", "float32",
+           "holds_expression", "is_int"]  # fmt: skip
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 """Marks an argument that has no default."""
@@ -68,6 +70,11 @@ class Type(enum.Enum):
     NAMES = "a name or a list of names"
     CROP = "true, false or 'center'"
     BRANCH = "a list of layers"
+
+    @property
+    def plural(self) -> bool:
+        """Whether a list is a value of this type."""
+        return self in (Type.PER_AXIS, Type.SIZES, Type.PADDING, Type.OPTIONAL_SIZES, Type.NUMBERS)
 
     def accepts(self, value: Any) -> bool:
         if self is Type.INT:
@@ -118,9 +125,27 @@ class Arg:
     keyword_only: bool = False
     """Whether torch takes it by name only (BatchNorm's ``bias``): no positional argument reaches it."""
 
+    def sized(self, value: Any) -> bool:
+        """Whether ``value`` is (or holds) a size expression for this argument: a string where a number goes."""
+        return self.type in NUMERIC and holds_expression(value) and not self.type.accepts(value)
+
     def problem(self, value: Any) -> str | None:
-        """What is wrong with ``value`` for this argument (type, choices, range), or None."""
+        """What is wrong with ``value`` for this argument (type, choices, range), or None. A size written as an
+        expression (``"H // 7"``) is checked for its form only: its value, once the names are bound, is checked
+        where the stack runs."""
         if value is None and (self.nullable or self.default is None):
+            return None
+        if self.sized(value):
+            if isinstance(value, list) and not (self.type.plural or self.empty):
+                return f"must be {self.type.value}, got {value!r}"
+            for item in value if isinstance(value, list) else [value]:
+                if type(item) is str:
+                    try:
+                        parse(item)
+                    except ExprError as error:
+                        return str(error)
+                elif not Type.NUMBER.accepts(item) and not (item is None and self.type is Type.OPTIONAL_SIZES):
+                    return f"must be {self.type.value}, got {value!r}"
             return None
         if self.empty and value == []:
             return None
@@ -139,6 +164,16 @@ class Arg:
             if problem:
                 return f"{problem}, got {value!r}"
         return None
+
+
+NUMERIC = frozenset({Type.INT, Type.NUMBER, Type.PER_AXIS, Type.SIZES, Type.PADDING, Type.OPTIONAL_SIZES,
+                     Type.NUMBERS})  # fmt: skip
+"""The types whose values may be written as size expressions."""
+
+
+def holds_expression(value: Any) -> bool:
+    """Whether a value is, or holds, a size expression (a string where a number goes)."""
+    return type(value) is str or (type(value) is list and any(type(item) is str for item in value))
 
 
 def check_arguments(args: Sequence[Arg], given: dict[str, Any]) -> tuple[str, str] | None:

@@ -21,8 +21,10 @@ from typing import Any
 from convcalc.catalog import LAYERS
 from convcalc.errors import StackSpecError
 from convcalc.schema import REQUIRED, Arg, Type, check_arguments
+from convcalc.tensors import BUFFERS, CONSTANTS
 
-__all__ = ["BLOCKS", "JOINS", "JOIN_TYPES", "MAX_LAYERS", "Block", "Item", "LayerSpec", "layer_count", "resolve"]
+__all__ = ["BLOCKS", "JOINS", "JOIN_TYPES", "MAX_LAYERS", "SPLITS", "STARTS", "Block", "Item", "LayerSpec",
+           "layer_count", "resolve"]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +39,8 @@ class LayerSpec:
     """The branches of a block: ``body`` and ``shortcut`` of a Residual, ``layers`` of a Repeat."""
     key: Any = None
     """The type and arguments as one hashable value: equal keys run alike on equal shapes."""
+    expressions: tuple[str, ...] = ()
+    """The arguments written as size expressions, worked out where the stack runs."""
 
 
 def _frozen(value: Any) -> Any:
@@ -79,15 +83,52 @@ BLOCKS = {
 }
 """Blocks and what they hold. A Parallel's ``branches`` is a list of branches, each a list of layers (``[]``: the
 block's input itself), all starting from the block's input and joined in the order written."""
+_NAMES = Arg("names", Type.NAMES)
 JOINS: dict[str, tuple[Arg, ...]] = {
     "Save": (Arg("name", Type.NAME),),
     "From": (Arg("name", Type.NAME),),
     "Add": (Arg("with", Type.NAMES),),
     "Mul": (Arg("with", Type.NAMES),),
     "Concat": (Arg("with", Type.NAMES), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
+    "matmul": (Arg("with", Type.NAME),),
+    "index": (Arg("with", Type.NAME),),
+    "chunk": (Arg("chunks", Type.INT), Arg("dim", Type.INT, 0), _NAMES),
+    "split": (Arg("split_size_or_sections", Type.PER_AXIS), Arg("dim", Type.INT, 0), _NAMES),
+    "tensor_split": (Arg("sections", Type.PER_AXIS), Arg("dim", Type.INT, 0), _NAMES),
+    "unbind": (Arg("dim", Type.INT, 0), _NAMES),
+    "Dims": (Arg("names", Type.NAMES),),
+    "Check": (Arg("condition", Type.TEXT), Arg("message", Type.TEXT, "")),
+    "Output": (Arg("name", Type.NAME),),
+    "Parameter": (Arg("name", Type.NAME), Arg("shape", Type.SIZES), Arg("init", Type.NUMBER, 0.0)),
+    "Buffer": (
+        Arg("name", Type.NAME),
+        Arg("kind", Type.TEXT, choices=tuple(BUFFERS)),
+        Arg("window_size", Type.PER_AXIS),
+    ),
+    "Constant": (
+        Arg("name", Type.NAME),
+        Arg("kind", Type.TEXT, choices=tuple(CONSTANTS)),
+        Arg("size", Type.SIZES),
+        Arg("window_size", Type.PER_AXIS),
+        Arg("shift_size", Type.PER_AXIS, 0),
+    ),
 }
-"""Steps that name tensors, go back to one, and join them, with the arguments they take: ``From: NAME`` goes on
-from a saved tensor; ``Add``, ``Mul`` and ``Concat`` join the current tensor with the saved ones, in that order."""
+"""Steps that name tensors, go back to one, join them, split them and make them, with the arguments they take:
+
+- ``Save: NAME`` names the current tensor; ``From: NAME`` goes on from a named one;
+- ``Add``, ``Mul`` and ``Concat`` join the current tensor with named ones, in that order; ``matmul: {with: k}`` is
+  ``torch.matmul(x, k)``, ``index: {with: i}`` is ``x[i]``;
+- ``chunk``, ``split``, ``tensor_split`` and ``unbind`` name their parts (``names``) and go on from the first;
+- ``Dims: [B, H, W, C]`` names the current tensor's sizes, for size expressions after it (``_`` skips a dim);
+  ``Check: "H % 7 == 0"`` refuses an input for which the condition is false, as a ``torch._assert`` in a model's
+  ``forward`` does;
+- ``Output: NAME`` makes the current tensor one of the stack's outputs, under that name;
+- ``Parameter``, ``Buffer`` and ``Constant`` make a tensor (learned, registered, or computed on each pass), name it
+  and go on from it."""
+STARTS = frozenset({"Parameter", "Buffer", "Constant"})
+"""Steps whose tensor takes no input: the stack goes on from a new tensor."""
+SPLITS = frozenset({"chunk", "split", "tensor_split", "unbind"})
+"""Steps that make several tensors, each named."""
 MAX_LAYERS = 100_000
 """Most layers a stack may hold once every Repeat is written out."""
 
@@ -135,8 +176,14 @@ def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, w
     if item.type in BLOCKS:
         return _block(item, label, f"{where} {position}.", seen, dims)
     if item.type in JOINS:
+        if item.type == "Dims" and len(item.positional) > 1:  # Dims: [B, H, W, C], one list of names
+            item = Item(item.type, item.keywords, (list(item.positional),), item.line)
         arguments = _keywords(item, JOINS[item.type], label)
-        return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type)
+        if item.type == "Check":
+            _condition(arguments["condition"], label, item.line)
+        declared = {arg.name: arg for arg in JOINS[item.type]}
+        sized = tuple(name for name, value in arguments.items() if declared[name].sized(value))
+        return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type, expressions=sized)
     if item.type in LAYERS:
         return _layer(item, label, seen)
     choices = [*LAYERS, *BLOCKS, *JOINS]
@@ -186,6 +233,15 @@ def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
     return arguments
 
 
+def _condition(text: str, label: str, line: int | None) -> None:
+    from convcalc.expr import ExprError, parse
+
+    try:
+        parse(text)
+    except ExprError as error:
+        raise StackSpecError(f"{label}: {error}", line=line) from None
+
+
 def layer_count(specs: Sequence[LayerSpec]) -> int:
     """How many layers the specs hold once every Repeat is written out."""
     return _count(specs)
@@ -220,7 +276,7 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
             if name in arguments and other not in arguments:
                 raise StackSpecError(f"{label}: {name} needs {other} too (torch's {item.type}() takes {name} only "
                                      f"with {other}; {other}: null means every one)", line=item.line)  # fmt: skip
-        if kind.check is not None:
+        if kind.check is not None and not any(arg.sized(arguments.get(arg.name)) for arg in kind.args):
             problem = kind.check({**{arg.name: arg.default for arg in kind.args}, **arguments})
             if problem:
                 raise StackSpecError(f"{label}: {problem}", line=item.line)
@@ -228,7 +284,9 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
         if said is not None:
             seen[said] = known
     arguments, key = known
-    return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key)
+    declared = {arg.name: arg for arg in LAYERS[item.type].args}
+    sized = tuple(name for name, value in arguments.items() if declared[name].sized(value))
+    return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key, expressions=sized)
 
 
 def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None

@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from convcalc import tensor_ops
-from convcalc.catalog import LAYERS, Step, Window
+from convcalc.catalog import LAYERS, Window
 from convcalc.errors import InvalidLayerError, StackError, StackSpecError
-from convcalc.schema import INT64, REQUIRED
-from convcalc.spec import BLOCKS, JOINS, LayerSpec, resolve
+from convcalc.expr import ExprError, is_expression, parse
+from convcalc.schema import INT64, REQUIRED, check_arguments
+from convcalc.spec import BLOCKS, JOINS, SPLITS, STARTS, LayerSpec, resolve
+from convcalc.step import Step
+from convcalc.tensors import BUFFERS, CONSTANTS
 
 if TYPE_CHECKING:
     from fractions import Fraction
@@ -118,7 +121,10 @@ class Node:
     children: list[Node] = field(default_factory=list)
     """A block's nodes, in order."""
     inputs: tuple[Node | None, ...] = ()
-    """The nodes whose outputs it takes (None: the stack's input)."""
+    """The nodes whose outputs it takes (None: the stack's input; none at all for a tensor made from nothing)."""
+    written: dict[str, Any] | None = None
+    """The arguments the file wrote as size expressions, as written (``arguments`` holds what they worked out to
+    here): ``--emit torch`` writes them as code that follows each input."""
 
     def __repr__(self) -> str:
         """Short, and never recursive: the node's place, type and shapes; its parent, children and inputs by id only.
@@ -146,6 +152,8 @@ class StackResult:
     """The stack's output shape; where a layer fails, the shape that reached it."""
     rows: tuple[Node, ...]
     error: StackError | None = None
+    outputs: dict[str, Node] = field(default_factory=dict, repr=False)
+    """The tensors ``Output`` steps named, in order (none: the stack's one output is its last tensor)."""
     inferred: Inferred = field(default_factory=dict, repr=False)
     """The arguments each layer inferred from the shape that reached it, by its place in the stack: the network as
     its first run built it. ``run_stack(other, specs, inferred=result.inferred)`` runs another input through it."""
@@ -234,6 +242,9 @@ class _State:
     chains: tuple[tuple[Fraction | int, ...], ...]
     dims: tuple[int | None, ...]
     strides: tuple[int, ...] | None = None
+    blank: bool = False
+    """A tensor made from nothing (a Parameter, Buffer or Constant, and what is computed from them alone): it sees
+    no input pixel, so joining it leaves the other side's field as it is."""
 
     def whole(self, axes: Sequence[int] | None = None) -> _State:
         """Each axis (or the ``axes`` given) now sees the whole input."""
@@ -241,22 +252,32 @@ class _State:
         fields, jumps = list(self.field), list(self.jump)
         for axis in lost:
             fields[axis] = jumps[axis] = None
-        return _State(tuple(fields), tuple(jumps), self.chains, self.dims, self.strides)
+        return _State(tuple(fields), tuple(jumps), self.chains, self.dims, self.strides, self.blank)
 
     def lost(self) -> _State:
         """The tensor's axes were merged, split or broadcast to a new rank: no input axis is followed any more."""
-        return _State(self.field, self.jump, self.chains, (None,) * len(self.dims)).whole()
+        return _State(self.field, self.jump, self.chains, (None,) * len(self.dims), None, self.blank).whole()
 
     def laid_out(self, strides: tuple[int, ...] | None) -> _State:
         """The same tensor with these strides (None: contiguous)."""
-        return self if strides == self.strides else _State(self.field, self.jump, self.chains, self.dims, strides)
+        if strides == self.strides:
+            return self
+        return _State(self.field, self.jump, self.chains, self.dims, strides, self.blank)
 
     def widest(self, other: _State) -> _State:
-        """Join two tensors: each axis sees the larger field of the two."""
+        """Join two tensors: each axis sees the larger field of the two (a blank tensor's none)."""
+        if other.blank or self.blank:
+            kept = self if other.blank else other
+            return _State(kept.field, kept.jump, kept.chains, kept.dims, None, self.blank and other.blank)
         fields = tuple(None if a is None or b is None else max(a, b) for a, b in zip(self.field, other.field))
         jumps = tuple(None if b is None else a for a, b in zip(self.jump, other.jump))
         joined = _State(fields, jumps, self.chains, self.dims)
         return joined if self.dims == other.dims else joined.whole()
+
+    @classmethod
+    def made(cls, rank: int) -> _State:
+        """The state of a tensor made from nothing, for a stack whose input has ``rank`` dims."""
+        return cls((1,) * rank, (_ONE,) * rank, ((),) * rank, (None,) * rank, None, True)
 
     def through(self, windows: Sequence[tuple[int, Window]]) -> _State:
         """The field after a layer with these windows, each on an axis."""
@@ -269,7 +290,7 @@ class _State:
             jump = distance * window.stride
             jumps[axis] = int(jump) if type(jump) is not int and jump.denominator == 1 else jump  # a Fraction
             chains[axis] = _chain(chains[axis], window.stride)
-        return _State(tuple(fields), tuple(jumps), tuple(chains), self.dims)
+        return _State(tuple(fields), tuple(jumps), tuple(chains), self.dims, None, self.blank)
 
     def after(self, step: Step, shape: Shape) -> _State:
         """The state after a layer's step on a tensor of ``shape``: receptive fields, where the axes went, strides."""
@@ -289,7 +310,7 @@ class _State:
             state = state.whole([axis for axis, dim in enumerate(state.dims) if dim in step.mixes])
         if step.dims is not None:
             moved = tuple(None if dim is None else step.dims[dim] for dim in state.dims)
-            state = _State(state.field, state.jump, state.chains, moved).whole(
+            state = _State(state.field, state.jump, state.chains, moved, None, state.blank).whole(
                 [axis for axis, dim in enumerate(moved) if dim is None]
             )
         elif len(step.output) != len(shape):
@@ -304,7 +325,7 @@ class _State:
             strides = None
         if state is self and strides is self.strides:
             return self
-        return _State(state.field, state.jump, state.chains, state.dims, strides)
+        return _State(state.field, state.jump, state.chains, state.dims, strides, state.blank)
 
 
 class _Stop(Exception):
@@ -318,6 +339,13 @@ class _Run:
     def __init__(self, input_shape: Shape, budget: int | None, cache: dict[Any, Any], fixed: Inferred | None) -> None:
         self.spatial: int | None = None
         """How many spatial axes the first layer with windows (a conv, pool or upsampling) has."""
+        self.rank = len(input_shape)
+        self.bound: dict[str, int] = {}
+        """The sizes ``Dims`` steps have named, for the size expressions after them."""
+        self.outputs: dict[str, Node] = {}
+        """The tensors ``Output`` steps have named, in order."""
+        self.largest: dict[str, int] = {}
+        """The largest value of each named integer tensor (a Buffer of an index kind): what indexing with it reads."""
         self.nodes: list[Node] = []
         self.saved: dict[str, tuple[Node | None, Shape, _State]] = {}
         self.budget = budget
@@ -350,7 +378,7 @@ class _Run:
                 if spec.type in BLOCKS:
                     shape, state = self.block(spec, node, place, shape, state)
                 elif spec.type in JOINS:
-                    shape, state = self.join(spec, node, shape, state)
+                    shape, state = self.join(spec, node, place, shape, state)
                 else:
                     shape, state = self.layer(spec, node, place, shape, state)
                 if len(shape) > MAX_RANK:
@@ -410,9 +438,66 @@ class _Run:
             joined = joined.lost()
         return out, joined.laid_out(_join_strides(how, [(end_shape, end_state) for _, end_shape, end_state in ends]))
 
-    def join(self, spec: LayerSpec, node: Node, shape: Shape, state: _State) -> tuple[Shape, _State]:
+    def sizes(self, spec: LayerSpec, node: Node, place: Path, follows: bool) -> dict[str, Any]:
+        """A step's arguments with its size expressions worked out: from the sizes named so far where they
+        ``follow`` each input, else once, when the network is built (a module's constructor arguments, a learned
+        tensor's shape), and from there on as built."""
+        if not spec.expressions:
+            return spec.arguments
+        if not follows and self.fixed is not None:
+            known = self.fixed.get(place)
+            if known is None or not all(name in known for name in spec.expressions):
+                raise InvalidLayerError("its sizes were worked out from the stack's own input, which does not reach "
+                                        "this layer (it fails earlier): give an input that runs")  # fmt: skip
+            worked = {name: known[name] for name in spec.expressions}
+        else:
+            worked = {name: _worked(spec.arguments[name], self.bound) for name in spec.expressions}
+            if not follows:
+                self.inferred.setdefault(place, {}).update(worked)
+        node.written = {name: spec.arguments[name] for name in spec.expressions}
+        arguments = {**spec.arguments, **worked}
+        declared = {arg.name: arg for arg in LAYERS[spec.type].args} if spec.type in LAYERS else {
+            arg.name: arg for arg in JOINS[spec.type]}  # fmt: skip
+        wrong = check_arguments([declared[name] for name in spec.expressions], arguments)
+        if wrong:
+            raise InvalidLayerError(f"{wrong[0]} {wrong[1]} (worked out from {spec.arguments[wrong[0]]!r})")
+        kind = LAYERS.get(spec.type)
+        if kind is not None and kind.check is not None:
+            problem = kind.check({**kind.arguments, **arguments})
+            if problem:
+                raise InvalidLayerError(problem)
+        return arguments
+
+    def join(self, spec: LayerSpec, node: Node, place: Path, shape: Shape, state: _State) -> tuple[Shape, _State]:
+        if spec.type in STARTS:
+            return self.make(spec, node, place)
+        if spec.type in SPLITS:
+            return self.split(spec, node, place, shape, state)
         if spec.type == "Save":
             self.saved[spec.arguments["name"]] = (node, shape, state)
+            return shape, state
+        if spec.type == "Dims":
+            names = spec.arguments["names"]
+            names = [names] if isinstance(names, str) else names
+            if len(names) != len(shape):
+                raise InvalidLayerError(f"Dims names {len(names)} sizes, but the tensor {_text(shape)} has "
+                                        f"{len(shape)}: name each dim (_ skips one)")  # fmt: skip
+            for name, size in zip(names, shape):
+                if name != "_":
+                    self.bound[name] = size
+            return shape, state
+        if spec.type == "Check":
+            condition = spec.arguments["condition"]
+            if not _worked(condition, self.bound):
+                message = spec.arguments["message"]
+                raise InvalidLayerError(f"the check {condition!r} fails here{': ' if message else ''}{message}")
+            return shape, state
+        if spec.type == "Output":
+            name = spec.arguments["name"]
+            if name in self.outputs:
+                raise InvalidLayerError(f"the output {name!r} is named twice: give each output a name of its own")
+            self.outputs[name] = node
+            self.saved.setdefault(name, (node, shape, state))
             return shape, state
         given = spec.arguments["name" if spec.type == "From" else "with"]
         names = given if isinstance(given, list) else [given]
@@ -431,6 +516,18 @@ class _Run:
             node.input = other
             return other, other_state
         node.inputs = (*node.inputs, *(other_node for other_node, _, _ in others))
+        if spec.type in ("matmul", "index"):
+            (other_node, other, other_state), name = others[0], names[0]
+            if spec.type == "matmul":
+                out, node.macs = tensor_ops.matmul(shape, other)
+                joined = state.widest(other_state).lost()  # every output unit reads a row and a column whole
+            else:
+                if name not in self.largest:
+                    raise InvalidLayerError(f"index needs an integer tensor, and {name!r} is none: index with a "
+                                            "Buffer of an index kind (relative_position_index)")  # fmt: skip
+                out = tensor_ops.index(shape, other, self.largest[name])
+                joined = state.lost()
+            return out, joined.laid_out(None)
         shapes = [("the input", shape, "")]
         shapes += [(repr(name), other, f" (saved at layer {o.label if o is not None else 'input'})")
                    for name, (o, other, _) in zip(names, others)]  # fmt: skip
@@ -442,6 +539,64 @@ class _Run:
             joined = joined.lost()
         tensors = [(shape, state), *((other, other_state) for _, other, other_state in others)]
         return out, joined.laid_out(_join_strides(spec.type, tensors))
+
+    def make(self, spec: LayerSpec, node: Node, place: Path) -> tuple[Shape, _State]:
+        """A Parameter, Buffer or Constant: a tensor from nothing, named; the stack goes on from it."""
+        arguments = {arg.name: arg.default for arg in JOINS[spec.type] if arg.default is not REQUIRED}
+        arguments.update(self.sizes(spec, node, place, follows=spec.type == "Constant"))
+        node.arguments = arguments
+        node.inputs = ()
+        node.input = ()
+        name = arguments["name"]
+        if spec.type == "Parameter":
+            shape = tuple(arguments["shape"])
+            if any(n < 1 for n in shape):
+                raise InvalidLayerError(f"shape {list(shape)} must have sizes of at least 1")
+            node.params = math.prod(shape)
+        else:
+            kinds = BUFFERS if spec.type == "Buffer" else CONSTANTS
+            made = kinds[arguments["kind"]](arguments)
+            shape = made.shape
+            if spec.type == "Buffer":
+                node.buffers = math.prod(shape)
+            if made.largest is not None:
+                self.largest[name] = made.largest
+        state = _State.made(self.rank)
+        self.saved[name] = (node, shape, state)
+        return shape, state
+
+    def split(self, spec: LayerSpec, node: Node, place: Path, shape: Shape, state: _State) -> tuple[Shape, _State]:
+        """chunk, split, tensor_split or unbind: a block of one part per named piece, each a view of the input;
+        the stack goes on from the first."""
+        arguments = {arg.name: arg.default for arg in JOINS[spec.type] if arg.default is not REQUIRED}
+        arguments.update(self.sizes(spec, node, place, follows=True))
+        node.arguments = arguments
+        names = arguments["names"]
+        names = [names] if isinstance(names, str) else names
+        pieces = tensor_ops.parts(shape, spec.type, arguments)
+        if len(pieces) != len(names):
+            raise InvalidLayerError(f"{spec.type} makes {len(pieces)} parts here, and names gives {len(names)}: "
+                                    "name each part")  # fmt: skip
+        source = node.inputs[0]
+        dim = arguments["dim"]
+        start = 0
+        for number, (name, piece) in enumerate(zip(names, pieces)):
+            part = Node(id=len(self.nodes) + 1, index=node.index, type="Part",
+                        arguments={"of": spec.type, "index": number, "name": name, "dim": dim, "start": start},
+                        given=("name",), input=shape, output=piece, label=f"{node.label}.{number + 1}",
+                        depth=node.depth + 1, branch=None, line=spec.line, parent=node, inputs=(source,))  # fmt: skip
+            if spec.type != "unbind":
+                start += piece[dim % len(shape)]
+            node.children.append(part)
+            self.nodes.append(part)
+            moved = Step(output=piece, dims=None if spec.type != "unbind" else tuple(
+                None if i == dim % len(shape) else i - (i > dim % len(shape)) for i in range(len(shape))))  # fmt: skip
+            part_state = state.after(moved, shape)
+            part.receptive_field, part.jump = part_state.field, part_state.jump
+            self.saved[name] = (part, piece, part_state)
+        first = node.children[0]
+        node.inputs = (first,)
+        return first.output, self.saved[names[0]][2]
 
     def layer(self, spec: LayerSpec, node: Node, place: Path, shape: Shape, state: _State) -> tuple[Shape, _State]:
         inferring = LAYERS[spec.type].inferred
@@ -455,16 +610,24 @@ class _Run:
                                             f"this layer (it fails earlier): give {names[0]} in the file, or an "
                                             "input that runs")  # fmt: skip
                 fixed = tuple(known.items())
+        given = spec.arguments
+        if spec.expressions:
+            kind = LAYERS[spec.type]
+            given = self.sizes(spec, node, place, follows=kind.follows)
+            fixed = (*fixed, *((name, tuple(given[name]) if isinstance(given[name], list) else given[name])
+                               for name in spec.expressions))  # fmt: skip
         key = (spec.key, shape, fixed)
         cached = self.cache.get(key)
         if cached is None:
-            cached = self.cache[key] = _apply(spec, shape, dict(fixed))
+            cached = self.cache[key] = _apply(spec, shape, dict(fixed), given)
         arguments, step = cached
         node.arguments = arguments
         if inferring and self.fixed is None:
             self.inferred[place] = {name: arguments[name] for name in inferring if name not in spec.arguments}
         if isinstance(step, InvalidLayerError):
             for name, value in fixed:  # the layer was built on another input: say so, where that is why it fails
+                if name not in inferring:
+                    continue
                 now = inferring[name](shape, arguments)
                 if now != value:
                     detail = "" if step.parameter == name else f" ({step})"
@@ -478,6 +641,22 @@ class _Run:
         if self.spatial is None and step.windows:
             self.spatial = len(step.windows)
         return step.output, state.after(step, shape)
+
+
+def _worked(value: Any, bound: dict[str, int]) -> Any:
+    """A value with its size expressions worked out from the sizes ``bound`` (an InvalidLayerError for an unbound
+    name, a division by zero, or a value that is no integer where a size is asked)."""
+    if isinstance(value, list):
+        return [_worked(item, bound) for item in value]
+    if not is_expression(value):
+        return value
+    try:
+        result = parse(value).evaluate(bound)
+    except ExprError as error:
+        raise InvalidLayerError(str(error)) from None
+    if isinstance(result, float) and result.is_integer():
+        return int(result)
+    return result
 
 
 def _closest_name(name: str, saved: dict[str, Any]) -> str:
@@ -524,13 +703,16 @@ def _join_strides(how: str, tensors: list[tuple[Shape, _State]]) -> tuple[int, .
     return None if strides == tensor_ops.contiguous(shape) else strides
 
 
-def full_arguments(spec: LayerSpec, shape: Shape, inferred: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A layer's arguments as torch's constructor gets them: the given ones, the inferred ones (``inferred``, where
-    the network was built on another input, else from ``shape``), the defaults."""
+def full_arguments(spec: LayerSpec, shape: Shape, inferred: dict[str, Any] | None = None,
+                   given: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A layer's arguments as torch's constructor gets them: the given ones (``given``: with their size expressions
+    worked out), the inferred ones (``inferred``, where the network was built on another input, else from
+    ``shape``), the defaults."""
+    given = spec.arguments if given is None else given
     arguments = {}
     for arg in LAYERS[spec.type].args:
-        if arg.name in spec.arguments:
-            value = spec.arguments[arg.name]
+        if arg.name in given:
+            value = given[arg.name]
             arguments[arg.name] = tuple(value) if isinstance(value, list) else value
         elif arg.infer is not None:
             arguments[arg.name] = inferred[arg.name] if inferred else arg.infer(shape, arguments)
@@ -540,9 +722,10 @@ def full_arguments(spec: LayerSpec, shape: Shape, inferred: dict[str, Any] | Non
     return arguments
 
 
-def _apply(spec: LayerSpec, shape: Shape, inferred: dict[str, Any]) -> tuple[dict[str, Any], Step | InvalidLayerError]:
+def _apply(spec: LayerSpec, shape: Shape, inferred: dict[str, Any], given: dict[str, Any]
+           ) -> tuple[dict[str, Any], Step | InvalidLayerError]:  # fmt: skip
     """A layer's full arguments and its step on ``shape``, or the error it raises."""
-    arguments = full_arguments(spec, shape, inferred)
+    arguments = full_arguments(spec, shape, {name: inferred[name] for name in inferred if name not in given}, given)
     try:
         step = LAYERS[spec.type].apply(shape, arguments)
         if 0 in step.output:
@@ -636,13 +819,17 @@ def run_stack(input_shape: Sequence[int], specs: Sequence[LayerSpec], *, budget:
     except _Stop as stop:
         error = stop.error
         out = error.input_shape
+    else:
+        if run.outputs:  # the first named output is the stack's output_shape
+            out = next(iter(run.outputs.values())).output
     # the receptive field is shown for the input's spatial axes: its last as many dims as the first conv, pool or
     # upsampling has spatial axes (an unbatched (C, H, W) input's last two), else every dim after (N, C)
     spatial = range(2, rank) if run.spatial is None else range(max(rank - run.spatial, 0), rank)
     for node in run.nodes:
         node.receptive_field = tuple(node.receptive_field[axis] for axis in spatial)
         node.jump = tuple(node.jump[axis] for axis in spatial)
-    return StackResult(input=shape, output=out, rows=tuple(run.nodes), error=error, inferred=built)
+    return StackResult(input=shape, output=out, rows=tuple(run.nodes), error=error, outputs=dict(run.outputs),
+                       inferred=built)  # fmt: skip
 
 
 def _widest(chain: tuple[Fraction | int, ...], units: int) -> int:

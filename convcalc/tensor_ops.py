@@ -27,6 +27,7 @@ in words where torch would refuse. The catalogue declares their arguments.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -475,3 +476,153 @@ def transformer_encoder_layer(shape: Shape, args: dict[str, Any]) -> Step:
     return _step(
         output=shape, params=params, macs=macs, mixes=(sequence, len(shape) - 1), keeps_layout=args["norm_first"]
     )
+
+
+# --- tensors joined and split, and functions along the way -----------------------------------------------------
+
+
+def matmul(left: Shape, right: Shape) -> tuple[Shape, int]:
+    """``torch.matmul(a, b)`` of tensors of these shapes: its shape and its multiply-accumulates as torch's
+    FlopCounterMode counts them (``mm``, ``bmm``; a 1-D right operand runs as ``mv`` or ``dot``, which it does not
+    count).
+
+    >>> matmul((2, 3, 49, 32), (2, 3, 32, 49))
+    ((2, 3, 49, 49), 460992)
+    >>> matmul((5, 2, 3), (3,))
+    ((5, 2), 0)
+    """
+    if not left or not right:
+        raise _fail(f"matmul needs tensors of at least 1 dimension, got {_text(left)} and {_text(right)}")
+    a = (1, *left) if len(left) == 1 else left
+    b = (*right, 1) if len(right) == 1 else right
+    if a[-1] != b[-2]:
+        raise _fail(f"matmul of {_text(left)} and {_text(right)}: the first's last dim ({a[-1]}) must equal the "
+                    f"second's {'only' if len(right) == 1 else 'next-to-last'} dim ({b[-2]})")  # fmt: skip
+    batch = broadcast_shapes(a[:-2], b[:-2])
+    if batch is None:
+        raise _fail(f"matmul of {_text(left)} and {_text(right)}: the batch dims {_text(a[:-2])} and "
+                    f"{_text(b[:-2])} do not broadcast")  # fmt: skip
+    out = (*batch, *((a[-2],) if len(left) > 1 else ()), *((b[-1],) if len(right) > 1 else ()))
+    macs = 0 if len(right) == 1 else math.prod(batch) * a[-2] * a[-1] * b[-1]
+    return out, macs
+
+
+def index(table: Shape, positions: Shape, largest: int | None) -> Shape:
+    """``table[positions]``: the rows of ``table`` that an integer tensor of shape ``positions`` names, its values
+    at most ``largest`` (None where convcalc does not know them). Swin's ``relative_position_bias_table[index]``.
+
+    >>> index((169, 3), (2401,), 168)
+    (2401, 3)
+    """
+    if not table:
+        raise _fail("cannot index a 0-D tensor by a tensor")
+    if largest is not None and largest >= table[0]:
+        raise _fail(f"the index holds values up to {largest}, but the tensor {_text(table)} has {table[0]} rows: "
+                    f"index {largest} is out of bounds for its dim 0")  # fmt: skip
+    return (*positions, *table[1:])
+
+
+def roll(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.roll(shifts, dims)``: the same shape; without dims, the flattened tensor is rolled."""
+    shifts, dims = _ints(args["shifts"]), args["dims"]
+    if dims is None:
+        if len(shifts) != 1:
+            raise _fail(f"roll without dims takes one shift (it rolls the flattened tensor), got {len(shifts)}")
+    else:
+        dims = _ints(dims)
+        if len(shifts) != len(dims):
+            raise _fail(f"roll: shifts and dims must align, got {len(shifts)} shifts and {len(dims)} dims")
+        for dim in dims:
+            wrap_dim(dim, len(shape), "dims")
+    return _step(output=shape)
+
+
+def narrow(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.narrow(dim, start, length)``: ``length`` elements of ``dim`` from ``start`` (a view)."""
+    if not shape:
+        raise _fail("narrow() cannot be applied to a 0-dim tensor")
+    d = wrap_dim(args["dim"], len(shape))
+    size, start, length = shape[d], args["start"], args["length"]
+    if not -size <= start <= size:
+        raise _fail(f"start {start} is out of range for dim {args['dim']} of size {size}: use {-size}..{size}")
+    start %= size if size else 1
+    if length < 0:
+        raise _fail(f"length must be at least 0, got {length}")
+    if start + length > size:
+        raise _fail(f"start ({start}) + length ({length}) exceeds the size {size} of dim {args['dim']}")
+    out = (*shape[:d], length, *shape[d + 1 :])
+    return _step(output=out, dims=tuple(None if i == d else i for i in range(len(shape))),
+                 restride=lambda strides: strides)  # fmt: skip
+
+
+def elementwise(shape: Shape, args: dict[str, Any]) -> Step:
+    """A function of each element on its own (``x.exp()``, ``x.mul(0.125)``): the shape, laid out as its input."""
+    return _step(output=shape, keeps_layout=True)
+
+
+def clamp(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.clamp(min, max)``: one of them at least."""
+    if args["min"] is None and args["max"] is None:
+        raise _fail("clamp needs min or max (or both)")
+    return _step(output=shape, keeps_layout=True)
+
+
+def normalize(shape: Shape, args: dict[str, Any]) -> Step:
+    """``F.normalize(x, p, dim)``: each vector along ``dim`` divided by its norm; it mixes that dim."""
+    d = wrap_dim(args["dim"], len(shape))
+    return _step(output=shape, mixes=(d,) if shape else ())
+
+
+def _ints(value: Any) -> list[int]:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def parts(shape: Shape, how: str, args: dict[str, Any]) -> list[Shape]:
+    """The shapes of ``x.chunk``, ``x.split``, ``x.tensor_split`` and ``x.unbind``, as torch gives them.
+
+    >>> parts((2, 6, 4), "chunk", {"chunks": 4, "dim": 1})
+    [(2, 2, 4), (2, 2, 4), (2, 2, 4)]
+    >>> parts((2, 6, 4), "tensor_split", {"sections": [1, 5], "dim": 1})
+    [(2, 1, 4), (2, 4, 4), (2, 1, 4)]
+    """
+    if how == "unbind":
+        if not shape:
+            raise _fail("unbind needs a tensor of at least 1 dimension, got a 0-D one")
+        d = wrap_dim(args["dim"], len(shape))
+        return [(*shape[:d], *shape[d + 1 :])] * shape[d]
+    d = wrap_dim(args["dim"], len(shape))
+    size = shape[d] if shape else 1
+    if how == "chunk":
+        chunks = args["chunks"]
+        if chunks < 1:
+            raise _fail(f"chunks must be at least 1, got {chunks}")
+        step = -(-size // chunks)
+        lengths = [min(step, size - start) for start in range(0, size, step)] if size else [0] * chunks
+    elif how == "split":
+        sections = args["split_size_or_sections"]
+        if isinstance(sections, (list, tuple)):
+            if any(n < 0 for n in sections) or sum(sections) != size:
+                raise _fail(f"split sizes {list(sections)} must be at least 0 and add up to {size}, the size of "
+                            f"dim {args['dim']}")  # fmt: skip
+            lengths = list(sections)
+        else:
+            if sections < 0 or (sections == 0 and size):
+                raise _fail(f"split_size must be at least 1 (0 only for an empty dim), got {sections}")
+            lengths = [min(sections, size - start) for start in range(0, size, sections)] if size else [0]
+    else:  # tensor_split
+        sections = args["sections"]
+        if isinstance(sections, (list, tuple)):
+            bounds = [0, *(min(max(index if index >= 0 else size + index, 0), size) for index in sections), size]
+            lengths = [max(end - start, 0) for start, end in itertools.pairwise(bounds)]
+        else:
+            if sections < 1:
+                raise _fail(f"the number of sections must be at least 1, got {sections}")
+            whole, extra = divmod(size, sections)
+            lengths = [whole + (i < extra) for i in range(sections)]
+    if len(lengths) > MAX_PARTS:
+        raise _fail(f"{how} makes {len(lengths):,} parts; convcalc names at most {MAX_PARTS:,}")
+    return [(*shape[:d], n, *shape[d + 1 :]) for n in lengths]
+
+
+MAX_PARTS = 10_000
+"""Most parts a chunk, split or unbind may make (each becomes a node's named tensor)."""

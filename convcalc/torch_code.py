@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from convcalc.catalog import LAYERS, Form
+from convcalc.spec import SPLITS
 
 __all__ = ["HELPERS", "constructor", "expression", "helpers", "value"]
 
@@ -63,6 +64,40 @@ HELPERS = {
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
 ''',
+    "relative_position_index": '''def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
+    """For each pair of positions in a window, its row of the relative position bias table (Swin)."""
+    height, width = window_size
+    grid = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    coords = torch.stack(grid).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
+    rows = (relative[:, :, 0] + height - 1) * (2 * width - 1)
+    return (rows + relative[:, :, 1] + width - 1).flatten()
+''',
+    "relative_coords_table": '''def relative_coords_table(window_size: tuple[int, int]) -> torch.Tensor:
+    """Log-spaced relative coordinates in a window, (1, 2*Wh - 1, 2*Ww - 1, 2): Swin V2's."""
+    height, width = window_size
+    rows = torch.arange(-(height - 1), height, dtype=torch.float32) / (height - 1)
+    columns = torch.arange(-(width - 1), width, dtype=torch.float32) / (width - 1)
+    table = torch.stack(torch.meshgrid([rows, columns], indexing="ij")).permute(1, 2, 0).unsqueeze(0) * 8
+    return torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0
+''',
+    "shifted_window_mask": '''def shifted_window_mask(
+    size: tuple[int, int], window_size: tuple[int, int], shift_size: tuple[int, int], like: torch.Tensor
+) -> torch.Tensor:
+    """-100 where two positions of a shifted window come from different regions, 0 elsewhere (Swin)."""
+    height, width = size
+    window_h, window_w = window_size
+    regions = like.new_zeros((height, width))
+    count = 0
+    for rows in (slice(0, -window_h), slice(-window_h, -shift_size[0]), slice(-shift_size[0], None)):
+        for columns in (slice(0, -window_w), slice(-window_w, -shift_size[1]), slice(-shift_size[1], None)):
+            regions[rows, columns] = count
+            count += 1
+    regions = regions.view(height // window_h, window_h, width // window_w, window_w)
+    regions = regions.permute(0, 2, 1, 3).reshape(-1, window_h * window_w)
+    differ = regions.unsqueeze(1) - regions.unsqueeze(2)
+    return differ.masked_fill(differ != 0, -100.0).masked_fill(differ == 0, 0.0)
+''',
     "center_crop": '''def center_crop(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The middle of ``saved``, as large as ``like`` along every spatial axis (none below 3-D)."""
     if any(s < n for s, n in zip(saved.shape[2:], like.shape[2:])):
@@ -80,6 +115,7 @@ function that centre-crops a saved tensor for a Concat."""
 def helpers(nodes: Sequence[Any]) -> list[str]:
     """The names of the helpers (in :data:`HELPERS`) that code for these nodes needs."""
     needed = {node.type for node in nodes if node.type in HELPERS}
+    needed |= {node.arguments["kind"] for node in nodes if node.type in ("Buffer", "Constant")}
     if any(node.type == "Concat" and node.arguments.get("crop") for node in nodes):
         needed.add("center_crop")
     return sorted(needed)
@@ -101,9 +137,38 @@ def value(item: Any) -> str:
     return ascii(item)
 
 
+Sizes = Callable[[Any], str]
+"""Turns one value as the file wrote it (a number, or a size expression) into code that follows the input."""
+
+
+def _argument(node: Any, name: str, sizes: Sizes | None) -> str:
+    """An argument's code: as written (its size expressions as code, through ``sizes``) where the file wrote it so
+    and ``sizes`` is given, else the value it worked out to here."""
+    written = node.written or {}
+    if sizes is None or name not in written:
+        return value(node.arguments[name])
+    item = written[name]
+    if isinstance(item, list):
+        inner = ", ".join(sizes(part) for part in item)
+        return f"({inner},)" if len(item) == 1 else f"({inner})"
+    return sizes(item)
+
+
+def _items(node: Any, name: str, sizes: Sizes | None) -> list[str]:
+    """A list argument's items as code, for a method that takes them one by one (``x.view(b, -1)``)."""
+    written = node.written or {}
+    if sizes is not None and name in written:
+        return [sizes(item) for item in written[name]]
+    return [value(item) for item in node.arguments[name]]
+
+
 def constructor(node: Any) -> tuple[str, list[str]]:
     """The module a layer node builds: the callable and its arguments as code (the given and inferred ones, in
     torch's order; for convcalc's own modules, what the input's shape says)."""
+    if node.type == "Parameter":
+        return "nn.Parameter", [f"torch.full({value(node.arguments['shape'])}, {value(float(node.arguments['init']))})"]
+    if node.type == "Buffer":
+        return node.arguments["kind"], [value(node.arguments["window_size"])]
     kind = LAYERS[node.type]
     if kind.form is Form.PARAMETER:
         if node.type == "ClassToken":
@@ -117,19 +182,42 @@ def constructor(node: Any) -> tuple[str, list[str]]:
     return f"nn.{node.type}", [f"{name}={value(node.arguments[name])}" for name in shown]
 
 
-def expression(node: Any, inputs: Sequence[str], attribute: str) -> str:
+def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | None = None) -> str:
     """The forward expression of a node, given the code of its input tensors (in ``node.inputs`` order) and, for a
-    layer, the code of its module (``self.layer3``)."""
+    layer, the code of its module (``self.layer3``). ``sizes`` writes the size expressions the file gave as code
+    that follows the input; without it, the sizes they worked out to here are written."""
     kind = LAYERS.get(node.type)
     first = inputs[0] if inputs else "x"
     if kind is not None:
         if kind.form is Form.METHOD:
-            return f"{first}.{node.type}({_method_arguments(node, kind)})"
+            return f"{first}.{node.type}({_method_arguments(node, kind, sizes)})"
+        if kind.form is Form.FUNCTION:
+            named = [f"{name}={_argument(node, name, sizes)}" for name in node.given if name != kind.args[0].name]
+            return f"F.{node.type}({', '.join([first, _argument(node, kind.args[0].name, sizes), *named])})"
         if kind.form is Form.ATTENTION:
             return f"{attribute}({first}, {first}, {first}, need_weights=False)[0]"
+        if node.written:  # an Upsample whose size follows the input: the function, worked out on each call
+            named = [f"{name}={_argument(node, name, sizes)}" for name in node.given]
+            return f"F.interpolate({', '.join([first, *named])})"
         return f"{attribute}({first})"
-    if node.type in ("Save", "Repeat", "From"):
+    if node.type in ("Save", "Repeat", "From", "Output", "Dims", "Check", *SPLITS):
         return first
+    if node.type in ("Parameter", "Buffer"):
+        return attribute
+    if node.type == "Constant":
+        shown = [_argument(node, name, sizes) for name in ("size", "window_size", "shift_size")]
+        return f"{node.arguments['kind']}({', '.join(shown)}, {first})"
+    if node.type == "Part":
+        parent = node.parent.arguments
+        if node.arguments["of"] == "unbind":
+            return f"{first}.unbind({value(parent['dim'])})[{node.arguments['index']}]"
+        sections = {"chunk": "chunks", "split": "split_size_or_sections", "tensor_split": "sections"}
+        how = node.arguments["of"]
+        return f"{first}.{how}({value(parent[sections[how]])}, dim={value(parent['dim'])})[{node.arguments['index']}]"
+    if node.type == "matmul":
+        return f"torch.matmul({first}, {inputs[1]})"
+    if node.type == "index":
+        return f"{first}[{inputs[1]}]"
     how = node.arguments.get("join", "Add") if node.type in ("Residual", "Parallel") else node.type
     if how == "Concat":
         parts = list(inputs)
@@ -139,7 +227,7 @@ def expression(node: Any, inputs: Sequence[str], attribute: str) -> str:
     return f" {'+' if how == 'Add' else '*'} ".join(inputs)
 
 
-def _method_arguments(node: Any, kind: Any) -> str:
+def _method_arguments(node: Any, kind: Any, sizes: Sizes | None) -> str:
     if kind.varargs:
-        return ", ".join(value(item) for item in node.arguments[kind.args[0].name])
-    return ", ".join(f"{name}={value(node.arguments[name])}" for name in node.given)
+        return ", ".join(_items(node, kind.args[0].name, sizes))
+    return ", ".join(f"{name}={_argument(node, name, sizes)}" for name in node.given)

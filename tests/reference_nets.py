@@ -1007,7 +1007,8 @@ def randomize(model: nn.Module, seed: int) -> None:
     Values are drawn in float64 on the CPU in state_dict order, then copied in (any dtype / device):
 
     - ``running_var``: uniform in [0.5, 1.5);
-    - integer tensors (``num_batches_tracked``): integers in [0, 1000);
+    - ``num_batches_tracked``: integers in [0, 1000); other integer tensors (an index a model computes from its
+      arguments, Swin's ``relative_position_index``) are kept as they are;
     - conv / linear weights (``weight`` or ``in_proj_weight`` with two or more dims): normal with std
       ``1 / sqrt(fan_in)``, fan_in = ``w[0].numel()``, so that activations keep their scale through deep nets;
     - other tensors named ``weight`` (1-D norm scales): ``1 + normal(std 0.1)``;
@@ -1024,6 +1025,8 @@ def randomize(model: nn.Module, seed: int) -> None:
             leaf = name.rsplit(".", 1)[-1]
             shape = tuple(t.shape)
             if not (t.is_floating_point() or t.is_complex()):
+                if leaf != "num_batches_tracked":
+                    continue  # an index a model computed (Swin's relative_position_index): kept as it is
                 values = torch.randint(0, 1000, shape, generator=gen)
             elif leaf == "running_var":
                 values = torch.rand(shape, generator=gen, dtype=torch.float64) + 0.5

@@ -1,0 +1,89 @@
+"""Tensors made from nothing: constant tables that convcalc computes from a step's arguments, as torchvision does.
+
+A stack file's ``Buffer`` step registers one as a buffer of the network (counted
+in its buffers, as torchvision's ``register_buffer`` counts it); its
+``Constant`` step computes one on each forward pass from sizes that may follow
+the input (counted nowhere, as torchvision makes it inside ``forward``). Each
+kind has one rule here: its shape and dtype, and the largest value it holds
+where it is used as an index. The code that computes its values is
+:data:`convcalc.torch_code.HELPERS`' function of the same name, which
+``--emit torch`` writes and ``--verify`` runs.
+
+>>> relative_position_index({"window_size": [7, 7]})
+Made(shape=(2401,), dtype='int64', largest=168)
+>>> shifted_window_mask({"size": [56, 56], "window_size": [7, 7], "shift_size": [3, 3]})
+Made(shape=(64, 49, 49), dtype='float32', largest=None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from convcalc.errors import InvalidLayerError
+
+__all__ = ["BUFFERS", "CONSTANTS", "Made"]
+
+Shape = tuple[int, ...]
+
+
+class Made(NamedTuple):
+    """A tensor a kind makes: its shape, its dtype, and its largest value where it serves as an index."""
+
+    shape: Shape
+    dtype: str
+    largest: int | None = None
+
+
+def _window(args: dict[str, Any]) -> tuple[int, int]:
+    window = args["window_size"]
+    height, width = (window, window) if isinstance(window, int) else tuple(window)
+    if min(height, width) < 1:
+        raise InvalidLayerError(f"window_size must be at least 1 on both axes, got {list((height, width))}")
+    return height, width
+
+
+def relative_position_index(args: dict[str, Any]) -> Made:
+    """Swin's (and MaxViT's) index of each pair of positions in a window into the relative position bias table:
+    ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1``."""
+    height, width = _window(args)
+    tokens = height * width
+    return Made((tokens * tokens,), "int64", (2 * height - 1) * (2 * width - 1) - 1)
+
+
+def relative_coords_table(args: dict[str, Any]) -> Made:
+    """Swin V2's table of log-spaced relative coordinates, ``(1, 2*Wh - 1, 2*Ww - 1, 2)``, the input of its
+    continuous position bias MLP."""
+    height, width = _window(args)
+    if height < 2 or width < 2:
+        raise InvalidLayerError("relative_coords_table divides by window_size - 1: use a window of at least 2")
+    return Made((1, 2 * height - 1, 2 * width - 1, 2), "float32")
+
+
+def shifted_window_mask(args: dict[str, Any]) -> Made:
+    """The mask torchvision's shifted window attention adds to its scores: ``(windows, Wh*Ww, Wh*Ww)`` of 0 and
+    -100, from the padded map's ``size`` (a multiple of the window), the window and the shift."""
+    height, width = _window(args)
+    size = args["size"]
+    padded_h, padded_w = (size, size) if isinstance(size, int) else tuple(size)
+    if padded_h % height or padded_w % width or min(padded_h, padded_w) < 1:
+        raise InvalidLayerError(f"the mask's size {[padded_h, padded_w]} must be a multiple of the window "
+                                f"{[height, width]} (pad the map first)")  # fmt: skip
+    shift = args["shift_size"]
+    for value, window in zip((shift, shift) if isinstance(shift, int) else tuple(shift), (height, width)):
+        if not 0 <= value < window:
+            raise InvalidLayerError(f"shift_size {value} must lie in 0..{window - 1}, within the window")
+    windows = (padded_h // height) * (padded_w // width)
+    return Made((windows, height * width, height * width), "float32")
+
+
+BUFFERS: dict[str, Callable[[dict[str, Any]], Made]] = {
+    "relative_position_index": relative_position_index,
+    "relative_coords_table": relative_coords_table,
+}
+"""What a ``Buffer`` step can register, by kind."""
+
+CONSTANTS: dict[str, Callable[[dict[str, Any]], Made]] = {
+    "shifted_window_mask": shifted_window_mask,
+}
+"""What a ``Constant`` step can compute on each forward pass, by kind."""

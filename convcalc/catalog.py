@@ -42,6 +42,9 @@ class Form(enum.Enum):
     """A learned tensor that is no torch.nn class: a small module convcalc writes (ClassToken...)."""
     FUNCTION = "function"
     """A function of ``torch.nn.functional``: ``F.pad(x, (0, 0, 0, 1))``."""
+    TORCHVISION = "torchvision"
+    """A class of torchvision's (``torchvision.ops``): written as a small module of its own (the same computation),
+    so that the code needs no torchvision."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -602,6 +605,28 @@ def _itself_copied(shape: Shape, args: dict[str, Any]) -> Step:
     return Step(output=shape)
 
 
+def _frozen_batch_norm(shape: Shape, args: dict[str, Any]) -> Step:
+    """torchvision's FrozenBatchNorm2d: ``x * scale + bias``, its four statistics (C) as buffers, reshaped to
+    (1, C, 1, 1) and broadcast against the input."""
+    channels = args["num_features"]
+    if channels < 0:
+        raise _fail(f"num_features must be at least 0, got {channels}")
+    out = tensor_ops.broadcast_shapes(shape, (1, channels, 1, 1))
+    if out is None:
+        raise _fail(f"the input {_text(shape)} does not broadcast with its statistics (1, {channels}, 1, 1): an "
+                    f"(N, {channels}, H, W) input does")  # fmt: skip
+    return Step(output=out, buffers=4 * channels, keeps_layout=out == shape)
+
+
+def _stochastic_depth(shape: Shape, args: dict[str, Any]) -> Step:
+    """torchvision's StochasticDepth: drops rows while training, the identity in eval mode; checks p and mode."""
+    if not 0 <= args["p"] <= 1:
+        raise _fail(f"p (the drop probability) must be between 0 and 1, got {args['p']}")
+    if args["mode"] not in ("batch", "row"):
+        raise _fail(f"mode must be 'batch' or 'row', got {args['mode']!r}")
+    return Step(output=shape, restride=lambda strides: strides)  # eval mode hands the input itself back
+
+
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
     return lambda value: None if low <= value <= high else f"must be between {low} and {high}"
 
@@ -801,6 +826,16 @@ def _kinds() -> dict[str, Kind]:
             Arg("shape", Type.SIZES, infer=lambda shape, args: shape[1:]))  # fmt: skip
     learned("LayerScale", tensor_ops.layer_scale, Arg("dim", Type.INT, 1), scalar("init", 1e-6),
             Arg("shape", Type.SIZES, infer=tensor_ops.layer_scale_shape))  # fmt: skip
+
+    # torchvision's own layers
+    def torchvision(name: str, apply: Callable[[Shape, dict[str, Any]], Step], *args: Arg, varargs: bool = False
+                    ) -> None:  # fmt: skip
+        kinds[name] = Kind(name=name, args=args, apply=apply, form=Form.TORCHVISION, varargs=varargs)
+
+    torchvision("FrozenBatchNorm2d", _frozen_batch_norm, Arg("num_features", Type.INT, infer=features),
+                Arg("eps", Type.NUMBER, 1e-5))  # fmt: skip
+    torchvision("StochasticDepth", _stochastic_depth, Arg("p", Type.NUMBER), Arg("mode", Type.TEXT))
+    torchvision("Permute", tensor_ops.permute, Arg("dims", Type.SIZES), varargs=True)
 
     # attention
     dropout_p = Arg("dropout", Type.NUMBER, 0.0, check=_between(0, 1))

@@ -32,7 +32,7 @@ __all__ = ["emit_torch"]
 LINE = 88
 """black's and ruff's default line length."""
 
-_ALIASES = ("Save", "Repeat", "Output", "Dims", "Check", *SPLITS)
+_ALIASES = ("Save", "Repeat", "Sequential", "Output", "Dims", "Check", *SPLITS)
 """Nodes whose output is their input's tensor (a split's: its first part's): they compute nothing."""
 _STATEMENTS = ("Dims", "Check")
 """Aliases that still write a line: the sizes they name, the check they make."""

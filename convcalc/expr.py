@@ -77,10 +77,11 @@ class Expr:
         a value too large to be any size."""
         return _evaluate(self.tree, bound, self.text)
 
-    def code(self, name_code: Callable[[str], str]) -> str:
-        """Python source for the expression, each name replaced by ``name_code(name)`` (convcalc's own
-        identifiers): rebuilt from the tree, never the text as written."""
-        return _code(self.tree, name_code, 0)
+    def code(self, name_code: Callable[[str], str], python: bool = True) -> str:
+        """Source for the expression, each name replaced by ``name_code(name)`` (convcalc's own identifiers):
+        rebuilt from the tree, never the text as written. ``python``: as Python code (a comparison is an int, as
+        the expression reads it: ``int(a > b)``); else as an expression again."""
+        return _code(self.tree, name_code, 0, python)
 
     def __repr__(self) -> str:
         return f"Expr({self.text!r})"
@@ -176,39 +177,41 @@ _PRECEDENCE = {ast.IfExp: 1, ast.Compare: 2, ast.Add: 3, ast.Sub: 3, ast.Mult: 4
                ast.Mod: 4, ast.USub: 5, ast.UAdd: 5, ast.Pow: 6}  # fmt: skip
 
 
-def _code(node: ast.expr, name_code: Callable[[str], str], outer: int) -> str:
+def _code(node: ast.expr, name_code: Callable[[str], str], outer: int, python: bool = True) -> str:
     """Source for ``node`` inside an operator of precedence ``outer`` (parenthesised where it binds looser)."""
+
+    def inner(part: ast.expr, level: int) -> str:
+        return _code(part, name_code, level, python)
+
     if isinstance(node, ast.Constant):
         return repr(node.value)
     if isinstance(node, ast.Name):
         return name_code(node.id)
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
-        inner = ", ".join(_code(argument, name_code, 0) for argument in node.args)
-        return f"{node.func.id}({inner})"
+        return f"{node.func.id}({', '.join(inner(argument, 0) for argument in node.args)})"
     if isinstance(node, ast.BinOp):
         level = _PRECEDENCE[type(node.op)]
         symbol = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
                   ast.Pow: "**"}[type(node.op)]  # fmt: skip
         if isinstance(node.op, ast.Pow):  # right-associative
-            text = f"{_code(node.left, name_code, level + 1)} ** {_code(node.right, name_code, level)}"
+            text = f"{inner(node.left, level + 1)} ** {inner(node.right, level)}"
         else:
-            text = f"{_code(node.left, name_code, level)} {symbol} {_code(node.right, name_code, level + 1)}"
+            text = f"{inner(node.left, level)} {symbol} {inner(node.right, level + 1)}"
     elif isinstance(node, ast.UnaryOp):
         level = _PRECEDENCE[type(node.op)]
-        text = f"{'-' if isinstance(node.op, ast.USub) else '+'}{_code(node.operand, name_code, level)}"
+        text = f"{'-' if isinstance(node.op, ast.USub) else '+'}{inner(node.operand, level)}"
     elif isinstance(node, ast.Compare):
         level = _PRECEDENCE[ast.Compare]
         symbol = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==",
                   ast.NotEq: "!="}[type(node.ops[0])]  # fmt: skip
-        left, right = _code(node.left, name_code, level + 1), _code(node.comparators[0], name_code, level + 1)
-        text = f"int({left} {symbol} {right})"
-        level = 7  # int(...) binds tightest
+        text = f"{inner(node.left, level + 1)} {symbol} {inner(node.comparators[0], level + 1)}"
+        if python:  # an int, as the expression reads a comparison; int(...) binds tightest
+            text, level = f"int({text})", 7
     else:
         assert isinstance(node, ast.IfExp)
         level = _PRECEDENCE[ast.IfExp]
-        text = (f"{_code(node.body, name_code, level + 1)} if {_code(node.test, name_code, level + 1)} else "
-                f"{_code(node.orelse, name_code, level)}")  # fmt: skip
+        text = f"{inner(node.body, level + 1)} if {inner(node.test, level + 1)} else {inner(node.orelse, level)}"
     return f"({text})" if level < outer else text
 
 
@@ -231,4 +234,4 @@ def substitute(value: Any, constants: Mapping[str, int | float]) -> Any:
         return value
     if expression.names <= set(constants):
         return expression.evaluate(constants)
-    return expression.code(lambda name: repr(constants[name]) if name in constants else name)
+    return expression.code(lambda name: repr(constants[name]) if name in constants else name, python=False)

@@ -20,11 +20,12 @@ from typing import Any
 
 from convcalc.catalog import LAYERS
 from convcalc.errors import StackSpecError
+from convcalc.expr import ExprError, is_expression, substitute
 from convcalc.schema import REQUIRED, Arg, Type, check_arguments
 from convcalc.tensors import BUFFERS, CONSTANTS
 
-__all__ = ["BLOCKS", "JOINS", "JOIN_TYPES", "MAX_LAYERS", "SPLITS", "STARTS", "Block", "Item", "LayerSpec",
-           "layer_count", "resolve"]  # fmt: skip
+__all__ = ["BLOCKS", "JOINS", "JOIN_TYPES", "MAX_LAYERS", "SPLITS", "STARTS", "Block", "Defined", "Item",
+           "LayerSpec", "layer_count", "resolve"]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +76,7 @@ JOIN_TYPES = ("Concat", "Add", "Mul")
 BLOCKS = {
     "Residual": Block(branches=("body", "shortcut"), required=("body",)),
     "Repeat": Block(branches=("layers",), required=("layers",), args=(Arg("times", Type.INT, check=_positive),)),
+    "Sequential": Block(branches=("layers",), required=("layers",), args=(Arg("name", Type.TEXT, ""),)),
     "Parallel": Block(
         branches=("branches",),
         required=("branches",),
@@ -143,9 +145,30 @@ class Item:
     line: int | None = None
 
 
+@dataclass(frozen=True)
+class Defined:
+    """A block a stack file defines once (under ``define:``) and uses many times: its arguments with their
+    defaults, and its layers, whose size expressions may read the arguments."""
+
+    name: str
+    arguments: dict[str, Any]
+    items: tuple[Item, ...]
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What resolving an item needs besides the item: the blocks the file defines, the arguments of the defined
+    block being resolved (its constants), and the defined blocks open around it (a block may not use itself)."""
+
+    defined: dict[str, Defined] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)
+    open: tuple[str, ...] = ()
+
+
 def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], where: str = "layer",
-            seen: dict[Any, tuple[dict[str, Any], Any]] | None = None, dims: int | None = None
-            ) -> list[LayerSpec]:  # fmt: skip
+            seen: dict[Any, tuple[dict[str, Any], Any]] | None = None, dims: int | None = None,
+            defined: dict[str, Defined] | None = None, scope: _Scope | None = None) -> list[LayerSpec]:  # fmt: skip
     """Check items against the catalogue; raise StackSpecError at the first problem.
 
     An item is an :class:`Item` or a ``(type, keywords, line)`` tuple. A block's
@@ -156,10 +179,11 @@ def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], wher
     a name such as ``MaxPool``: ``MaxPool2d`` for images.
     """
     seen = {} if seen is None else seen
+    scope = scope if scope is not None else _Scope(defined or {})
     specs = []
     for position, entry in enumerate(items, start=1):
         try:
-            specs.append(_spec(entry, position, where, seen, dims))
+            specs.append(_spec(entry, position, where, seen, dims, scope))
         except StackSpecError as error:
             if error.position is None:
                 error.position = position
@@ -170,22 +194,25 @@ def resolve(items: Iterable[Item | tuple[str, dict[str, Any], int | None]], wher
 
 
 def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, where: str,
-          seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None) -> LayerSpec:  # fmt: skip
+          seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None, scope: _Scope) -> LayerSpec:  # fmt: skip
     item = entry if isinstance(entry, Item) else Item(entry[0], entry[1], (), entry[2])
     label = f"{where} {position} ({item.type})"
+    if item.type in scope.defined:
+        return _instance(item, label, f"{where} {position}.", seen, dims, scope)
     if item.type in BLOCKS:
-        return _block(item, label, f"{where} {position}.", seen, dims)
+        return _block(item, label, f"{where} {position}.", seen, dims, scope)
     if item.type in JOINS:
         if item.type == "Dims" and len(item.positional) > 1:  # Dims: [B, H, W, C], one list of names
             item = Item(item.type, item.keywords, (list(item.positional),), item.line)
-        arguments = _keywords(item, JOINS[item.type], label)
+        arguments = _keywords(item, JOINS[item.type], label, scope.constants)
         if item.type == "Check":
+            arguments["condition"] = substitute(arguments["condition"], scope.constants)
             _condition(arguments["condition"], label, item.line)
         declared = {arg.name: arg for arg in JOINS[item.type]}
         sized = tuple(name for name, value in arguments.items() if declared[name].sized(value))
         return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=item.type, expressions=sized)
     if item.type in LAYERS:
-        return _layer(item, label, seen)
+        return _layer(item, label, seen, scope.constants)
     choices = [*LAYERS, *BLOCKS, *JOINS]
     called = re.fullmatch(r"\s*(?:(?:torch\.)?nn\.)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*", item.type, re.DOTALL)
     if called and called[1] in choices and called[1] != item.type:  # Python's spelling: nn.Conv2d, Conv2d(1, 5, 5)
@@ -203,8 +230,10 @@ def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, w
                          line=item.line)  # fmt: skip
 
 
-def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
-    """The item's arguments by name (positional ones in torch's order), each checked against its declaration."""
+def _keywords(item: Item, args: Sequence[Arg], label: str, constants: dict[str, Any] | None = None
+              ) -> dict[str, Any]:  # fmt: skip
+    """The item's arguments by name (positional ones in torch's order), each checked against its declaration; the
+    ``constants`` of a defined block put into the size expressions that read them."""
     names = [arg.name for arg in args]
     positional = [arg.name for arg in args if not arg.keyword_only]
     if len(item.positional) > len(positional):
@@ -224,6 +253,13 @@ def _keywords(item: Item, args: Sequence[Arg], label: str) -> dict[str, Any]:
         if key in arguments:
             raise StackSpecError(f"{label}: {key} is given twice, by position and by name", line=item.line)
         arguments[key] = value
+    if constants:
+        for arg in args:
+            if arg.name in arguments and arg.sized(arguments[arg.name]):
+                try:
+                    arguments[arg.name] = substitute(arguments[arg.name], constants)
+                except ExprError as error:
+                    raise StackSpecError(f"{label}: {arg.name} {error}", line=item.line) from None
     wrong = check_arguments(args, arguments)
     if wrong:
         raise StackSpecError(f"{label}: {wrong[0]} {wrong[1]}", line=item.line)
@@ -258,10 +294,11 @@ def _count(specs: Sequence[LayerSpec]) -> int:
     return total
 
 
-def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) -> LayerSpec:
+def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]], constants: dict[str, Any]
+           ) -> LayerSpec:  # fmt: skip
     try:
-        said = (item.type, tuple((name, _frozen(value)) for name, value in item.keywords.items()),
-                _frozen(item.positional))  # fmt: skip
+        written = tuple((name, _frozen(value)) for name, value in item.keywords.items())
+        said = (item.type, written, _frozen(item.positional), tuple((k, _frozen(v)) for k, v in constants.items()))
         known = seen.get(said)
     except TypeError:  # a mapping among the values: unhashable, and about to be refused anyway
         said, known = None, None
@@ -271,7 +308,7 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
             values = item.positional
             single = len(values) == 1 and isinstance(values[0], list)
             item = Item(item.type, item.keywords, (values[0] if single else list(values),), item.line)
-        arguments = _keywords(item, kind.args, label)
+        arguments = _keywords(item, kind.args, label, constants)
         for name, other in kind.needs:
             if name in arguments and other not in arguments:
                 raise StackSpecError(f"{label}: {name} needs {other} too (torch's {item.type}() takes {name} only "
@@ -289,12 +326,45 @@ def _layer(item: Item, label: str, seen: dict[Any, tuple[dict[str, Any], Any]]) 
     return LayerSpec(type=item.type, arguments=arguments, line=item.line, key=key, expressions=sized)
 
 
-def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None
-           ) -> LayerSpec:  # fmt: skip
+def _instance(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None,
+              scope: _Scope) -> LayerSpec:  # fmt: skip
+    """A use of a block the file defines: its layers, with the arguments given here (or their defaults) put in."""
+    block = scope.defined[item.type]
+    if item.type in scope.open:
+        raise StackSpecError(f"{label}: the block {item.type} uses itself (through {' > '.join(scope.open)})",
+                             line=item.line)  # fmt: skip
+    if item.positional:
+        raise StackSpecError(f"{label}: give a defined block's arguments by name: {', '.join(block.arguments)}",
+                             line=item.line)  # fmt: skip
+    values = dict(block.arguments)
+    for key, value in item.keywords.items():
+        if key not in values:
+            known = ", ".join(values) or "none"
+            raise StackSpecError(f"{label}: unknown argument {key!r}{_closest(key, values)}; {item.type} takes: "
+                                 f"{known}", line=item.line)  # fmt: skip
+        try:
+            values[key] = substitute(value, scope.constants)
+        except ExprError as error:
+            raise StackSpecError(f"{label}: {key} {error}", line=item.line) from None
+    for key, value in values.items():
+        if value is REQUIRED:
+            raise StackSpecError(f"{label}: missing {key} (the block {item.type} has no default for it)",
+                                 line=item.line)  # fmt: skip
+        if isinstance(value, str) and is_expression(value):
+            raise StackSpecError(f"{label}: {key} {value!r} must be a number here: a defined block's arguments "
+                                 "are fixed where it is used", line=item.line)  # fmt: skip
+    inner = _Scope(scope.defined, values, (*scope.open, item.type))
+    layers = resolve(block.items, f"{where}layers layer", seen, dims, scope=inner)
+    return LayerSpec(type="Sequential", arguments={"name": item.type, **values}, line=item.line,
+                     blocks={"layers": tuple(layers)})  # fmt: skip
+
+
+def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, Any], Any]], dims: int | None,
+           scope: _Scope) -> LayerSpec:  # fmt: skip
     block = BLOCKS[item.type]
     branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
                         for name in block.branches)  # fmt: skip
-    arguments = _keywords(item, (*branch_args, *block.args), label)
+    arguments = _keywords(item, (*branch_args, *block.args), label, scope.constants)
     for key in block.required:
         if not arguments.get(key):
             what = "a list of branches, each a list of layers" if key == "branches" else "a list of layers"
@@ -306,12 +376,12 @@ def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, A
                 raise StackSpecError(f"{label}: branch {position} must be a list of layers ([] for the block's "
                                      f"input itself), got {branch!r}", line=item.line)  # fmt: skip
         blocks = {
-            f"branch{position}": tuple(resolve(branch, f"{where}branch{position} layer", seen, dims))
+            f"branch{position}": tuple(resolve(branch, f"{where}branch{position} layer", seen, dims, scope=scope))
             for position, branch in enumerate(branches, start=1)
         }
         return LayerSpec(type=item.type, arguments=arguments, line=item.line, blocks=blocks)
     blocks = {
-        key: tuple(resolve(arguments.pop(key), f"{where}{key} layer", seen, dims))
+        key: tuple(resolve(arguments.pop(key), f"{where}{key} layer", seen, dims, scope=scope))
         for key in block.branches
         if key in arguments
     }

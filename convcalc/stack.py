@@ -219,12 +219,15 @@ class StackResult:
         return sum(math.prod(node.output) for node in self.rows if _makes_tensor(node)) * element_bytes
 
 
-_VIEWS = frozenset({"permute", "transpose", "view", "squeeze", "unsqueeze", "select"})
+_VIEWS = frozenset({"permute", "transpose", "view", "squeeze", "unsqueeze", "select", "narrow", "Part"})
 """Tensor methods whose output is always a view of their input: no new memory."""
+_PASSES = frozenset({"Save", "Repeat", "Sequential", "From", "Output", "Dims", "Check", "chunk", "split",
+                     "tensor_split", "unbind"})  # fmt: skip
+"""Steps whose output is a tensor another node made: no new memory."""
 
 
 def _makes_tensor(node: Node) -> bool:
-    return node.type not in ("Save", "Repeat", "From") and node.type not in _VIEWS
+    return node.type not in _PASSES and node.type not in _VIEWS
 
 
 class OutOfBudget(Exception):
@@ -414,6 +417,10 @@ class _Run:
             for copy in range(1, spec.arguments["times"] + 1):
                 source, out, result = self.run(spec.blocks["layers"], source, out, result, (*place, copy), node,
                                                node.index, str(copy))  # fmt: skip
+            node.inputs = (source,)
+            return out, result
+        if spec.type == "Sequential":
+            source, out, result = self.run(spec.blocks["layers"], source, shape, state, place, node, node.index, None)
             node.inputs = (source,)
             return out, result
         ends = [

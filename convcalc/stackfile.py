@@ -25,9 +25,10 @@ from typing import Any
 
 import yaml
 
+from convcalc.catalog import LAYERS
 from convcalc.errors import ConvcalcError, StackSpecError
-from convcalc.schema import INT64
-from convcalc.spec import BLOCKS, Item, LayerSpec, resolve
+from convcalc.schema import INT64, REQUIRED
+from convcalc.spec import BLOCKS, JOINS, Defined, Item, LayerSpec, resolve
 from convcalc.stack import MAX_RANK
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
@@ -207,8 +208,8 @@ def _stack(node: yaml.Node | None, name: str, text: str) -> tuple[tuple[int, ...
         raise StackFileError(f"{name}: expected a mapping with 'input' and 'layers', e.g. input: [1, 3, 224, 224]")
     pairs = _pairs(node)
     for key, (key_node, _) in pairs.items():
-        if key not in ("input", "layers"):
-            raise _Refused(key_node, f"unknown key {key!r}: use input and layers")
+        if key not in ("input", "layers", "define"):
+            raise _Refused(key_node, f"unknown key {key!r}: use input, layers and define")
     if "input" not in pairs:
         raise StackFileError(f"{name}: 'input' is missing: give the input shape, batch first, e.g. [1, 3, 224, 224]")
     if "layers" not in pairs:
@@ -224,13 +225,45 @@ def _stack(node: yaml.Node | None, name: str, text: str) -> tuple[tuple[int, ...
             f"input must be a list of 1 to {MAX_RANK} positive integers, batch first, e.g. [1, 3, 224, 224]; "
             f"got {shown}",
         )
-    items = _Layers(text).items(pairs["layers"][1])
+    reader = _Layers(text)
+    defined = _defined(reader, pairs["define"][1]) if "define" in pairs else {}
+    items = reader.items(pairs["layers"][1])
     try:
-        specs = resolve(items, dims=len(shape) - 2)
+        specs = resolve(items, dims=len(shape) - 2, defined=defined)
     except StackSpecError as error:
         where = f", line {error.line}" if error.line else ""
         raise StackFileError(f"{name}{where}: {error}") from None
     return tuple(shape), specs
+
+
+def _defined(reader: _Layers, node: yaml.Node) -> dict[str, Defined]:
+    """The blocks under ``define:``: each a name mapping to its ``arguments`` (names and defaults; null: none) and
+    its ``layers``."""
+    if not isinstance(node, yaml.MappingNode):
+        raise _Refused(node, "define must be a mapping of block names to their arguments and layers")
+    defined = {}
+    for name, (key, value) in _pairs(node).items():
+        taken = name in LAYERS or name in BLOCKS or name in JOINS
+        if taken or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            why = "a layer or step of its own" if taken else "no name (letters, digits and _)"
+            raise _Refused(key, f"the defined block {name!r} is {why}: give it another name")
+        if not isinstance(value, yaml.MappingNode):
+            raise _Refused(value, f"{name} must be a mapping with arguments and layers")
+        parts = _pairs(value)
+        for part, (part_key, _) in parts.items():
+            if part not in ("arguments", "layers"):
+                raise _Refused(part_key, f"unknown key {part!r} in {name}: use arguments and layers")
+        if "layers" not in parts or not isinstance(parts["layers"][1], yaml.SequenceNode):
+            raise _Refused(value, f"{name} needs layers: a list of layers")
+        arguments = _data(parts["arguments"][1]) if "arguments" in parts else {}
+        if not isinstance(arguments, dict):
+            raise _Refused(parts["arguments"][1], f"{name}'s arguments must be a mapping of names to defaults")
+        for argument in arguments:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", argument):
+                raise _Refused(parts["arguments"][1], f"{name}'s argument {argument!r} is no name")
+        defaults = {argument: REQUIRED if default is None else default for argument, default in arguments.items()}
+        defined[name] = Defined(name, defaults, tuple(reader.items(parts["layers"][1])), key.start_mark.line + 1)
+    return defined
 
 
 def _positive(value: Any) -> bool:

@@ -64,6 +64,49 @@ HELPERS = {
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gamma * x
 ''',
+    "FrozenBatchNorm2d": '''class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with its statistics and affine parameters fixed, as buffers (torchvision's)."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        shift = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
+        return x * scale + shift
+''',
+    "StochasticDepth": '''class StochasticDepth(nn.Module):
+    """Drops whole rows (mode "row") or the whole batch while training, the rest scaled up; the identity in eval
+    mode (torchvision's)."""
+
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        if self.p < 1.0:
+            noise.div_(1.0 - self.p)
+        return x * noise
+''',
+    "Permute": '''class Permute(nn.Module):
+    """torch.permute as a module (torchvision's)."""
+
+    def __init__(self, dims: list[int]) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.permute(x, self.dims)
+''',
     "relative_position_index": '''def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     """For each pair of positions in a window, its row of the relative position bias table (Swin)."""
     height, width = window_size
@@ -179,7 +222,10 @@ def constructor(node: Any) -> tuple[str, list[str]]:
         return node.type, [*shape, f"init={value(node.arguments['init'])}"]
     inferred = {arg.name for arg in kind.args if arg.infer is not None}
     shown = [name for name in node.arguments if name in node.given or name in inferred]
-    return f"nn.{node.type}", [f"{name}={value(node.arguments[name])}" for name in shown]
+    if kind.form is Form.TORCHVISION and kind.varargs:
+        return node.type, [value(list(node.arguments[kind.args[0].name]))]
+    callee = node.type if kind.form is Form.TORCHVISION else f"nn.{node.type}"
+    return callee, [f"{name}={value(node.arguments[name])}" for name in shown]
 
 
 def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | None = None) -> str:
@@ -200,7 +246,7 @@ def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | 
             named = [f"{name}={_argument(node, name, sizes)}" for name in node.given]
             return f"F.interpolate({', '.join([first, *named])})"
         return f"{attribute}({first})"
-    if node.type in ("Save", "Repeat", "From", "Output", "Dims", "Check", *SPLITS):
+    if node.type in ("Save", "Repeat", "Sequential", "From", "Output", "Dims", "Check", *SPLITS):
         return first
     if node.type in ("Parameter", "Buffer"):
         return attribute

@@ -314,7 +314,7 @@ YAML_SURPRISES = [
     (HEAD + "  - ReLU: {inplace: yes}\n",
      "<stdin>, line 3: yes reads as True in YAML 1.1: write true or false, or quote it ('yes') for text"),
     (HEAD + "  - Save: 2024-01-01\n", "<stdin>, line 3: 2024-01-01 reads as a date: quote it ('2024-01-01') for text"),
-    ("input: [1, 3, 8, 8]\nlayers: []\non: 3\n", "<stdin>, line 3: unknown key 'on': use input and layers"),
+    ("input: [1, 3, 8, 8]\nlayers: []\non: 3\n", "<stdin>, line 3: unknown key 'on': use input, layers and define"),
     ("? [1, 2]\n: 3\n", "<stdin>, line 1: a key must be a name, got a list"),
     (HEAD + "  - Restore: s\n", "<stdin>, line 3: layer 1: unknown layer 'Restore'"),
     (HEAD + "  - Save: s\n  - Ad: s\n", "<stdin>, line 4: layer 2: unknown layer 'Ad' (did you mean Add?)"),

@@ -163,7 +163,7 @@ FILE_ERRORS = [
     ("input: [1, 0, 8]\nlayers: []\n", "line 1: input must be a list of 1 to 64 positive integers, batch first"),
     ("layers: []\n", "'input' is missing: give the input shape, batch first"),
     ("input: [1, 3]\n", "'layers' must be a list of layers"),
-    ("input: [1, 3]\nlayers: []\nouput: 3\n", "line 3: unknown key 'ouput': use input and layers"),
+    ("input: [1, 3]\nlayers: []\nouput: 3\n", "line 3: unknown key 'ouput': use input, layers and define"),
     ("- ReLU\n", "expected a mapping with 'input' and 'layers'"),
     ("", "expected a mapping with 'input' and 'layers'"),
     ("input: [3, 8, 8]\nlayers:\n  - Linear: {in_features: 7, out_features: 3}\n",

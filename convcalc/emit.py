@@ -91,13 +91,23 @@ def _attribute(node: Node) -> str:
     return "layer" + node.label.replace(".", "_")
 
 
+def _reference(node: Node) -> str:
+    """How ``forward`` reaches a node's module, parameter or buffer: by the name the model it came from gives it
+    (``module:``, a string in the code, through repr), else by an attribute convcalc names."""
+    if node.module is None:
+        return f"self.{_attribute(node)}"
+    getter = {"Parameter": "get_parameter", "Buffer": "get_buffer"}.get(node.type, "get_submodule")
+    return f"self.{getter}({value(node.module)})"
+
+
 def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network") -> str:
     """Python source for the stack; ``result`` must be the stack's successful run."""
     if result.error is not None:
         raise ValueError("only a stack that runs can be emitted")
     nodes = list(result.walk(Order.EVALUATION))
     needed = helpers(nodes)
-    if all(node.type in LAYERS and LAYERS[node.type].form in (Form.MODULE, Form.PARAMETER) for node in nodes):
+    if all(node.type in LAYERS and LAYERS[node.type].form in (Form.MODULE, Form.PARAMETER) and node.module is None
+           for node in nodes):  # fmt: skip
         lines = [
             *_header(name, result, needed),
             "",
@@ -111,15 +121,22 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
         return "\n".join(lines) + "\n"
 
     modules: list[str] = []
+    placed: set[str] = set()
     for node in nodes:
-        if node.type == "Buffer":
-            callee, arguments = constructor(node)
-            modules += _call(
-                "        ", "self.register_buffer(", value(_attribute(node)) + ", " + callee, arguments, ")"
-            )
-        elif node.type == "Parameter" or (node.type in LAYERS and LAYERS[node.type].form not in _FUNCTIONAL
-                                          and not node.written):  # fmt: skip
-            callee, arguments = constructor(node)
+        builds = node.type in ("Parameter", "Buffer") or (
+            node.type in LAYERS and LAYERS[node.type].form not in _FUNCTIONAL and not node.written
+        )
+        if not builds or node.module in placed:  # a module the model calls twice is one module
+            continue
+        callee, arguments = constructor(node)
+        if node.module is not None:
+            placed.add(node.module)
+            modules += _call("        ", "made = ", callee, arguments, "")
+            tail = ", buffer=True)" if node.type == "Buffer" else ")"
+            modules.append(f"        place(self, {value(node.module)}, made{tail}")
+        elif node.type == "Buffer":
+            modules += _call("        ", f"self.register_buffer({value(_attribute(node))}, ", callee, arguments, ")")
+        else:
             modules += _call("        ", f"self.{_attribute(node)} = ", callee, arguments, "")
     body, outputs = _forward(nodes, result)
     returned = "dict[str, torch.Tensor]" if outputs else "torch.Tensor"
@@ -217,7 +234,7 @@ def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tu
         if node.type in _ALIASES:
             continue
         values = [variable(source, position[id(node)]) for source in map(_source, node.inputs)]
-        code = expression(node, values, f"self.{_attribute(node)}", sizes)
+        code = expression(node, values, _reference(node), sizes)
         lines += _statement(indent, code, _shape(node.output))
         if id(node) in kept:
             names = said.get(id(node))

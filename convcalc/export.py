@@ -81,6 +81,7 @@ def _row_dict(row: Row, plain: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "id": row.id,
         "inputs": [0 if source is None else source.id for source in row.inputs],
         "line": row.line,
+        "module": row.module,
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convcalc.catalog import LAYERS
@@ -42,6 +42,25 @@ class LayerSpec:
     """The type and arguments as one hashable value: equal keys run alike on equal shapes."""
     expressions: tuple[str, ...] = ()
     """The arguments written as size expressions, worked out where the stack runs."""
+    module: str | None = None
+    """Where the layer sits in a model it came from (``layer1.0.conv1``, written ``module:``): the name its weights
+    have in that model's state_dict, and in the module ``--emit torch`` writes."""
+
+
+_MODULE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+"""A module's qualified name: names (or indices) joined by dots."""
+
+
+def _module(item: Item, label: str) -> tuple[Item, str | None]:
+    """The item without its ``module:`` key, and that key's qualified name (checked)."""
+    if "module" not in item.keywords:
+        return item, None
+    name = item.keywords["module"]
+    if type(name) is not str or not _MODULE.fullmatch(name) or len(name) > 1000:
+        raise StackSpecError(f"{label}: module must be a qualified name such as layer1.0.conv1 (names or indices "
+                             f"joined by dots), got {name!r}", line=item.line)  # fmt: skip
+    keywords = {key: value for key, value in item.keywords.items() if key != "module"}
+    return Item(item.type, keywords, item.positional, item.line), name
 
 
 def _frozen(value: Any) -> Any:
@@ -199,6 +218,13 @@ def _spec(entry: Item | tuple[str, dict[str, Any], int | None], position: int, w
     label = f"{where} {position} ({item.type})"
     if item.type in scope.defined:
         return _instance(item, label, f"{where} {position}.", seen, dims, scope)
+    item, module = _module(item, label)
+    spec = _step_or_layer(item, label, where, position, seen, dims, scope)
+    return replace(spec, module=module) if module else spec
+
+
+def _step_or_layer(item: Item, label: str, where: str, position: int, seen: dict[Any, tuple[dict[str, Any], Any]],
+                   dims: int | None, scope: _Scope) -> LayerSpec:  # fmt: skip
     if item.type in BLOCKS:
         return _block(item, label, f"{where} {position}.", seen, dims, scope)
     if item.type in JOINS:

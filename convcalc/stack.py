@@ -122,6 +122,8 @@ class Node:
     """A block's nodes, in order."""
     inputs: tuple[Node | None, ...] = ()
     """The nodes whose outputs it takes (None: the stack's input; none at all for a tensor made from nothing)."""
+    module: str | None = None
+    """Where the layer sits in the model it came from (``layer1.0.conv1``), where the file says so."""
     written: dict[str, Any] | None = None
     """The arguments the file wrote as size expressions, as written (``arguments`` holds what they worked out to
     here): ``--emit torch`` writes them as code that follows each input."""
@@ -373,7 +375,7 @@ class _Run:
             node = Node(id=len(self.nodes) + 1, index=index, type=spec.type, arguments=spec.arguments,
                         given=tuple(spec.arguments),
                         input=shape, output=shape, label=label, depth=depth, branch=branch, line=spec.line,
-                        parent=parent, inputs=(source,))  # fmt: skip
+                        parent=parent, inputs=(source,), module=spec.module)  # fmt: skip
             if parent is not None:
                 parent.children.append(node)
             self.nodes.append(node)

@@ -107,6 +107,21 @@ HELPERS = {
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.permute(x, self.dims)
 ''',
+    "place": '''def place(root: nn.Module, path: str, item: nn.Module | torch.Tensor, buffer: bool = False) -> None:
+    """Put a module, parameter or buffer at a dotted path under root, making the modules between as needed: the
+    names the model it came from gives its state."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        if name not in root._modules:
+            root.add_module(name, nn.Module())
+        root = root._modules[name]
+    if isinstance(item, nn.Module):
+        root.add_module(leaf, item)
+    elif buffer:
+        root.register_buffer(leaf, item)
+    else:
+        root.register_parameter(leaf, item)
+''',
     "relative_position_index": '''def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     """For each pair of positions in a window, its row of the relative position bias table (Swin)."""
     height, width = window_size
@@ -158,6 +173,8 @@ function that centre-crops a saved tensor for a Concat."""
 def helpers(nodes: Sequence[Any]) -> list[str]:
     """The names of the helpers (in :data:`HELPERS`) that code for these nodes needs."""
     needed = {node.type for node in nodes if node.type in HELPERS}
+    if any(node.module for node in nodes):
+        needed.add("place")
     needed |= {node.arguments["kind"] for node in nodes if node.type in ("Buffer", "Constant")}
     if any(node.type == "Concat" and node.arguments.get("crop") for node in nodes):
         needed.add("center_crop")

@@ -10,6 +10,7 @@ position: :mod:`convcalc.stack` adds that once, at its boundary.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Callable
@@ -737,6 +738,8 @@ def _kinds() -> dict[str, Kind]:
     add("Upsample", _upsample, Arg("size", Type.PER_AXIS, None), Arg("scale_factor", Type.NUMBERS, None),
         Arg("mode", Type.TEXT, "nearest", choices=_UPSAMPLE_MODES), Arg("align_corners", Type.BOOL, None),
         Arg("recompute_scale_factor", Type.BOOL, None))  # fmt: skip
+    # a size that follows another tensor (size: [H, W] after Dims) is worked out on every call: F.interpolate
+    kinds["Upsample"] = dataclasses.replace(kinds["Upsample"], follows=True)
     add("PixelShuffle", _pixel_shuffle, Arg("upscale_factor", Type.INT))
     add("PixelUnshuffle", _pixel_unshuffle, Arg("downscale_factor", Type.INT))
     add("PReLU", _prelu, Arg("num_parameters", Type.INT, 1, check=_at_least(0)),

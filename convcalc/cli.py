@@ -537,7 +537,10 @@ def stack(
 
         click.echo(stack_csv(result, depth) if as_csv else stack_markdown(result, dtype, depth), nl=False)
     elif quiet:
-        if result.error is None:
+        if result.error is None and result.outputs:  # several outputs: one line each, its name, a tab, its shape
+            for key, node in result.outputs.items():
+                click.echo(f"{printable(key)}\t{size_text(node.output) or '()'}")
+        elif result.error is None:
             click.echo(size_text(result.output) or "()")  # a 0-D tensor, after mean() over every dim
     elif result.rows:  # with no layer run, the error below says it all
         from convcalc.render import console, explain_report, show, stack_report

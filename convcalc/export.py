@@ -53,6 +53,7 @@ def stack_dict(result: StackResult, dtype: str = "float32") -> dict[str, Any]:
         "activation_bytes": result.activation_bytes(dtype),
         "saved_bytes": None if saved is None else saved.total,
         "gradient_bytes": result.total_params * DTYPES[dtype],
+        "outputs": {key: list(node.output) for key, node in result.outputs.items()},
         "layers": _nest(result.roots, saved),
         "error": None
         if error is None

@@ -301,7 +301,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
         if shape is None or not ran:
             raise _Stopped
 
-    namespace: dict[str, Any] = {"torch": torch, "nn": torch.nn}
+    namespace: dict[str, Any] = {"torch": torch, "nn": torch.nn, "F": torch.nn.functional, "x": values[None]}
     for helper in torch_code.helpers([*result.walk(), *([result.error.node] if result.error and result.error.node
                                                        else [])]):  # fmt: skip
         exec(torch_code.HELPERS[helper], namespace)  # convcalc's own code, the same that --emit torch writes
@@ -370,7 +370,12 @@ def _by_code(torch: Any, namespace: dict[str, Any], node: Any, inputs: list[Any]
     kind = LAYERS.get(node.type)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if kind is not None and kind.form is not Form.METHOD:
+        if node.type in ("Parameter", "Buffer"):  # a tensor from nothing, built as --emit torch builds it
+            callee, arguments = torch_code.constructor(node)
+            with torch.device("meta"):
+                scope["module"] = eval(f"{callee}({', '.join(arguments)})", scope)  # convcalc's code, no user text
+            params = scope["module"].numel() if node.type == "Parameter" else None
+        elif kind is not None and kind.form not in (Form.METHOD, Form.FUNCTION) and not node.written:
             callee, arguments = torch_code.constructor(node)
             with torch.device("meta"):
                 module = eval(f"{callee}({', '.join(arguments)})", scope)  # code convcalc made, no user text

@@ -39,6 +39,9 @@ def _stand_ins() -> None:
         sys.modules[name] = types.ModuleType(name)
 
 
+_stand_ins()  # on import: whatever imports torchvision next (torchvision.ops, a test) gets the stand-ins
+
+
 @functools.cache
 def torchvision() -> Any:
     """The torchvision package, its compiled ops left out."""

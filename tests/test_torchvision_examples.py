@@ -92,7 +92,7 @@ def test_counts_and_shapes_are_torchvisions_at_two_sizes(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_the_emitted_module_computes_what_torchvision_computes(name: str) -> None:
     build, _, small = EXAMPLES[name]
-    shape, specs, built = _load(name)
+    _, specs, built = _load(name)
     namespace: dict[str, Any] = {"__name__": "emitted"}
     exec(compile(emit_torch(specs, built, name), f"{name}.py", "exec"), namespace)
     emitted = namespace["Network"]().double().eval()

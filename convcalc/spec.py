@@ -115,7 +115,7 @@ JOINS: dict[str, tuple[Arg, ...]] = {
     "index": (Arg("with", Type.NAME),),
     "chunk": (Arg("chunks", Type.INT), Arg("dim", Type.INT, 0), _NAMES),
     "split": (Arg("split_size_or_sections", Type.PER_AXIS), Arg("dim", Type.INT, 0), _NAMES),
-    "tensor_split": (Arg("sections", Type.PER_AXIS), Arg("dim", Type.INT, 0), _NAMES),
+    "tensor_split": (Arg("sections", Type.PER_AXIS, empty=True), Arg("dim", Type.INT, 0), _NAMES),
     "unbind": (Arg("dim", Type.INT, 0), _NAMES),
     "Dims": (Arg("names", Type.NAMES),),
     "Check": (Arg("condition", Type.TEXT), Arg("message", Type.TEXT, "")),

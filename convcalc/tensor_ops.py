@@ -482,9 +482,8 @@ def transformer_encoder_layer(shape: Shape, args: dict[str, Any]) -> Step:
 
 
 def matmul(left: Shape, right: Shape) -> tuple[Shape, int]:
-    """``torch.matmul(a, b)`` of tensors of these shapes: its shape and its multiply-accumulates as torch's
-    FlopCounterMode counts them (``mm``, ``bmm``; a 1-D right operand runs as ``mv`` or ``dot``, which it does not
-    count).
+    """``torch.matmul(a, b)`` of contiguous tensors of these shapes: its shape and its multiply-accumulates as
+    torch's FlopCounterMode counts them (``mm``, ``bmm``; what torch folds into ``mv`` or ``dot`` it does not count).
 
     >>> matmul((2, 3, 49, 32), (2, 3, 32, 49))
     ((2, 3, 49, 49), 460992)
@@ -503,7 +502,10 @@ def matmul(left: Shape, right: Shape) -> tuple[Shape, int]:
         raise _fail(f"matmul of {_text(left)} and {_text(right)}: the batch dims {_text(a[:-2])} and "
                     f"{_text(b[:-2])} do not broadcast")  # fmt: skip
     out = (*batch, *((a[-2],) if len(left) > 1 else ()), *((b[-1],) if len(right) > 1 else ()))
-    macs = 0 if len(right) == 1 else math.prod(batch) * a[-2] * a[-1] * b[-1]
+    # torch folds a batched operand into a matrix where it can without a copy, and then runs mv (a 1-D right
+    # operand; a 1-D left one with a batched right one whose inner dim is 1), which FlopCounterMode does not count
+    folded = len(right) == 1 or (len(left) == 1 and len(right) >= 3 and right[-2] == 1)
+    macs = 0 if folded else math.prod(batch) * a[-2] * a[-1] * b[-1]
     return out, macs
 
 
@@ -545,7 +547,7 @@ def narrow(shape: Shape, args: dict[str, Any]) -> Step:
     size, start, length = shape[d], args["start"], args["length"]
     if not -size <= start <= size:
         raise _fail(f"start {start} is out of range for dim {args['dim']} of size {size}: use {-size}..{size}")
-    start %= size if size else 1
+    start += size if start < 0 else 0
     if length < 0:
         raise _fail(f"length must be at least 0, got {length}")
     if start + length > size:

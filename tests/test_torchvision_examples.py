@@ -37,6 +37,7 @@ def _fpn_backbone() -> nn.Module:
 EXAMPLES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], tuple[int, ...]]] = {
     # name: (torchvision's builder, another input size torch takes, a small input for the outputs)
     "swin_t": (lambda: models().swin_t(), (2, 3, 160, 192), (1, 3, 96, 112)),
+    "swin_v2_t": (lambda: models().swin_v2_t(), (2, 3, 160, 192), (1, 3, 96, 112)),
     "deeplabv3_mobilenet_v3_large": (
         lambda: models().segmentation.deeplabv3_mobilenet_v3_large(weights=None, weights_backbone=None),
         (1, 3, 480, 640),

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from convcalc import tensor_ops
 from convcalc.catalog import LAYERS, Window
+from convcalc.display import Shown
 from convcalc.errors import InvalidLayerError, StackError, StackSpecError
 from convcalc.expr import ExprError, is_expression, parse
 from convcalc.schema import INT64, REQUIRED, check_arguments
@@ -146,7 +147,7 @@ Row = Node
 
 
 @dataclass(frozen=True, kw_only=True)
-class StackResult:
+class StackResult(Shown):
     """Every node that ran, in the order a table lists them (a block before its nodes), and the first error."""
 
     input: Shape
@@ -223,6 +224,9 @@ class StackResult:
 
 _VIEWS = frozenset({"permute", "transpose", "view", "squeeze", "unsqueeze", "select", "narrow", "Part"})
 """Tensor methods whose output is always a view of their input: no new memory."""
+_SAME_VALUES = frozenset({"Save", "From", "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze",
+                          "unsqueeze"})  # fmt: skip
+"""Steps that keep a tensor's values (only their places change): an index tensor stays one through them."""
 _PASSES = frozenset({"Save", "Repeat", "Sequential", "From", "Output", "Dims", "Check", "chunk", "split",
                      "tensor_split", "unbind"})  # fmt: skip
 """Steps whose output is a tensor another node made: no new memory."""
@@ -324,7 +328,10 @@ class _State:
         if step.restride is not None:
             strides = step.restride(self.strides or tensor_ops.contiguous(shape))
         elif step.keeps_layout and (self.strides is not None or step.output != shape):
-            strides = tensor_ops.elementwise_strides(step.output, [(step.output, self.strides or
+            broadcast = len(shape) <= len(step.output) and all(
+                size in (1, out) for size, out in zip(reversed(shape), reversed(step.output)))  # fmt: skip
+            operand = shape if broadcast else step.output  # a learned tensor can broadcast the input up (x + pos)
+            strides = tensor_ops.elementwise_strides(step.output, [(operand, self.strides or
                                                                     tensor_ops.contiguous(shape))])  # fmt: skip
         if strides is not None and strides == tensor_ops.contiguous(step.output):
             strides = None
@@ -349,8 +356,9 @@ class _Run:
         """The sizes ``Dims`` steps have named, for the size expressions after them."""
         self.outputs: dict[str, Node] = {}
         """The tensors ``Output`` steps have named, in order."""
-        self.largest: dict[str, int] = {}
-        """The largest value of each named integer tensor (a Buffer of an index kind): what indexing with it reads."""
+        self.largest: dict[int, int] = {}
+        """The largest value of each integer tensor, by its node's id: a Buffer of an index kind, and what
+        reshapes it (view, permute...) without changing its values. What indexing with it reads."""
         self.nodes: list[Node] = []
         self.saved: dict[str, tuple[Node | None, Shape, _State]] = {}
         self.budget = budget
@@ -404,6 +412,8 @@ class _Run:
                 raise _Stop(stop) from None
             node.output = shape
             node.receptive_field, node.jump = state.field, state.jump
+            if spec.type in _SAME_VALUES and node.inputs and id(node.inputs[0]) in self.largest:
+                self.largest[id(node)] = self.largest[id(node.inputs[0])]
             source = node
         return source, shape, state
 
@@ -531,10 +541,12 @@ class _Run:
                 out, node.macs = tensor_ops.matmul(shape, other)
                 joined = state.widest(other_state).lost()  # every output unit reads a row and a column whole
             else:
-                if name not in self.largest:
+                largest = self.largest.get(id(other_node))
+                if largest is None:
                     raise InvalidLayerError(f"index needs an integer tensor, and {name!r} is none: index with a "
-                                            "Buffer of an index kind (relative_position_index)")  # fmt: skip
-                out = tensor_ops.index(shape, other, self.largest[name])
+                                            "Buffer of an index kind (relative_position_index), or a view of "
+                                            "one")  # fmt: skip
+                out = tensor_ops.index(shape, other, largest)
                 joined = state.lost()
             return out, joined.laid_out(None)
         shapes = [("the input", shape, "")]
@@ -569,7 +581,7 @@ class _Run:
             if spec.type == "Buffer":
                 node.buffers = math.prod(shape)
             if made.largest is not None:
-                self.largest[name] = made.largest
+                self.largest[id(node)] = made.largest
         state = _State.made(self.rank)
         self.saved[name] = (node, shape, state)
         return shape, state

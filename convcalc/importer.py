@@ -1,0 +1,2114 @@
+"""``convcalc import``: a stack file from a network written in PyTorch code.
+
+:func:`import_module` traces a module with ``torch.fx`` and follows it on the
+meta device at one input shape, then writes each step of its graph as a stack
+file item: its layers with their ``module:`` names (so that ``--emit torch``
+gives a module whose ``state_dict()`` is the original's), its tensor methods and
+functions, and the sizes it takes from tensors (``x.shape[-2:]``, ``x.size(0)``)
+as ``Dims`` and size expressions, so that the file follows any input as the
+code does. What no stack file can say is refused with one error naming the op,
+the module and the line of the model's code.
+
+This is the one module besides :mod:`convcalc.verify` and :mod:`convcalc.emit`'s
+output that imports torch, and only inside its functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import operator
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from convcalc.catalog import ELEMENTWISE, LAYERS, Form
+from convcalc.errors import ConvcalcError
+from convcalc.schema import REQUIRED, Type
+
+if TYPE_CHECKING:
+    from convcalc.network import StackResult
+
+__all__ = ["ImportRefused", "Imported", "build_target", "import_module", "import_target", "module_key"]
+
+
+class ImportRefused(ConvcalcError):
+    """The model does something no stack file can say, or cannot be built or traced: the message names the op,
+    the module and the source line, and what it would take."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Imported:
+    """A module imported as a stack file: the file's text, the run it gives at the traced input, the modules its
+    forward never calls (qualified name, parameters), and notes for the user."""
+
+    text: str
+    result: StackResult
+    unused: tuple[tuple[str, int], ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<Imported {len(self.text.splitlines())} lines, {self.result!r}>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building the target
+
+
+def build_target(target: str) -> Any:
+    """The module ``package.module:callable`` or ``path/to/file.py:callable`` builds, called with no arguments,
+    on the meta device where it can be built there (else on the CPU)."""
+    import torch
+
+    factory = _callable(target)
+    try:
+        with torch.device("meta"):
+            module = factory()
+    except Exception:  # some constructors read values (.item()): build them for real
+        try:
+            module = factory()
+        except Exception as error:
+            raise ImportRefused(f"{target}: calling it with no arguments failed: {type(error).__name__}: "
+                                f"{error}") from None  # fmt: skip
+    if not isinstance(module, torch.nn.Module):
+        raise ImportRefused(f"{target} gives a {type(module).__name__}, not a torch.nn.Module: give a module class or "
+                            "a function that returns a module")  # fmt: skip
+    return module
+
+
+def _callable(target: str) -> Callable[[], Any]:
+    where, colon, name = target.rpartition(":")
+    if not colon or not where or not name.isidentifier():
+        raise ImportRefused(f"{target!r} is not TARGET: write package.module:callable (torchvision.models:resnet50) "
+                            "or path/to/file.py:callable")  # fmt: skip
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        if not os.path.isfile(where):
+            raise ImportRefused(f"{where}: no such file")
+        spec = importlib.util.spec_from_file_location(f"_convcalc_import_{abs(hash(where))}", where)
+        if spec is None or spec.loader is None:
+            raise ImportRefused(f"{where}: cannot be imported as a Python file")
+        module = importlib.util.module_from_spec(spec)
+        directory = os.path.dirname(os.path.abspath(where))
+        sys.path.insert(0, directory)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:
+            raise ImportRefused(f"{where}: importing it failed: {type(error).__name__}: {error}") from None
+        finally:
+            sys.path.remove(directory)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as error:
+            raise ImportRefused(f"{where}: cannot import it: {type(error).__name__}: {error}") from None
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        raise ImportRefused(f"{where} has no callable {name!r}")
+    return factory
+
+
+def import_target(target: str, input_shape: Sequence[int]) -> Imported:
+    """Build ``target`` (see :func:`build_target`) and import it at ``input_shape``."""
+    module = build_target(target)
+    return import_module(module, input_shape, title=target)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tracing: torch.fx, with every value also computed on the meta device
+
+
+@dataclass
+class _Source:
+    """Where in the model's code a node was made: the innermost frame outside torch and convcalc."""
+
+    file: str
+    line: int
+    code: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, line {self.line}: {self.code}" if self.code else f"{self.file}, line {self.line}"
+
+
+def _user_frame() -> _Source | None:
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename.replace("\\", "/")
+        if "/torch/" not in name and not name.endswith("convcalc/importer.py") and "<" not in name[:1]:
+            import linecache
+
+            return _Source(name, frame.f_lineno, linecache.getline(name, frame.f_lineno).strip())
+        frame = frame.f_back
+    return None
+
+
+def _tracer_class() -> Any:
+    import torch
+    import torch.fx
+
+    class Proxy(torch.fx.Proxy):
+        """A proxy that knows its value at the traced shape: ``len()`` and ``int()`` read it (and freeze it)."""
+
+        def __len__(self) -> int:
+            return len(self.node.meta["value"])
+
+        def _frozen(self, kind: Callable[[Any], Any]) -> Any:
+            value = self.node.meta["value"]
+            if isinstance(value, torch.Tensor):
+                self.tracer.refuse(self.node, f"{kind.__name__}() of a tensor's value (data-dependent)",
+                                   "sizes that depend on the data, which no stack file follows")  # fmt: skip
+            self.tracer.frozen.append((self.node, kind(value), _user_frame()))
+            return kind(value)
+
+        def __int__(self) -> int:
+            return self._frozen(int)
+
+        def __index__(self) -> int:
+            return self._frozen(int)
+
+        def __float__(self) -> float:
+            return self._frozen(float)
+
+        def __setitem__(self, key: Any, value: Any) -> None:  # attn_mask[h0:h1, w0:w1] = count: recorded
+            self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+    class Tracer(torch.fx.Tracer):
+        """torch.fx's tracer, which also runs each op on meta tensors, so that control flow on sizes takes the
+        path the traced shape takes (and is recorded as a guard), and torch.nn layers convcalc knows are leaves."""
+
+        def __init__(self, root: torch.nn.Module, example: Any) -> None:
+            super().__init__(autowrap_functions=())
+            self.proxy_buffer_attributes = True  # a buffer read in forward is a node of the graph, not a constant
+            self.root_module = root
+            self.example = example
+            self.frozen: list[tuple[Any, Any, _Source | None]] = []
+            self.meta_state: dict[str, Any] = {}
+            for name, tensor in [*root.named_parameters(remove_duplicate=False),
+                                 *root.named_buffers(remove_duplicate=False)]:  # fmt: skip
+                self.meta_state[name] = tensor if tensor.is_meta else torch.empty_like(tensor, device="meta")
+
+        def is_leaf_module(self, m: torch.nn.Module, qualified_name: str) -> bool:
+            if _layer_kind(m) is not None:
+                return True
+            if isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)):
+                return False
+            return type(m).__module__.startswith("torch.nn") and type(m).__module__ != "torch.nn.modules.module"
+
+        def proxy(self, node: Any) -> Any:
+            return Proxy(node, self)
+
+        def refuse(self, node: Any, what: str, needs: str) -> None:
+            raise ImportRefused(_refusal(what, node, needs, _user_frame(), type(self.root_module).__name__))
+
+        def create_proxy(self, kind: str, target: Any, args: Any, kwargs: Any, name: Any = None,
+                         type_expr: Any = None, proxy_factory_fn: Any = None) -> Any:  # fmt: skip
+            proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+            node = proxy.node
+            node.meta["source"] = _user_frame()
+            node.meta["value"] = self.run(kind, target, args, kwargs, node)
+            return proxy
+
+        def run(self, kind: str, target: Any, args: Any, kwargs: Any, node: Any) -> Any:
+            if kind == "placeholder":
+                return self.example
+            if kind == "get_attr":
+                if target in self.meta_state:
+                    return self.meta_state[target]
+                value: Any = self.root_module
+                for part in target.split("."):
+                    value = getattr(value, part)
+                return value
+            if kind == "output":
+                return None
+            cargs, ckwargs = _concrete(args), _concrete(kwargs)
+            try:
+                with torch.fx._symbolic_trace._maybe_revert_all_patches():
+                    return self.compute(kind, target, cargs, ckwargs)
+            except ImportRefused:
+                raise
+            except Exception as error:
+                raise _Refused(node, error) from None
+
+        def compute(self, kind: str, target: Any, cargs: Any, ckwargs: Any) -> Any:
+            if kind == "call_function":
+                return target(*cargs, **ckwargs)
+            if kind == "call_method":
+                return getattr(cargs[0], target)(*cargs[1:], **ckwargs)
+            leaf = self.root_module.get_submodule(target)  # call_module: a leaf, with meta stand-ins for its state
+            if _layer_kind(leaf) in _SHAPE_KEEPING and len(cargs) == 1 and not ckwargs:
+                return torch.empty_like(cargs[0])  # its output is its input's shape: no need to run it on meta
+            state = {name[len(target) + 1 :]: tensor for name, tensor in self.meta_state.items()
+                     if name.startswith(target + ".")}  # fmt: skip
+            return torch.func.functional_call(leaf, state, tuple(cargs), ckwargs)
+
+        def to_bool(self, obj: Any) -> bool:
+            value = obj.node.meta["value"]
+            if isinstance(value, torch.Tensor):
+                self.refuse(
+                    obj.node,
+                    "control flow on a tensor's values (data-dependent)",
+                    "a branch per value, which no stack file has: the path depends on the data, not on sizes",
+                )
+            outcome = bool(value)
+            self.create_proxy("call_function", _guard, (obj, outcome), {})
+            return outcome
+
+        def iter(self, obj: Any) -> Iterator[Any]:
+            value = obj.node.meta["value"]
+            return iter([obj[index] for index in range(len(value))])
+
+    return Tracer
+
+
+_SHAPE_KEEPING = ELEMENTWISE | {f"{norm}{d}d" for norm in ("BatchNorm", "InstanceNorm") for d in (1, 2, 3)} | {
+    "FrozenBatchNorm2d", "StochasticDepth", "LayerNorm", "GroupNorm"}  # fmt: skip
+"""Layers whose output has their input's shape (the catalogue checks their arguments against it when the file runs):
+traced without running them on the meta device, where BatchNorm alone cost ResNet-50's import a third."""
+
+
+def _guard(condition: Any, outcome: bool) -> None:
+    """A marker in the traced graph: the code branched on ``condition``, which was ``outcome`` at the traced shape."""
+
+
+class _Refused(Exception):
+    """An op failed on the meta device while tracing."""
+
+    def __init__(self, node: Any, error: BaseException) -> None:
+        self.node = node
+        self.error = error
+
+
+def _concrete(value: Any) -> Any:
+    """``value`` with each proxy replaced by its value on the meta device (lists kept as plain lists)."""
+    import torch.fx
+
+    if isinstance(value, torch.fx.Proxy):
+        return value.node.meta["value"]
+    if isinstance(value, torch.fx.Node):
+        return value.meta.get("value")
+    if type(value) in (list, tuple) or isinstance(value, list):
+        items = [_concrete(item) for item in value]
+        return tuple(items) if isinstance(value, tuple) and type(value) is tuple else items
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_concrete(item) for item in value))
+    if isinstance(value, tuple):
+        return tuple(_concrete(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _concrete(item) for key, item in value.items()}
+    if isinstance(value, slice):
+        return slice(_concrete(value.start), _concrete(value.stop), _concrete(value.step))
+    return value
+
+
+def _refusal(what: str, node: Any, needs: str, source: _Source | None = None, root: str = "") -> str:
+    """One line: the op, the module (``root``, the model's class, at the top), the line of the model's code, and
+    what it would take."""
+    source = source or (node.meta.get("source") if node is not None else None)
+    module = (_module_path(node) if node is not None else "") or (f"the model's own forward ({root})" if root else "")
+    where = f" in {module}" if module else ""
+    line = f" ({source})" if source else ""
+    return f"{what}{where}{line}: no stack file can say this; it would take {needs}"
+
+
+def _module_path(node: Any) -> str:
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path, kind = list(stack.values())[-1]
+    name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].strip("'>"))
+    return f"{path} ({name})" if path else name
+
+
+def _layer_kind(module: Any) -> str | None:
+    """The catalogue's name for a module that is a torch.nn layer (or one of torchvision's the catalogue has), or
+    a subclass of one whose forward is the layer's own (torchvision's Conv3DSimple): traced as one step."""
+    for cls in type(module).__mro__:
+        name = cls.__name__
+        if name not in LAYERS or not _torch_class(cls, LAYERS[name].form):
+            continue
+        if type(module).forward is cls.forward:
+            return name
+        return None
+    return None
+
+
+def _torch_class(cls: type, form: Form) -> bool:
+    where = cls.__module__
+    if form is Form.TORCHVISION:
+        return where.startswith("torchvision.")
+    return where.startswith("torch.nn.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The stack file's items
+
+
+@dataclass
+class _Line:
+    """One item of the file: its type, its arguments (as the file writes them), its module, a comment."""
+
+    type: str
+    arguments: Any = None
+    module: str | None = None
+    comment: str | None = None
+
+    def text(self) -> str:
+        if self.arguments is None and self.module is None:
+            head = self.type
+        else:
+            arguments = self.arguments
+            if isinstance(arguments, dict):
+                mapping = dict(arguments)
+                if self.module is not None:
+                    mapping["module"] = self.module
+                head = f"{self.type}: {_yaml(mapping)}"
+            elif self.module is not None:
+                raise AssertionError("a positional item has no module")
+            else:
+                head = f"{self.type}: {_yaml(arguments)}"
+        return f"{head}  # {self.comment}" if self.comment else head
+
+
+def _yaml(value: Any) -> str:
+    """A YAML flow value, read back as written (floats with a point, strings quoted)."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, str):
+        return value if _plain_word(value) else json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_yaml(item)}" for key, item in value.items()) + "}"
+    raise AssertionError(type(value))
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+"""What a ``module:`` key takes (convcalc.spec's rule): names or indices joined by dots."""
+
+
+def module_key(name: str) -> str:
+    """A module's qualified name (or a state_dict key) as a ``module:`` key takes it: each character other than a
+    letter, digit, ``_`` or ``.`` replaced by ``_`` (RegNet's ``block1-0`` is ``block1_0``)."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", name)
+
+
+_RESERVED = {"true", "false", "null", "yes", "no", "on", "off", "~"}
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*")
+
+
+def _plain_word(text: str) -> bool:
+    """Whether YAML reads ``text`` unquoted as that string: a name, or a module's dotted path."""
+    return bool(_WORD.fullmatch(text)) and text.lower() not in _RESERVED
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sizes: what the code takes from tensors, as expressions over Dims names
+
+
+@dataclass(frozen=True)
+class _Expr:
+    """A size the code computed: its text in the expression language and its binding strength."""
+
+    text: str
+    strength: int
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_ATOM, _POWER, _UNARY, _PRODUCT, _SUM, _COMPARE, _CONDITION = 100, 90, 80, 70, 60, 50, 10
+_OPERATORS: dict[Any, tuple[str, int]] = {
+    operator.add: ("+", _SUM),
+    operator.sub: ("-", _SUM),
+    operator.mul: ("*", _PRODUCT),
+    operator.floordiv: ("//", _PRODUCT),
+    operator.truediv: ("/", _PRODUCT),
+    operator.mod: ("%", _PRODUCT),
+    operator.pow: ("**", _POWER),
+    operator.eq: ("==", _COMPARE),
+    operator.ne: ("!=", _COMPARE),
+    operator.lt: ("<", _COMPARE),
+    operator.le: ("<=", _COMPARE),
+    operator.gt: (">", _COMPARE),
+    operator.ge: (">=", _COMPARE),
+}
+_NEGATED = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
+
+
+def _wrap(value: Any, strength: int, right: bool = False) -> str:
+    if isinstance(value, _Expr):
+        weaker = value.strength < strength or (right and value.strength == strength)
+        return f"({value.text})" if weaker else value.text
+    text = _number(value)
+    return f"({text})" if (isinstance(value, (int, float)) and value < 0 and strength >= _UNARY) else text
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _binary(symbol: str, strength: int, left: Any, right: Any) -> _Expr:
+    if symbol == "**":  # right-associative
+        return _Expr(f"{_wrap(left, strength + 1)} ** {_wrap(right, strength)}", strength)
+    return _Expr(f"{_wrap(left, strength)} {symbol} {_wrap(right, strength, right=True)}", strength)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Converting the traced graph
+
+
+_F_ACTIVATIONS = {
+    "relu": ("ReLU", ("input", "inplace"), {"inplace": False}),
+    "relu_": ("ReLU", ("input",), {}),
+    "relu6": ("ReLU6", ("input", "inplace"), {"inplace": False}),
+    "hardswish": ("Hardswish", ("input", "inplace"), {"inplace": False}),
+    "hardsigmoid": ("Hardsigmoid", ("input", "inplace"), {"inplace": False}),
+    "silu": ("SiLU", ("input", "inplace"), {"inplace": False}),
+    "mish": ("Mish", ("input", "inplace"), {"inplace": False}),
+    "gelu": ("GELU", ("input", "approximate"), {"approximate": "none"}),
+    "sigmoid": ("Sigmoid", ("input",), {}),
+    "tanh": ("Tanh", ("input",), {}),
+    "elu": ("ELU", ("input", "alpha", "inplace"), {"alpha": 1.0, "inplace": False}),
+    "leaky_relu": ("LeakyReLU", ("input", "negative_slope", "inplace"), {"negative_slope": 0.01, "inplace": False}),
+    "hardtanh": ("Hardtanh", ("input", "min_val", "max_val", "inplace"), {"min_val": -1.0, "max_val": 1.0}),
+    "softmax": ("Softmax", ("input", "dim", "_stacklevel", "dtype"), {"dim": None, "_stacklevel": 3, "dtype": None}),
+    "log_softmax": ("LogSoftmax", ("input", "dim", "_stacklevel", "dtype"), {"dim": None, "_stacklevel": 3}),
+    "dropout": ("Dropout", ("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False}),
+    "dropout1d": ("Dropout1d", ("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False}),
+    "dropout2d": ("Dropout2d", ("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False}),
+    "dropout3d": ("Dropout3d", ("input", "p", "training", "inplace"), {"p": 0.5, "training": True, "inplace": False}),
+}
+"""Functions (torch.nn.functional's, torch's, a tensor's methods) that are a parameter-free torch.nn layer: the layer,
+the function's parameters in order, and their defaults."""
+
+_POOLS = {
+    "max_pool1d": "MaxPool1d", "max_pool2d": "MaxPool2d", "max_pool3d": "MaxPool3d",
+    "avg_pool1d": "AvgPool1d", "avg_pool2d": "AvgPool2d", "avg_pool3d": "AvgPool3d",
+    "adaptive_avg_pool1d": "AdaptiveAvgPool1d", "adaptive_avg_pool2d": "AdaptiveAvgPool2d",
+    "adaptive_avg_pool3d": "AdaptiveAvgPool3d", "adaptive_max_pool1d": "AdaptiveMaxPool1d",
+    "adaptive_max_pool2d": "AdaptiveMaxPool2d", "adaptive_max_pool3d": "AdaptiveMaxPool3d",
+}  # fmt: skip
+_POOL_PARAMETERS = {
+    "Max": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    "Avg": ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
+    "Adaptive": ("input", "output_size", "return_indices"),
+}
+
+_METHODS = {
+    "permute": ("input", "*dims"),
+    "transpose": ("input", "dim0", "dim1"),
+    "reshape": ("input", "*shape"),
+    "view": ("input", "*shape"),
+    "flatten": ("input", "start_dim", "end_dim"),
+    "squeeze": ("input", "dim"),
+    "unsqueeze": ("input", "dim"),
+    "select": ("input", "dim", "index"),
+    "mean": ("input", "dim", "keepdim", "dtype"),
+    "contiguous": ("input", "memory_format"),
+    "exp": ("input",),
+    "clamp": ("input", "min", "max"),
+    "roll": ("input", "shifts", "dims"),
+    "narrow": ("input", "dim", "start", "length"),
+    "normalize": ("input", "p", "dim", "eps", "out"),
+    "pad": ("input", "pad", "mode", "value"),
+    "interpolate": ("input", "size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", "antialias"),
+    "cat": ("tensors", "dim"),
+    "concat": ("tensors", "dim"),
+    "chunk": ("input", "chunks", "dim"),
+    "split": ("input", "split_size_or_sections", "dim"),
+    "tensor_split": ("input", "sections", "dim"),
+    "unbind": ("input", "dim"),
+    "matmul": ("input", "other"),
+    "add": ("input", "other", "alpha"),
+    "mul": ("input", "other"),
+    "sub": ("input", "other", "alpha"),
+    "div": ("input", "other", "rounding_mode"),
+    "expand": ("input", "*size"),
+    "size": ("input", "dim"),
+    "dim": ("input",),
+    "stochastic_depth": ("input", "p", "mode", "training"),
+    "_assert": ("condition", "message"),
+    "linear": ("input", "weight", "bias"),
+    "layer_norm": ("input", "normalized_shape", "weight", "bias", "eps"),
+    "group_norm": ("input", "num_groups", "weight", "bias", "eps"),
+    "batch_norm": ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps"),
+    "conv1d": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "conv2d": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "conv3d": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+}
+"""The parameters of the methods and functions convcalc maps, in order (``*name``: the rest, as one list)."""
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "flatten": {"start_dim": 0, "end_dim": -1},
+    "squeeze": {"dim": None},
+    "mean": {"dim": None, "keepdim": False, "dtype": None},
+    "clamp": {"min": None, "max": None},
+    "roll": {"dims": None},
+    "normalize": {"p": 2.0, "dim": 1, "eps": 1e-12},
+    "pad": {"mode": "constant", "value": None},
+    "interpolate": dict(
+        size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None, antialias=False
+    ),
+    "cat": {"dim": 0},
+    "concat": {"dim": 0},
+    "chunk": {"dim": 0},
+    "split": {"dim": 0},
+    "tensor_split": {"dim": 0},
+    "unbind": {"dim": 0},
+    "add": {"alpha": 1},
+    "sub": {"alpha": 1},
+    "div": {"rounding_mode": None},
+    "size": {"dim": None},
+    "stochastic_depth": {"training": True},
+    "_assert": {"message": ""},
+    "linear": {"bias": None},
+    "layer_norm": {"weight": None, "bias": None, "eps": 1e-5},
+    "group_norm": {"weight": None, "bias": None, "eps": 1e-5},
+    "batch_norm": {"weight": None, "bias": None, "training": False, "momentum": 0.1, "eps": 1e-5},
+    "conv1d": {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "conv2d": {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "conv3d": {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1},
+    "contiguous": {"memory_format": None},
+    "select": {},
+}
+
+
+def _bind(name: str, parameters: Sequence[str], defaults: dict[str, Any], args: Sequence[Any],
+          kwargs: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The call's arguments by parameter name, defaults filled in."""
+    bound: dict[str, Any] = {}
+    for index, parameter in enumerate(parameters):
+        if parameter.startswith("*"):
+            rest = list(args[index:])
+            bound[parameter[1:]] = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+            break
+        if index < len(args):
+            bound[parameter] = args[index]
+    for key, item in kwargs.items():
+        bound[key.lstrip("*")] = item
+    for key, item in defaults.items():
+        bound.setdefault(key, item)
+    return bound
+
+
+@dataclass
+class _Step:
+    """What one node of the graph becomes: the items, the tensor they start from, the other tensors they read."""
+
+    node: Any
+    lines: list[_Line]
+    primary: Any | None
+    """The node whose tensor the first item takes (None: the step makes its tensor from nothing)."""
+    others: list[Any] = field(default_factory=list)
+    """Nodes whose tensors the items read by name (``with``)."""
+    names: dict[Any, str] = field(default_factory=dict)
+    """Nodes the step itself names (a Parameter, a split's parts): no Save needed."""
+    last: Any = None
+    """The node whose tensor is current after the items (the node itself unless a split goes on from a part)."""
+    commutes: bool = False
+    """An Add or Mul of two tensors: the one that is current goes on, the other is read by name."""
+    branches: list[list[_Step]] | None = None
+    """A block's branches (a Residual's body and shortcut, a Parallel's branches), each a chain of steps."""
+
+
+class _Convert:
+    """The traced graph, walked once, as a flat list of steps; then written with Save and From where a step reads a
+    tensor other than the one just made."""
+
+    def __init__(self, graph: Any, root: Any, shape: tuple[int, ...]) -> None:
+        self.graph = graph
+        self.root = root
+        self.shape = shape
+        self.steps: list[_Step] = []
+        self.alias: dict[Any, Any] = {}
+        """Nodes that are another node's tensor (an Identity, a stochastic depth in eval mode, a contiguous())."""
+        self.after: dict[Any, list[_Line]] = {}
+        """Items written right after the step that makes a node's tensor: its Save and its Dims."""
+        self.saved: dict[Any, str] = {}
+        self.dims: dict[Any, dict[int, str]] = {}
+        self.used_names: set[str] = set()
+        self.parts: dict[Any, dict[int, Any]] = {}
+        self.notes: list[str] = []
+        self.input = next(node for node in graph.nodes if node.op == "placeholder")
+        self.dims_count = 0
+        self.parameters: set[str] | None = None
+        self.skip: set[Any] = set()
+        """Nodes another step stands for (the ops that build Swin's shifted window mask: one Constant step)."""
+
+    # -- naming -----------------------------------------------------------------------------------------------
+
+    def fresh(self, base: str) -> str:
+        name = base
+        count = 1
+        while name in self.used_names:
+            count += 1
+            name = f"{base}_{count}"
+        self.used_names.add(name)
+        return name
+
+    def name(self, node: Any) -> str:
+        """The name the file saves a node's tensor under (a Save after the step that makes it, once)."""
+        node = self.real(node)
+        if node in self.saved:
+            return self.saved[node]
+        name = self.fresh("x" if node is self.input else node.name)
+        self.saved[node] = name
+        self.after.setdefault(node, []).append(_Line("Save", name))
+        return name
+
+    def real(self, node: Any) -> Any:
+        while node in self.alias and self.alias[node] is not node:
+            node = self.alias[node]
+        return node
+
+    def size_name(self, node: Any, dim: int) -> str:
+        """The name a Dims step gives a dim of a node's tensor (written right after the step that makes it)."""
+        node = self.real(node)
+        value = node.meta["value"]
+        rank = value.dim()
+        dim = dim % rank if rank else dim
+        named = self.dims.get(node)
+        if named is None:
+            named = self.dims[node] = {}
+            self.dims_count += 1
+            self.after.setdefault(node, []).append(_Line("Dims", None))  # filled in at the end
+        if dim not in named:
+            if node is self.input:
+                letters = {2: "NC", 3: "NCL", 4: "NCHW", 5: "NCTHW"}.get(rank, "")
+                base = letters[dim] if dim < len(letters) else f"D{dim}"
+            else:
+                base = f"s{self.dims_count}_{dim}"
+            named[dim] = self.fresh(base)
+        return named[dim]
+
+    def finish_dims(self) -> None:
+        for node, named in self.dims.items():
+            rank = node.meta["value"].dim()
+            names = [named.get(dim, "_") for dim in range(rank)]
+            for line in self.after[node]:
+                if line.type == "Dims" and line.arguments is None:
+                    line.arguments = names
+
+    # -- sizes ------------------------------------------------------------------------------------------------
+
+    def size(self, value: Any) -> Any:
+        """A size argument as the file writes it: an int, or an expression over Dims names where the code took it
+        from a tensor; a list for a tuple of sizes."""
+        import torch.fx
+
+        if isinstance(value, torch.fx.Node):
+            found = self.size_of(value)
+            return found
+        if isinstance(value, (list, tuple)):
+            out: list[Any] = []
+            for item in value:
+                sized = self.size(item)
+                if isinstance(item, torch.fx.Node) and isinstance(sized, list):
+                    out += sized  # a torch.Size inside a tuple of sizes: x.shape[:-1] + (a,) is spread
+                else:
+                    out.append(sized)
+            return out
+        return value
+
+    def size_of(self, node: Any) -> Any:
+        import torch
+
+        node = self.real(node)
+        value = node.meta.get("value")
+        if isinstance(value, torch.Tensor):
+            self.refuse(node, "a tensor used as a size", "sizes read from a tensor's values, which depend on the data")
+        target = node.target
+        if node.op == "call_function" and target is getattr and node.args[1] == "shape":
+            return [_Expr(self.size_name(node.args[0], dim), _ATOM) for dim in range(len(value))]
+        if node.op == "call_method" and target == "size":
+            tensor = node.args[0]
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            if dim is None:
+                return [_Expr(self.size_name(tensor, d), _ATOM) for d in range(len(value))]
+            return _Expr(self.size_name(tensor, dim), _ATOM)
+        if (node.op == "call_method" and target in ("dim", "ndimension")) or (
+            node.op == "call_function" and target is getattr and node.args[1] == "ndim"
+        ):
+            return value  # the rank: fixed for the file's input
+        if node.op == "call_function" and target is operator.getitem:
+            base = self.size_of(node.args[0])
+            if isinstance(base, list):
+                return base[node.args[1]]
+        if node.op == "call_function" and target in _OPERATORS:
+            symbol, strength = _OPERATORS[target]
+            left, right = (self.size(argument) for argument in node.args)
+            if isinstance(left, list) or isinstance(right, list):
+                if symbol == "+":  # torch.Size + tuple: the sizes one after the other
+                    return [*left, *right]
+                if symbol == "*" and isinstance(right, int):
+                    return list(left) * right
+                self.refuse(node, f"{symbol} on a tuple of sizes", "that tuple arithmetic in the language")
+            if not isinstance(left, _Expr) and not isinstance(right, _Expr):
+                return value
+            return _binary(symbol, strength, left, right)
+        if node.op == "call_function" and target in (operator.neg,):
+            inner = self.size(node.args[0])
+            return _Expr(f"-{_wrap(inner, _UNARY)}", _UNARY) if isinstance(inner, _Expr) else value
+        if node.op == "call_function" and getattr(target, "__module__", None) == "math":
+            return self.math(node, value)
+        if node.op == "call_function" and target in (min, max):
+            parts = [self.size(argument) for argument in node.args]
+            if all(not isinstance(part, _Expr) for part in parts):
+                return value
+            return _Expr(f"{target.__name__}({', '.join(_wrap(part, 0) for part in parts)})", _ATOM)
+        if isinstance(value, (int, float, bool)) and not isinstance(value, torch.Tensor):
+            self.frozen(node, value)
+            return value
+        if isinstance(value, (tuple, list)) and all(isinstance(item, int) for item in value):
+            self.frozen(node, value)
+            return list(value)
+        self.refuse(node, f"{_describe(node)} used as a size", "that size computation in the expression language")
+        raise AssertionError
+
+    def math(self, node: Any, value: Any) -> Any:
+        name = node.target.__name__
+        inner = [self.size(argument) for argument in node.args]
+        if not any(isinstance(part, _Expr) for part in inner):
+            return value
+        if name == "ceil" and len(inner) == 1:  # ceil(a / b) for sizes: -(-a // b)
+            part = inner[0]
+            if isinstance(part, _Expr) and " / " in part.text and part.strength == _PRODUCT:
+                left, right = part.text.rsplit(" / ", 1)
+                return _Expr(f"-(-({left}) // ({right}))", _UNARY)
+        if name == "floor" and len(inner) == 1:
+            return _Expr(f"{_wrap(inner[0], _PRODUCT)} // 1", _PRODUCT)
+        if name == "sqrt" and len(inner) == 1:
+            return _Expr(f"{_wrap(inner[0], _POWER + 1)} ** 0.5", _POWER)
+        self.refuse(node, f"math.{name} of a size", f"math.{name} in the expression language")
+        raise AssertionError
+
+    def frozen(self, node: Any, value: Any) -> None:
+        source = node.meta.get("source")
+        self.notes.append(f"a size computed from {_describe(node)} is fixed at {value}, its value at the traced "
+                          f"input{f' ({source})' if source else ''}")  # fmt: skip
+
+    def expression(self, value: Any) -> Any:
+        """A size value for the file: an int or list as is, an expression as its text."""
+        if isinstance(value, _Expr):
+            return value.text
+        if isinstance(value, list):
+            return [self.expression(item) for item in value]
+        return value
+
+    # -- refusing ---------------------------------------------------------------------------------------------
+
+    def refuse(self, node: Any, what: str, needs: str) -> None:
+        raise ImportRefused(_refusal(what, node, needs, root=type(self.root).__name__))
+
+    # -- the walk ---------------------------------------------------------------------------------------------
+
+    def convert(self) -> None:
+        import torch
+
+        live = self.live()
+        for node in self.graph.nodes:
+            if node not in live or node.op in ("placeholder", "output"):
+                continue
+            value = node.meta.get("value")
+            if node in self.skip:
+                continue
+            if node.op == "get_attr":
+                if isinstance(value, torch.nn.Parameter) or (isinstance(value, torch.Tensor) and self.is_param(node)):
+                    self.parameter(node)
+                elif isinstance(value, torch.Tensor):
+                    self.buffer(node)
+                continue
+            if node.op == "call_method" and node.target == "new_zeros" and self.mask(node):
+                continue
+            if node.op == "call_function" and node.target is _guard:
+                self.guard(node)
+                continue
+            if node.op == "call_function" and node.target is torch._assert:
+                self.check(node)
+                continue
+            if isinstance(value, torch.Tensor):
+                self.tensor(node)
+            # else: a size, a rank, a tuple of them (written where a step uses them), or a tuple of tensors (its
+            # parts are converted where they are taken)
+        self.mutations()
+
+    def mutations(self) -> None:
+        """Refuse an in-place update that a step-by-step file would lose: an assignment into a tensor
+        (``attn[:, 1:] += bias``, MViT's relative positions), or an in-place op on a view or on a tensor read again
+        after it. (``out += identity`` rebinds ``out``, and nothing reads the old one: that is an Add.)"""
+        import torch
+
+        order = {node: index for index, node in enumerate(self.graph.nodes)}
+        views = {"view", "reshape", "permute", "transpose", "narrow", "select", "squeeze", "unsqueeze", "flatten",
+                 "expand", "getitem", "contiguous"}  # fmt: skip
+        for node in self.graph.nodes:
+            if node in self.skip or node.op not in ("call_function", "call_method"):
+                continue
+            name = _name(node)
+            if name == "setitem" and _is_tensor(node.args[0]):
+                self.refuse(node, "an assignment into a tensor (x[...] = y)", "in-place updates in the language")
+            inplace = name in ("iadd", "isub", "imul", "itruediv") or (
+                node.op == "call_method" and name.endswith("_") and not name.startswith("_")
+            )
+            if not inplace or not node.args or not _is_tensor(node.args[0]):
+                continue
+            base = node.args[0]
+            later = [
+                user
+                for user in base.users
+                if user is not node and order[user] > order[node] and user.target is not _guard
+            ]
+            if later or (_name(base) in views and isinstance(base.meta.get("value"), torch.Tensor)):
+                self.refuse(
+                    node, f"the in-place op {name} on a tensor read elsewhere too", "in-place updates in the language"
+                )
+
+    def is_param(self, node: Any) -> bool:
+        if self.parameters is None:
+            self.parameters = {name for name, _ in self.root.named_parameters(remove_duplicate=False)}
+        return node.target in self.parameters
+
+    def live(self) -> set[Any]:
+        import torch
+
+        keep: set[Any] = set()
+        stack = [node for node in self.graph.nodes if node.op == "output"
+                 or (node.op == "call_function" and node.target in (torch._assert, _guard))]  # fmt: skip
+        while stack:
+            node = stack.pop()
+            if node in keep:
+                continue
+            keep.add(node)
+            stack.extend(node.all_input_nodes)
+        return keep
+
+    def add(self, node: Any, lines: list[_Line], primary: Any | None, others: Sequence[Any] = (),
+            names: dict[Any, str] | None = None, last: Any = None) -> None:  # fmt: skip
+        self.steps.append(_Step(node, lines, None if primary is None else self.real(primary),
+                                [self.real(other) for other in others], names or {}, last or node))  # fmt: skip
+
+    def parameter(self, node: Any) -> None:
+        value = node.meta["value"]
+        target = str(node.target)
+        name = self.fresh(target.replace(".", "_"))
+        self.saved[node] = name
+        line = _Line("Parameter", {"name": name, "shape": list(value.shape)}, module=target)
+        self.add(node, [line], None, names={node: name})
+
+    def buffer(self, node: Any) -> None:
+        """A registered tensor read in forward: a Buffer step where it is one of the kinds convcalc computes
+        (Swin's relative position index, Swin V2's coordinates table), else refused."""
+        value = node.meta["value"]
+        target = str(node.target)
+        owner_path, _, leaf = target.rpartition(".")
+        owner = self.root.get_submodule(owner_path) if owner_path else self.root
+        window = getattr(owner, "window_size", None)
+        if leaf in ("relative_position_index", "relative_coords_table") and window is not None and len(window) == 2:
+            window = [int(size) for size in window]
+            from convcalc.tensors import BUFFERS
+
+            made = BUFFERS[leaf]({"window_size": window})
+            if made.shape == tuple(value.shape):
+                name = self.fresh(target.replace(".", "_"))
+                self.saved[node] = name
+                line = _Line("Buffer", {"name": name, "kind": leaf, "window_size": window}, module=target)
+                self.add(node, [line], None, names={node: name})
+                return
+        self.refuse(
+            node,
+            f"the buffer {target} {list(value.shape)} read in forward",
+            "a Buffer step for any registered tensor (the language computes two kinds: "
+            "relative_position_index and relative_coords_table)",
+        )
+
+    def mask(self, node: Any) -> bool:
+        """torchvision's shifted window mask, built in forward from ``x.new_zeros((pad_H, pad_W))``, nine slice
+        assignments, a view, permute, reshape, a difference and two masked_fills: one Constant step
+        (``shifted_window_mask``), whose sizes follow the padded map. False where the ops are not that."""
+        import torch
+
+        closure = {node}
+        order = [item for item in self.graph.nodes]
+        position = {item: index for index, item in enumerate(order)}
+        for item in order[position[node] + 1 :]:
+            if any(source in closure for source in item.all_input_nodes) and all(
+                    source in closure or not isinstance(source.meta.get("value"), torch.Tensor)
+                    for source in item.all_input_nodes):  # fmt: skip
+                closure.add(item)
+        fills = [item for item in closure if item.op == "call_method" and item.target == "masked_fill"]
+        assignments = [item for item in closure if item.op == "call_function" and item.target is operator.setitem]
+        if not fills or len(assignments) != 9:
+            return False
+        end = max(fills, key=position.__getitem__)
+        closure = {item for item in closure if position[item] <= position[end]}
+        if any(user not in closure for item in closure - {end} for user in item.users):
+            return False
+        rows, columns = set(), set()
+        for item in assignments:
+            index = item.args[1]
+            if not (isinstance(index, tuple) and len(index) == 2 and all(isinstance(i, slice) for i in index)):
+                return False
+            rows.add((index[0].start, index[0].stop))
+            columns.add((index[1].start, index[1].stop))
+        try:
+            window = [-next(stop for start, stop in axis if start == 0) for axis in (rows, columns)]
+            shift = [-next(stop for start, stop in axis if start == -w) for axis, w in zip((rows, columns), window)]
+        except (StopIteration, TypeError):
+            return False
+        size = self.size(node.args[1] if len(node.args) > 1 else node.kwargs.get("size"))
+        if not isinstance(size, list) or len(size) != 2:
+            return False
+        from convcalc.tensors import shifted_window_mask
+
+        concrete = [int(item) for item in node.meta["value"].shape]
+        made = shifted_window_mask({"size": concrete, "window_size": window, "shift_size": shift})
+        if made.shape != tuple(end.meta["value"].shape):
+            return False
+        self.skip |= closure
+        name = self.fresh(end.name)
+        self.saved[end] = name
+        arguments = {"name": name, "kind": "shifted_window_mask", "size": self.expression(size),
+                     "window_size": window, "shift_size": shift}  # fmt: skip
+        line = _Line("Constant", arguments, comment="torchvision's attention mask, built in forward")
+        self.add(end, [line], None, names={end: name})
+        return True
+
+    def guard(self, node: Any) -> None:
+        condition, outcome = node.args
+        expression = self.size(condition)
+        if not isinstance(expression, _Expr):
+            return  # a rank or a constant: the same for every input the file takes
+        text = expression.text
+        if not outcome:
+            text = _negate(expression)
+        source = node.meta.get("source")
+        message = (f"the model's code takes another path at sizes where this is false"
+                   f"{f' ({source})' if source else ''}; this file follows the path taken at "
+                   f"{'x'.join(map(str, self.shape))}")  # fmt: skip
+        self.add(node, [_Line("Check", {"condition": text, "message": message})], None)
+        self.steps[-1].primary = "keep"
+
+    def check(self, node: Any) -> None:
+        bound = _bind("_assert", _METHODS["_assert"], _DEFAULTS["_assert"], node.args, node.kwargs)
+        expression = self.size(bound["condition"])
+        if not isinstance(expression, _Expr):
+            return
+        message = bound["message"] if isinstance(bound["message"], str) else ""
+        message = re.sub(r"Proxy\((\w+)\)", lambda match: self.proxy_text(match[1]), message)
+        self.add(node, [_Line("Check", {"condition": expression.text, "message": message})], None)
+        self.steps[-1].primary = "keep"
+
+    def proxy_text(self, name: str) -> str:
+        """A value the model's message shows (a size, traced as a proxy): its expression, or its traced value."""
+        node = next((node for node in self.graph.nodes if node.name == name), None)
+        if node is None:
+            return "?"
+        try:
+            size = self.size(node)
+        except ImportRefused:
+            return str(node.meta.get("value"))
+        return size.text if isinstance(size, _Expr) else str(size)
+
+    def tensor(self, node: Any) -> None:
+        if node.op == "call_module":
+            self.module(node)
+        elif node.op == "call_function" and node.target is operator.getitem:
+            self.getitem(node)
+        else:
+            self.function(node)
+
+    def module(self, node: Any) -> None:
+        module = self.root.get_submodule(node.target)
+        kind = _layer_kind(module)
+        if kind is None:
+            self.refuse(node, f"the module {type(module).__module__}.{type(module).__name__}",
+                        f"{type(module).__name__} in convcalc's catalogue of layers")  # fmt: skip
+        tensors = [argument for argument in node.args if _is_tensor(argument)]
+        if kind == "MultiheadAttention":
+            self.refuse(node, "MultiheadAttention's pair (output, weights) used whole", "a step that returns a pair")
+        if len(tensors) != 1 or node.kwargs:
+            self.refuse(node, f"{kind} called with {len(tensors)} tensors", f"a {kind} step that takes them")
+        if kind == "Identity":
+            self.alias[node] = tensors[0]
+            return
+        arguments = _module_arguments(kind, module)
+        self.add(node, [_Line(kind, arguments, module=str(node.target))], tensors[0])
+
+    def getitem(self, node: Any) -> None:
+        import torch
+
+        source, index = node.args
+        value = source.meta.get("value")
+        if isinstance(value, torch.Tensor):
+            self.index(node, source, index)
+            return
+        if source.op == "call_module" and _layer_kind(self.root.get_submodule(source.target)) == "MultiheadAttention":
+            if index != 0:
+                self.refuse(node, "MultiheadAttention's attention weights", "a step that returns them")
+            self.attention(node, source)
+            return
+        if isinstance(value, (tuple, list)) and source in self.parts:
+            part = self.parts[source][index % len(value)]
+            if part is not node:
+                self.alias[node] = part
+            return
+        if isinstance(value, (tuple, list)) and source.op in ("call_function", "call_method"):
+            method = _name(source)
+            if method in ("chunk", "split", "tensor_split", "unbind"):
+                self.split(source, method)
+                part = self.parts[source][index % len(value)]
+                if part is not node:
+                    self.alias[node] = part
+                return
+            if source.op == "call_function" and source.target in (tuple, list):
+                self.alias[node] = source.args[0][index]
+                return
+        self.refuse(node, f"item {index!r} of {_describe(source)}", "that op in convcalc's catalogue")
+
+    def attention(self, node: Any, source: Any) -> None:
+        module = self.root.get_submodule(source.target)
+        bound = _bind("mha", ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+                              "average_attn_weights", "is_causal"), {}, source.args, source.kwargs)  # fmt: skip
+        query, key, value = (self.real(bound.get(name)) for name in ("query", "key", "value"))
+        if not (query is key is value):
+            self.refuse(
+                source,
+                "MultiheadAttention with different query, key and value",
+                "cross-attention in the language (its MultiheadAttention step is self-attention)",
+            )
+        for extra in ("key_padding_mask", "attn_mask"):
+            if bound.get(extra) is not None:
+                self.refuse(source, f"MultiheadAttention with {extra}", f"{extra} in the MultiheadAttention step")
+        if bound.get("is_causal"):
+            self.refuse(source, "MultiheadAttention with is_causal", "is_causal in the MultiheadAttention step")
+        arguments = _module_arguments("MultiheadAttention", module)
+        self.add(node, [_Line("MultiheadAttention", arguments, module=str(source.target))], query)
+
+    def split(self, source: Any, method: str) -> None:
+        if source in self.parts:
+            return
+        parameters = _METHODS[method]
+        bound = _bind(method, parameters, _DEFAULTS[method], source.args, source.kwargs)
+        for other in ("indices", "indices_or_sections", "tensor_indices_or_sections", "split_size"):
+            if other in bound:  # torch.tensor_split(x, indices=(1,)): the language's sections take both forms
+                bound["sections" if method == "tensor_split" else "split_size_or_sections"] = bound.pop(other)
+        value = source.meta["value"]
+        names = []
+        parts: dict[int, Any] = {}
+        users = {user.args[1]: user for user in source.users if user.target is operator.getitem}
+        for index in range(len(value)):
+            user = users.get(index)
+            key = user if user is not None else (source, index)
+            names.append(self.fresh(user.name if user is not None else f"{source.name}_{index}"))
+            parts[index] = key
+            self.saved[key] = names[-1]
+        self.parts[source] = parts
+        arguments: dict[str, Any] = {}
+        sections = {"chunk": "chunks", "split": "split_size_or_sections", "tensor_split": "sections"}.get(method)
+        if sections:
+            arguments[sections] = self.expression(self.size(bound[sections]))
+        arguments["dim"] = bound["dim"]
+        arguments["names"] = names
+        self.add(source, [_Line(method, arguments)], bound["input"], names={parts[i]: n for i, n in enumerate(names)},
+                 last=parts[0])  # fmt: skip
+
+    def index(self, node: Any, source: Any, index: Any) -> None:
+        """``x[...]``: integers select, slices narrow, None unsqueezes, one after the other."""
+        import torch
+
+        items = list(index) if isinstance(index, tuple) else [index]
+        rank = source.meta["value"].dim()
+        if len(items) == 1 and isinstance(items[0], torch.fx.Node) and items[0].op == "get_attr" and \
+                isinstance(items[0].meta.get("value"), torch.Tensor):  # fmt: skip
+            self.add(node, [_Line("index", {"with": self.name(items[0])})], source, [items[0]])
+            return
+        if any(isinstance(item, torch.fx.Node) and isinstance(item.meta.get("value"), torch.Tensor)
+               for item in items):  # fmt: skip
+            self.refuse(node, "indexing with a tensor", "an index step for any tensor (it takes Buffers of an index "
+                        "kind only)")  # fmt: skip
+        if items.count(...) > 1:
+            self.refuse(node, "an index with two ellipses", "nothing: torch refuses it too")
+        if ... in items:
+            at = items.index(...)
+            fill = rank - (len(items) - 1 - sum(1 for item in items if item is None))
+            items = items[:at] + [slice(None)] * fill + items[at + 1 :]
+        lines: list[_Line] = []
+        sizes = _LazySizes(lambda axis: _Expr(self.size_name(source, axis), _ATOM), rank)
+        """The sizes of the tensor as the index goes along: each as an expression over the source's Dims (named
+        only where one is needed)."""
+        traced = list(source.meta["value"].shape)
+        dim = 0
+        for item in items:
+            if item is None:
+                lines.append(_Line("unsqueeze", {"dim": dim}))
+                sizes.insert(dim, 1)
+                traced.insert(dim, 1)
+                dim += 1
+            elif isinstance(item, slice):
+                step = self.size(item.step) if item.step is not None else 1
+                if item.start in (None, 0) and item.stop is None and step == 1:
+                    dim += 1
+                    continue
+                if step != 1:
+                    lines += self.strided(node, item, step, dim, sizes, traced)
+                    dim += 1
+                    continue
+                start = self.size(item.start) if item.start is not None else 0
+                stop = self.size(item.stop) if item.stop is not None else None
+                length = _slice_length(sizes[dim], traced[dim], start, stop)
+                if isinstance(start, int) and start < 0:
+                    start = _binary("+", _SUM, sizes[dim], start)
+                lines.append(_Line("narrow", {"dim": dim, "start": self.expression(start),
+                                              "length": self.expression(length)}))  # fmt: skip
+                sizes[dim] = length
+                traced[dim] = len(range(traced[dim])[_concrete(item.start) : _concrete(item.stop)])
+                dim += 1
+            else:
+                lines.append(_Line("select", {"dim": dim, "index": self.expression(self.size(item))}))
+                sizes.pop(dim)
+                traced.pop(dim)
+        if not lines:
+            self.alias[node] = source
+            return
+        self.add(node, lines, source)
+
+    def strided(self, node: Any, item: slice, step: Any, dim: int, sizes: list[Any], traced: list[int]
+                ) -> list[_Line]:  # fmt: skip
+        """``x[..., s::k, ...]`` (Swin's patch merging): the dim reshaped to (n // k, k) and index s selected, the
+        same values where k divides the dim; the file checks that it does."""
+        start = item.start if item.start is not None else 0
+        if not isinstance(step, int) or step < 1 or not isinstance(start, int) or not 0 <= start < step or \
+                item.stop is not None:  # fmt: skip
+            self.refuse(node, "a slice with a step", "strided slicing in the language (x[a:b:k])")
+        if traced[dim] % step:
+            self.refuse(node, f"a slice with step {step} of a dim of {traced[dim]}", "strided slicing in the language")
+        size = sizes[dim]
+        condition = _binary("==", _COMPARE, _binary("%", _PRODUCT, size, step), 0)
+        message = (f"x[{start}::{step}] is written as a reshape and a select, which needs a multiple of {step} here "
+                   "(the language has no strided slice)")  # fmt: skip
+        whole = [self.expression(part) for part in sizes]
+        split = [*whole[:dim], self.expression(_binary("//", _PRODUCT, size, step)), step, *whole[dim + 1 :]]
+        sizes[dim] = _binary("//", _PRODUCT, size, step)
+        traced[dim] //= step
+        return [
+            _Line("Check", {"condition": self.expression(condition), "message": message}),
+            _Line("reshape", split),
+            _Line("select", {"dim": dim + 1, "index": start}),
+        ]
+
+    def function(self, node: Any) -> None:
+        name = _name(node)
+        args, kwargs = node.args, node.kwargs
+        if name in _F_ACTIVATIONS:
+            self.activation(node, name)
+        elif name in _POOLS:
+            self.pool(node, name)
+        elif name in ("add", "iadd", "mul", "imul", "sub", "isub", "truediv", "div", "radd", "rmul"):
+            self.arithmetic(node, name)
+        elif name in ("matmul",):
+            first, second = args[0], args[1]
+            self.add(node, [_Line("matmul", {"with": self.name(second)})], first, [second])
+        elif name in ("cat", "concat"):
+            bound = _bind(name, _METHODS[name], _DEFAULTS[name], args, kwargs)
+            tensors = list(bound["tensors"])
+            first, rest = tensors[0], tensors[1:]
+            arguments: dict[str, Any] = {"with": [self.name(other) for other in rest]}
+            if len(rest) == 1:
+                arguments["with"] = arguments["with"][0]
+            arguments["dim"] = bound["dim"]
+            if not rest:
+                arguments = {"with": [], "dim": bound["dim"]}
+                self.alias[node] = first  # torch.cat of one tensor: a copy of it
+                return
+            self.add(node, [_Line("Concat", arguments)], first, rest)
+        elif name in ("contiguous",):
+            self.add(node, [_Line("contiguous")], args[0])
+        elif name == "stochastic_depth":
+            bound = _bind(name, _METHODS[name], _DEFAULTS[name], args, kwargs)
+            if bound["training"]:
+                self.refuse(node, "stochastic_depth in training mode", "random row drops in the language")
+            self.add(node, [_Line("StochasticDepth", {"p": bound["p"], "mode": bound["mode"]})], args[0])
+        elif name in ("permute", "reshape", "view"):
+            bound = _bind(name, _METHODS[name], {}, args, kwargs)
+            key = "dims" if name == "permute" else "shape"
+            sizes = self.expression(self.size(bound[key]))
+            self.add(node, [_Line(name, sizes if name != "permute" else list(sizes))], bound["input"])
+        elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "exp", "clamp", "roll",
+                      "narrow", "normalize", "pad"):  # fmt: skip
+            self.method(node, name)
+        elif name == "interpolate":
+            self.interpolate(node)
+        elif name in ("linear", "layer_norm", "group_norm", "batch_norm", "conv1d", "conv2d", "conv3d"):
+            self.functional_layer(node, name)
+        elif name == "expand":
+            self.expand(node)
+        elif name == "einsum":
+            self.einsum(node)
+        elif name in ("chunk", "split", "tensor_split", "unbind"):
+            self.refuse(node, f"{name} used whole", f"{name}'s parts taken one by one")
+        else:
+            self.refuse(node, _describe(node), "that op in convcalc's catalogue (tensor methods, torch.nn layers "
+                        "and the functions docs/stack.md lists)")  # fmt: skip
+
+    def activation(self, node: Any, name: str) -> None:
+        kind, parameters, defaults = _F_ACTIVATIONS[name]
+        bound = _bind(name, parameters, defaults, node.args, node.kwargs)
+        if name.startswith("dropout"):
+            bound.pop("training")
+        if name in ("softmax", "log_softmax"):
+            if bound.pop("dtype", None) is not None:
+                self.refuse(node, f"{name} with a dtype", "dtypes in the language")
+            bound.pop("_stacklevel", None)
+        tensor = bound.pop("input")
+        arguments = {key: item for key, item in bound.items() if item != defaults.get(key, REQUIRED)}
+        if node.op == "call_method" and name.endswith("_"):
+            arguments["inplace"] = True
+        self.add(node, [_Line(kind, arguments or None)], tensor)
+
+    def pool(self, node: Any, name: str) -> None:
+        kind = _POOLS[name]
+        family = "Adaptive" if kind.startswith("Adaptive") else kind[:3]
+        parameters = _POOL_PARAMETERS[family]
+        bound = _bind(name, parameters, {}, node.args, node.kwargs)
+        tensor = bound.pop("input")
+        if bound.get("return_indices"):
+            self.refuse(node, f"{name} with return_indices", "a pool step that returns a pair")
+        arguments = _drop_defaults(kind, {key: _plain(item) for key, item in bound.items()})
+        if "stride" in arguments and arguments["stride"] in ([], None):
+            arguments.pop("stride")
+        self.add(node, [_Line(kind, arguments)], tensor)
+
+    def arithmetic(self, node: Any, name: str) -> None:
+        import torch
+
+        name = {"iadd": "add", "radd": "add", "imul": "mul", "rmul": "mul", "isub": "sub", "truediv": "div"}.get(
+            name, name)  # fmt: skip
+        parameters = _METHODS.get(name, ("input", "other"))
+        bound = _bind(name, parameters, {}, node.args, node.kwargs)
+        left, right = bound["input"], bound["other"]
+        if bound.get("alpha", 1) != 1:
+            self.refuse(node, f"{name} with alpha", "alpha in the language")
+        if bound.get("rounding_mode") is not None:
+            self.refuse(node, "div with a rounding mode", "rounding division in the language")
+        left_tensor, right_tensor = _is_tensor(left), _is_tensor(right)
+        if _name(node).startswith("r"):
+            left, right = right, left
+            left_tensor, right_tensor = right_tensor, left_tensor
+        if left_tensor and right_tensor:
+            if name in ("add", "mul"):  # either way round: + and * of two tensors give the same bits
+                self.add(node, [_Line(name.capitalize(), {"with": None})], left, [right])
+                self.steps[-1].commutes = True
+            elif name == "sub":  # a - b = -b + a, exactly
+                self.add(node, [_Line("mul", -1.0), _Line("Add", {"with": self.name(left)})], right, [left])
+            else:
+                self.refuse(node, "a tensor divided by a tensor", "a Div join in the language")
+            return
+        if not left_tensor and not right_tensor:
+            self.refuse(node, f"{name} of sizes used as a tensor", "that op")
+        tensor, number = (left, right) if left_tensor else (right, left)
+        number = self.size(number)
+        if isinstance(number, torch.Tensor):
+            self.refuse(node, f"{name} by a tensor's value", "that op")
+        if isinstance(number, _Expr):  # q * (C // heads) ** -0.5: worked out for each input
+            if name == "sub" and not left_tensor:
+                self.add(node, [_Line("mul", -1.0), _Line("add", number.text)], tensor)
+            elif name == "div" and not left_tensor:
+                self.refuse(node, "a number divided by a tensor", "a reciprocal in the language")
+            else:
+                self.add(node, [_Line(name, number.text)], tensor)
+            return
+        if not isinstance(number, (int, float)):
+            self.refuse(node, f"{name} by {number!r}", "that op")
+        if name == "div":
+            if left_tensor:
+                self.add(node, [_Line("div", float(number))], tensor)
+            else:
+                self.refuse(node, "a number divided by a tensor", "a reciprocal in the language")
+            return
+        if name == "sub" and not left_tensor:  # n - x = -x + n
+            self.add(node, [_Line("mul", -1.0), _Line("add", float(number))], tensor)
+            return
+        self.add(node, [_Line(name, float(number))], tensor)
+
+    def method(self, node: Any, name: str) -> None:
+        parameters = _METHODS[name]
+        bound = _bind(name, parameters, _DEFAULTS.get(name, {}), node.args, node.kwargs)
+        tensor = bound.pop("input")
+        if name == "mean" and bound.pop("dtype", None) is not None:
+            self.refuse(node, "mean with a dtype", "dtypes in the language")
+        if name == "normalize":
+            bound.pop("out", None)
+        if name == "contiguous":
+            bound.pop("memory_format", None)
+        if name == "flatten" and node.op == "call_module":
+            raise AssertionError
+        arguments = {key: self.expression(self.size(item)) for key, item in bound.items()
+                     if not (key in _DEFAULTS.get(name, {}) and item == _DEFAULTS[name][key])}  # fmt: skip
+        if name == "squeeze" and "dim" not in arguments:
+            arguments = {}
+        if name == "pad" and "value" in arguments and arguments["value"] == 0:
+            arguments.pop("value")
+        self.add(node, [_Line(name, arguments or None)], tensor)
+
+    def interpolate(self, node: Any) -> None:
+        bound = _bind("interpolate", _METHODS["interpolate"], _DEFAULTS["interpolate"], node.args, node.kwargs)
+        tensor = bound.pop("input")
+        if bound.pop("antialias"):
+            self.refuse(node, "interpolate with antialias", "antialias in the Upsample step")
+        arguments: dict[str, Any] = {}
+        if bound["size"] is not None:
+            arguments["size"] = self.expression(self.size(bound["size"]))
+        if bound["scale_factor"] is not None:
+            factor = bound["scale_factor"]
+            arguments["scale_factor"] = [float(item) for item in factor] if isinstance(factor, (list, tuple)) \
+                else float(factor)  # fmt: skip
+        for key in ("mode", "align_corners", "recompute_scale_factor"):
+            if bound[key] != _DEFAULTS["interpolate"][key]:
+                arguments[key] = bound[key]
+        self.add(node, [_Line("Upsample", arguments)], tensor)
+
+    def functional_layer(self, node: Any, name: str) -> None:
+        """``F.linear(x, self.weight, self.bias)`` and its kin, whose tensors are one module's parameters: that
+        module's layer, placed where the module is (ConvNeXt's LayerNorm2d: F.layer_norm in its forward)."""
+        bound = _bind(name, _METHODS[name], _DEFAULTS[name], node.args, node.kwargs)
+        tensor = bound.pop("input")
+        owners = set()
+        tensors = {}
+        for key in ("weight", "bias", "running_mean", "running_var"):
+            item = bound.get(key)
+            if item is None:
+                continue
+            if not hasattr(item, "op") or item.op != "get_attr":
+                self.refuse(node, f"{name} with a {key} computed in forward", f"{name}'s {key} as a module's tensor")
+            owner, _, leaf = str(item.target).rpartition(".")
+            if leaf != key and not (key in ("weight", "bias") and leaf in ("weight", "bias")):
+                self.refuse(node, f"{name} with a {key} named {item.target}", f"the {key} named {key}")
+            owners.add(owner)
+            tensors[key] = item
+        if len(owners) != 1:
+            self.refuse(node, f"{name} with tensors of several modules", "one module holding them")
+        owner = owners.pop()
+        value = node.meta["value"]
+        kind, arguments = _functional_arguments(name, bound, tensors, node.args[0].meta["value"], value)
+        if kind is None:
+            self.refuse(node, f"{name} with these arguments", f"{name} in the catalogue")
+        for item in tensors.values():
+            self.alias_param(item)
+        self.add(node, [_Line(kind, arguments, module=owner or None)], tensor)
+
+    def alias_param(self, node: Any) -> None:
+        """A module's parameter that a functional layer reads: carried by that layer's step, made by none."""
+        self.steps = [step for step in self.steps if step.node is not node]
+
+    def expand(self, node: Any) -> None:
+        """``token.expand(n, -1, -1)``: a learned tensor broadcast over the batch (ViT's class token). The language
+        has no expand: written as ``0 * x[:, :1, ...] + token``, which gives the same values for every finite x."""
+        bound = _bind("expand", _METHODS["expand"], {}, node.args, node.kwargs)
+        tensor = bound["input"]
+        sizes = list(bound["size"])
+        value = tensor.meta["value"]
+        target = node.meta["value"]
+        dims = [index for index, size in enumerate(sizes) if not (isinstance(size, int) and size == -1)]
+        lead = len(sizes) - value.dim()  # expand may add leading dims: (E,).expand(n, -1) is (n, E)
+        if lead < 0 or len(dims) != 1 or (dims[0] >= lead and value.shape[dims[0] - lead] != 1):
+            self.refuse(node, "expand", "an expand step in the language")
+        dim = dims[0]
+        size = sizes[dim]
+        import torch.fx
+
+        reference = self.size_source(size) if isinstance(size, torch.fx.Node) else None
+        if reference is None:
+            self.refuse(node, "expand to a size not read from a tensor", "an expand step in the language")
+            raise AssertionError
+        other, other_dim = reference
+        other_value = other.meta["value"]
+        if target.shape[dim] != other_value.shape[other_dim]:
+            self.refuse(node, "expand", "an expand step in the language")
+        lines = []
+        for index in range(other_value.dim()):
+            if index != other_dim and other_value.shape[index] != 1:
+                lines.append(_Line("narrow", {"dim": index, "start": 0, "length": 1}))
+        if other_value.dim() != len(sizes) or other_dim != dim:  # (1, .., n, .., 1) in the expanded tensor's rank
+            shape = [1] * len(sizes)
+            shape[dim] = self.expression(_Expr(self.size_name(other, other_dim), _ATOM))
+            lines.append(_Line("reshape", shape))
+        lines.append(_Line("mul", 0.0))
+        lines.append(_Line("Add", {"with": self.name(tensor)}))
+        lines[0].comment = (f"{tensor.name}.expand(...): no expand step in the language; 0 * (a slice of "
+                            f"{other.name}) + {tensor.name} broadcasts it")  # fmt: skip
+        self.add(node, lines, other, [tensor])
+
+    def einsum(self, node: Any) -> None:
+        """``torch.einsum`` of two tensors that is a batched matrix product (MaxViT's attention): a matmul, the
+        second operand transposed first where the equation contracts its last dim."""
+        equation, *operands = node.args
+        if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+            operands = list(operands[0])
+        text = str(equation).replace(" ", "")
+        match = re.fullmatch(r"([a-zA-Z]*),([a-zA-Z]*)->([a-zA-Z]*)", text)
+        if not match or len(operands) != 2 or not all(map(_is_tensor, operands)):
+            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
+            raise AssertionError
+        left, right, out = match.groups()
+        batch = out[:-2]
+        if len(left) < 2 or not (left[:-2] == right[:-2] == batch) or len(set(left)) != len(left):
+            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
+        i, k = left[-2:]
+        first, second = operands
+        if right[-2:] == k + out[-1] and out[-2:] == i + right[-1]:
+            self.add(node, [_Line("matmul", {"with": self.name(second)})], first, [second])
+        elif right[-2:] == out[-1] + k and out[-2:] == i + right[-2]:
+            rank = len(right)
+            self.add(
+                node,
+                [
+                    _Line("transpose", {"dim0": rank - 2, "dim1": rank - 1}),
+                    _Line("Save", None),
+                    _Line("From", self.name(first)),
+                    _Line("matmul", {"with": None}),
+                ],
+                second,
+                [first],
+            )
+            transposed = self.fresh(f"{node.name}_t")
+            self.steps[-1].lines[1].arguments = transposed
+            self.steps[-1].lines[3].arguments = {"with": transposed}
+        else:
+            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
+
+    def size_source(self, node: Any) -> tuple[Any, int] | None:
+        """The tensor and dim a size node reads directly (``x.shape[0]``, ``x.size(0)``), or None."""
+        node = self.real(node)
+        if node.op == "call_method" and node.target == "size" and len(node.args) > 1:
+            return node.args[0], node.args[1] % node.args[0].meta["value"].dim()
+        if node.op == "call_function" and node.target is operator.getitem:
+            base = node.args[0]
+            if base.op == "call_function" and base.target is getattr and base.args[1] == "shape":
+                return base.args[0], node.args[1] % base.args[0].meta["value"].dim()
+            if base.op == "call_method" and base.target == "size" and len(base.args) == 1:
+                return base.args[0], node.args[1] % base.args[0].meta["value"].dim()
+        return None
+
+    # -- writing ----------------------------------------------------------------------------------------------
+
+    def outputs(self) -> list[tuple[str | None, Any]]:
+        """The graph's outputs: one tensor (name None), or named ones (a dict's keys, a tuple's positions)."""
+        import torch
+
+        output = next(node for node in self.graph.nodes if node.op == "output")
+        value = output.args[0]
+        if isinstance(value, torch.fx.Node):
+            return [(None, value)]
+        if isinstance(value, dict):
+            return [(str(key), item) for key, item in value.items() if item is not None]
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            return [(str(key), item) for key, item in zip(value._fields, value) if item is not None]
+        if isinstance(value, (tuple, list)):
+            return [(str(index), item) for index, item in enumerate(value) if item is not None]
+        raise ImportRefused(f"the module returns a {type(value).__name__}, which is no tensor: a stack file's outputs "
+                            "are tensors")  # fmt: skip
+
+    def lines(self) -> list[Any]:
+        """The whole stack: each step's items, a From before a step that reads another tensor than the current
+        one, the Saves and Dims each tensor needs right after the step that makes it; where branches leave one
+        tensor and meet again with nothing else reading them, a Residual or Parallel block."""
+        outputs = self.outputs()
+        named = [(key, self.real(item)) for key, item in outputs]
+        steps = self.blocks(self.steps)
+        entries, current = self.render(steps, self.input)
+        ending: list[Any] = []
+        if len(named) == 1 and named[0][0] is None:
+            if named[0][1] is not current:
+                ending.append(_Line("From", self.name(named[0][1])))
+        else:
+            for key, item in named:
+                if item is not current:
+                    ending.append(_Line("From", self.name(item)))
+                ending.append(_Line("Output", str(key)))
+                current = item
+        self.finish_dims()
+        out = self.resolve([_After(self.input), *entries, *ending])
+        referenced = set()
+        for line in _walk(out):
+            if line.type == "From":
+                referenced.add(line.arguments)
+            elif isinstance(line.arguments, dict) and "with" in line.arguments:
+                names = line.arguments["with"]
+                referenced.update(names if isinstance(names, list) else [names])
+        return _prune(out, referenced)
+
+    def render(self, steps: list[_Step], current: Any) -> tuple[list[Any], Any]:
+        """Steps as entries (items, blocks, and markers for the items written after a node), from ``current``."""
+        entries: list[Any] = []
+        for step in steps:
+            if step.primary == "keep":
+                entries += step.lines
+                continue
+            if step.commutes:
+                if step.primary is not current and step.others[0] is current:
+                    step.primary, step.others = step.others[0], [step.primary]
+                step.lines[0].arguments["with"] = self.name(step.others[0])
+            if step.primary is not None and step.primary is not current:
+                entries.append(_Line("From", self.name(step.primary)))
+            if step.branches is not None:
+                rendered = [self.render(branch, step.primary)[0] for branch in step.branches]
+                entries.append(_Block(step.lines[0].type, step.lines[0].arguments, rendered, step.lines[0].comment))
+            else:
+                entries += step.lines
+            entries.append(_After(step.node))
+            for part in self.parts.get(step.node, {}).values():
+                entries.append(_After(part))
+            current = step.last
+        return entries, current
+
+    def resolve(self, entries: list[Any]) -> list[Any]:
+        """The entries with each marker replaced by the items written after its node (Saves, Dims)."""
+        out: list[Any] = []
+        for entry in entries:
+            if isinstance(entry, _After):
+                out += self.after.get(entry.node, [])
+            elif isinstance(entry, _Block):
+                entry.branches = [self.resolve(branch) for branch in entry.branches]
+                out.append(entry)
+            else:
+                out.append(entry)
+        return out
+
+    # -- blocks -----------------------------------------------------------------------------------------------
+
+    def tensor_users(self, node: Any) -> list[Any]:
+        """The nodes that read a node's tensor (not its sizes, not a branch marker)."""
+        users = []
+        for user in node.users:
+            if user.target in (_guard,) or (user.op == "call_function" and user.target is getattr) or (
+                    user.op == "call_method" and user.target in ("size", "dim")):  # fmt: skip
+                continue
+            if user in self.alias:
+                users += self.tensor_users(user)
+                continue
+            users.append(user)
+        return users
+
+    def blocks(self, steps: list[_Step]) -> list[_Step]:
+        """Joins whose inputs are chains of steps from one fork, with nothing else reading them, as blocks: a
+        Residual for an Add (body and shortcut), a Parallel for a Mul or a Concat (one branch per input)."""
+        out: list[_Step] = []
+        for step in steps:
+            block = self.block(out, step)
+            if block is None:
+                out.append(step)
+            else:
+                out = block
+        return out
+
+    def block(self, out: list[_Step], join: _Step) -> list[_Step] | None:
+        kind = join.lines[0].type if len(join.lines) == 1 else None
+        if kind not in ("Add", "Mul", "Concat") or join.primary in (None, "keep") or join.branches is not None:
+            return None
+        inputs = [join.primary, *join.others]
+        producer = {self.real(step.node): index for index, step in enumerate(out) if step.primary != "keep"}
+        owner: dict[Any, int] = {}
+        for index, step in enumerate(out):
+            for inner in _inner(step):
+                owner[self.real(inner)] = index
+        owner[self.real(join.node)] = len(out)
+
+        def readers(node: Any) -> set[Any]:
+            """The top-level steps that read a node's tensor (a block counts once, whatever reads it inside)."""
+            return {owner.get(self.real(user), user) for user in self.tensor_users(node)}
+
+        chains: list[list[int]] = []
+        forks = set()
+        for item in inputs:
+            chain: list[int] = []
+            node = self.real(item)
+            while True:
+                index = producer.get(node)
+                if index is None or len(readers(node)) != 1:
+                    break
+                step = out[index]
+                if step.others or step.primary is None or step.last is not step.node:
+                    break
+                chain.insert(0, index)
+                node = step.primary
+            forks.add(node)
+            chains.append(chain)
+        if len(forks) != 1 or not any(chains):
+            return None
+        fork = forks.pop()
+        taken = sorted(index for chain in chains for index in chain)
+        if len(set(taken)) != len(taken):
+            return None
+        start = producer.get(fork, -1) + 1
+        if taken != list(range(start, len(out))) or (fork is not self.input and fork not in producer):
+            return None
+        if not readers(fork) <= {chain[0] for chain in chains if chain} | {len(out)}:
+            return None
+        branches = [[out[index] for index in chain] for chain in chains]
+        if kind == "Add" and len(branches) == 2:
+            body, shortcut = sorted(branches, key=len, reverse=True)
+            line = _Line("Residual", None)
+            parts = [body, shortcut] if shortcut else [body]
+        else:
+            arguments: dict[str, Any] = {"join": kind}
+            if kind == "Concat":
+                arguments["dim"] = join.lines[0].arguments.get("dim", 1)
+            line = _Line("Parallel", arguments)
+            parts = branches
+        compound = _Step(join.node, [line], fork, [], {}, join.last)
+        compound.branches = parts
+        return [*out[:start], compound]
+
+
+@dataclass
+class _After:
+    """Where the items written after a node's step go (its Save, its Dims), filled in once all are known."""
+
+    node: Any
+
+
+@dataclass
+class _Block:
+    """A Residual or Parallel block of the file: its arguments and its branches, each a list of entries."""
+
+    type: str
+    arguments: dict[str, Any] | None
+    branches: list[list[Any]]
+    comment: str | None = None
+
+
+def _inner(step: _Step) -> Iterator[Any]:
+    """The nodes a step stands for: its own, and those of the steps in its branches."""
+    yield step.node
+    for branch in step.branches or ():
+        for inner in branch:
+            yield from _inner(inner)
+
+
+def _walk(entries: list[Any]) -> Iterator[_Line]:
+    for entry in entries:
+        if isinstance(entry, _Block):
+            for branch in entry.branches:
+                yield from _walk(branch)
+        else:
+            yield entry
+
+
+def _prune(entries: list[Any], referenced: set[str]) -> list[Any]:
+    """The entries without the Saves nothing reads (a join a block now makes read them by name)."""
+    out = []
+    for entry in entries:
+        if isinstance(entry, _Line) and entry.type == "Save" and entry.arguments not in referenced:
+            continue
+        if isinstance(entry, _Block):
+            entry.branches = [_prune(branch, referenced) for branch in entry.branches]
+        out.append(entry)
+    return out
+
+
+def _render(entries: list[Any], indent: str) -> list[str]:
+    """The entries as the lines of a YAML block list."""
+    lines = []
+    for entry in entries:
+        if isinstance(entry, _Line):
+            lines.append(f"{indent}- {entry.text()}")
+            continue
+        comment = f"  # {entry.comment}" if entry.comment else ""
+        lines.append(f"{indent}- {entry.type}:{comment}")
+        inner = indent + "    "
+        for key, item in (entry.arguments or {}).items():
+            lines.append(f"{inner}{key}: {_yaml(item)}")
+        if entry.type == "Residual":
+            for key, branch in zip(("body", "shortcut"), entry.branches):
+                lines.append(f"{inner}{key}:")
+                lines += _render(branch, inner + "  ")
+        else:
+            lines.append(f"{inner}branches:")
+            for branch in entry.branches:
+                if not branch:
+                    lines.append(f"{inner}  - []")
+                    continue
+                body = _render(branch, inner + "    ")
+                lines.append(f"{inner}  - {body[0].lstrip()}")
+                lines += body[1:]
+        del comment
+    return lines
+
+
+class _LazySizes(list):  # type: ignore[type-arg]
+    """A list of sizes whose items start as a tensor's dims, each named (by ``make``) only when it is read."""
+
+    def __init__(self, make: Callable[[int], Any], rank: int) -> None:
+        super().__init__(_Unnamed(axis) for axis in range(rank))
+        self.make = make
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        item = super().__getitem__(index)
+        if isinstance(item, _Unnamed):
+            item = self.make(item.axis)
+            super().__setitem__(index, item)
+        return item
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self)))
+
+
+@dataclass(frozen=True)
+class _Unnamed:
+    axis: int
+
+
+def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:
+    """The length of ``x[start:stop]`` along a dim of ``size`` (``traced`` at the traced input)."""
+    if stop is None:
+        stop = size
+    elif isinstance(stop, int) and stop < 0:
+        stop = _binary("+", _SUM, size, stop)
+    elif isinstance(stop, int) and stop > traced:
+        stop = _Expr(f"min({stop}, {_wrap(size, 0)})", _ATOM)
+    if isinstance(start, int) and start < 0:
+        start = _binary("+", _SUM, size, start)
+    if isinstance(stop, int) and isinstance(start, int):
+        return stop - start
+    return _binary("-", _SUM, stop, start) if start != 0 else stop
+
+
+def _negate(expression: _Expr) -> str:
+    for symbol, opposite in _NEGATED.items():
+        marker = f" {symbol} "
+        if expression.strength == _COMPARE and marker in expression.text:
+            left, right = expression.text.split(marker, 1)
+            return f"{left} {opposite} {right}"
+    return f"{_wrap(expression, _COMPARE + 1)} == 0"
+
+
+def _is_tensor(value: Any) -> bool:
+    import torch
+
+    return hasattr(value, "meta") and isinstance(value.meta.get("value"), torch.Tensor)
+
+
+def _name(node: Any) -> str:
+    """The op's name: a method's, or a function's (``torch.flatten``, ``F.relu``, ``operator.add``)."""
+    if node.op == "call_method":
+        return str(node.target)
+    return getattr(node.target, "__name__", str(node.target))
+
+
+def _describe(node: Any) -> str:
+    if node.op == "call_method":
+        return f"the tensor method .{node.target}()"
+    if node.op == "call_function":
+        module = getattr(node.target, "__module__", None) or ""
+        name = getattr(node.target, "__name__", str(node.target))
+        for inner, public in _PUBLIC.items():  # torch._C._fft.fft_rfft2 is torch.fft.rfft2 to its user
+            if module.startswith(inner):
+                module, name = public[0], name.removeprefix(public[1])
+        if module in ("_operator", "operator"):
+            return f"the operator {name}"
+        return f"the function {module + '.' if module else ''}{name}"
+    if node.op == "call_module":
+        return f"the module {node.target}"
+    return f"{node.op} {node.target}"
+
+
+_PUBLIC = {
+    "torch._C._fft": ("torch.fft", "fft_"),
+    "torch._C._linalg": ("torch.linalg", "linalg_"),
+    "torch._C._special": ("torch.special", "special_"),
+    "torch._C._nn": ("torch.nn.functional", ""),
+    "torch._C._VariableFunctions": ("torch", ""),
+}
+"""Where torch's compiled functions are, and the names users call them by."""
+
+
+def _plain(value: Any) -> Any:
+    """A module's argument as a stack file writes it: tuples as lists."""
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _drop_defaults(kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The arguments that differ from torch's defaults; a per-axis list of one value written as that value."""
+    declared = {arg.name: arg for arg in LAYERS[kind].args}
+    out = {}
+    for key, item in arguments.items():
+        arg = declared.get(key)
+        if arg is None:
+            continue
+        if arg.type in (Type.PER_AXIS, Type.PADDING) and isinstance(item, list) and item and len(set(item)) == 1 \
+                and not (kind.startswith(("ZeroPad", "ReflectionPad", "ReplicationPad", "CircularPad",
+                                          "ConstantPad"))):  # fmt: skip
+            item = item[0]
+        if arg.default is not REQUIRED and _same(item, arg.default):
+            continue
+        out[key] = item
+    return out
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(default, (list, tuple)) or isinstance(value, list):
+        return _plain(value) == _plain(default)
+    return (type(value) is type(default) and value == default) or value is default
+
+
+def _module_arguments(kind: str, module: Any) -> dict[str, Any]:
+    """A module's constructor arguments as the catalogue names them, read from its attributes; inferred ones and
+    defaults left out."""
+    arguments: dict[str, Any] = {}
+    for arg in LAYERS[kind].args:
+        if arg.infer is not None:
+            continue
+        value = _attribute(module, kind, arg.name)
+        if value is _MISSING:
+            continue
+        arguments[arg.name] = _plain(value)
+    if kind == "PReLU":
+        arguments.pop("init", None)
+    return _drop_defaults(kind, arguments)
+
+
+_MISSING = object()
+
+
+def _attribute(module: Any, kind: str, name: str) -> Any:
+    if kind == "MultiheadAttention":
+        if name == "bias":
+            return module.in_proj_bias is not None
+        if name == "add_bias_kv":
+            return module.bias_k is not None
+        if name in ("kdim", "vdim"):
+            return None
+    if name == "bias" and kind.startswith(("BatchNorm", "InstanceNorm")):
+        return _MISSING if not getattr(module, "affine", True) else getattr(module, "bias", None) is not None
+    if name == "bias" and LAYERS[kind].args and any(arg.name == "bias" and arg.type is Type.BOOL
+                                                    for arg in LAYERS[kind].args):  # fmt: skip
+        return getattr(module, "bias", None) is not None
+    if kind == "Upsample" and name == "scale_factor":
+        value = getattr(module, name, None)
+        return float(value) if isinstance(value, int) else value
+    return getattr(module, name, _MISSING)
+
+
+def _functional_arguments(name: str, bound: dict[str, Any], tensors: dict[str, Any], input_value: Any,
+                          value: Any) -> tuple[str | None, dict[str, Any]]:  # fmt: skip
+    """The layer a functional call with a module's tensors is, and its arguments."""
+    if name == "linear":
+        weight = tensors["weight"].meta["value"]
+        return "Linear", _drop_defaults("Linear", {"out_features": weight.shape[0], "bias": "bias" in tensors})
+    if name == "layer_norm":
+        shape = [int(size) for size in bound["normalized_shape"]]
+        arguments = {"normalized_shape": shape, "eps": bound["eps"], "elementwise_affine": "weight" in tensors,
+                     "bias": "bias" in tensors or "weight" not in tensors}  # fmt: skip
+        return "LayerNorm", _drop_defaults("LayerNorm", arguments)
+    if name == "group_norm":
+        arguments = {"num_groups": bound["num_groups"], "eps": bound["eps"], "affine": "weight" in tensors}
+        return "GroupNorm", _drop_defaults("GroupNorm", arguments)
+    if name.startswith("conv"):
+        weight = tensors["weight"].meta["value"]
+        dims = int(name[-2])
+        padding = bound["padding"]
+        arguments = {
+            "out_channels": weight.shape[0],
+            "kernel_size": list(weight.shape[2:]),
+            "stride": _plain(bound["stride"]),
+            "padding": _plain(padding),
+            "dilation": _plain(bound["dilation"]),
+            "groups": bound["groups"],
+            "bias": "bias" in tensors,
+        }
+        return f"Conv{dims}d", _drop_defaults(f"Conv{dims}d", arguments)
+    return None, {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole import
+
+
+def import_module(module: Any, input_shape: Sequence[int], *, title: str | None = None) -> Imported:
+    """Trace ``module`` at ``input_shape`` (batch first) and write it as a stack file.
+
+    The module is not changed: it is traced with meta copies of its tensors. The
+    text is the stack file; ``result`` its run at ``input_shape`` (the same
+    shape, parameters, buffers and MACs torch gives there).
+    """
+    shape = tuple(int(size) for size in input_shape)
+    was_training = module.training
+    module.eval()
+    try:
+        graph = _trace(module, shape)
+        convert = _Convert(graph, module, shape)
+        convert.convert()
+        lines = convert.lines()
+    finally:
+        module.train(was_training)
+    unused = _unused(module, graph)
+    renamed = sorted({line.module for line in _walk(lines) if line.module and not _MODULE_NAME.fullmatch(line.module)})
+    for line in _walk(lines):
+        if line.module in renamed:
+            line.module = module_key(line.module)
+    if renamed:
+        convert.notes.append(f"{len(renamed)} module names have characters a module: key does not take, such as "
+                             f"{renamed[0]!r}: each is written with _ in their place ({module_key(renamed[0])!r}), so "
+                             "the module --emit torch writes takes the original's state_dict with its keys renamed "
+                             "the same way (convcalc.importer.module_key)")  # fmt: skip
+    notes = list(dict.fromkeys(convert.notes))
+    header = _header(module, shape, title, unused, notes)
+    text = "\n".join([*header, f"input: {_yaml(list(shape))}", "layers:", *_render(lines, "  ")])
+    text += "\n"
+    result = _run(text, title or type(module).__name__)
+    expected = sum(p.numel() for p in module.parameters()) - sum(count for _, count in unused)
+    if result.total_params != expected:
+        notes.append(f"the file holds {result.total_params:,} parameters and the module {expected:,} (those its "
+                     "forward calls): some were not mapped")  # fmt: skip
+    for note in notes:
+        if note.startswith("the file holds"):
+            raise ImportRefused(note)
+    return Imported(text=text, result=result, unused=tuple(unused), notes=tuple(notes))
+
+
+def _trace(module: Any, shape: tuple[int, ...]) -> Any:
+    import torch
+
+    tracer_class = _tracer_class()
+    example = torch.empty(shape, device="meta")
+    tracer = tracer_class(module, example)
+    try:
+        with torch.device("meta"), torch.no_grad(), _unwrapped():
+            graph = tracer.trace(module)
+    except ImportRefused:
+        raise
+    except _Refused as refused:
+        error = refused.error
+        if isinstance(error, AssertionError):
+            raise ImportRefused(f"the model refuses the input {'x'.join(map(str, shape))}: {error}"
+                                f"{_at(refused.node)}") from None  # fmt: skip
+        raise ImportRefused(_refusal(f"{_describe(refused.node)} failed on the meta device ({type(error).__name__}: "
+                                     f"{_first_line(error)})", refused.node,
+                                     "an op that runs on the meta device")) from None  # fmt: skip
+    except Exception as error:  # torch.fx's own refusals (TraceError, len() and the like)
+        source = _innermost(error)
+        raise ImportRefused(f"torch.fx cannot trace the model ({type(error).__name__}: {_first_line(error)})"
+                            f"{f' ({source})' if source else ''}: no stack file was written; it would take code "
+                            "torch.fx can trace") from None  # fmt: skip
+    for node in graph.nodes:  # tensors torch.fx lifted from arguments (a buffer passed to a function) got no value
+        if node.op == "get_attr" and "value" not in node.meta:
+            node.meta["value"] = tracer.run("get_attr", node.target, (), {}, node)
+    for frozen_node, value, source in tracer.frozen:
+        frozen_node.meta.setdefault("frozen", (value, source))
+    graph.owning_module = None
+    return graph
+
+
+@contextlib.contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Functions that models mark ``torch.fx.wrap`` (torchvision's ``shifted_window_attention``, MViT's
+    ``_unsqueeze``) traced through rather than kept whole: their insides are ops a stack file can say, and the
+    sizes they compute from tensors become expressions."""
+    from torch.fx import _symbolic_trace
+
+    table = _symbolic_trace._wrapped_fns_to_patch
+    kept = dict(table)
+    table.clear()
+    try:
+        yield
+    finally:
+        table.update(kept)
+
+
+def _at(node: Any) -> str:
+    source = node.meta.get("source") if node is not None else None
+    module = _module_path(node) if node is not None else ""
+    return (f" (in {module})" if module else "") + (f" ({source})" if source else "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _innermost(error: BaseException) -> _Source | None:
+    import linecache
+    import traceback
+
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        name = frame.filename.replace("\\", "/")
+        if "/torch/" not in name and not name.endswith("convcalc/importer.py"):
+            found = _Source(name, frame.lineno or 0, linecache.getline(name, frame.lineno or 0).strip())
+    return found
+
+
+def _unused(module: Any, graph: Any) -> list[tuple[str, int]]:
+    """The modules with parameters that forward never reaches, outermost first, with their parameter counts."""
+    reached: set[str] = set()
+    leaves = {str(node.target) for node in graph.nodes if node.op == "call_module"}
+    for node in graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            path = str(node.target)
+            reached.add(path)
+            while "." in path:
+                path = path.rsplit(".", 1)[0]
+                reached.add(path)
+    unused = []
+    for name, child in module.named_modules():
+        if not name or name in reached or any(name.startswith(leaf + ".") for leaf in leaves):
+            continue
+        if any(name.startswith(other + ".") for other, _ in unused):
+            continue
+        count = sum(p.numel() for p in child.parameters())
+        if count:
+            unused.append((name, count))
+    return unused
+
+
+def _header(module: Any, shape: tuple[int, ...], title: str | None, unused: list[tuple[str, int]],
+            notes: list[str]) -> list[str]:  # fmt: skip
+    size = "x".join(map(str, shape))
+    params = sum(p.numel() for p in module.parameters())
+    lines = [f"# {title or type(module).__name__} ({type(module).__name__}), imported by convcalc at {size}: "
+             f"{params:,} parameters."]  # fmt: skip
+    for name, count in unused:
+        lines.append(f"# {name}: {count:,} parameters that forward never calls (in eval mode), not in this file.")
+    for note in notes:
+        lines.append(f"# Note: {note}.")
+    return lines
+
+
+def _run(text: str, name: str) -> StackResult:
+    from convcalc.network import run_stack
+    from convcalc.stackfile import load_stack
+
+    try:
+        shape, specs = load_stack(text, name)
+    except ConvcalcError as error:
+        raise ImportRefused(f"the imported file does not read back (a bug in convcalc import): {error}") from None
+    result = run_stack(shape, specs)
+    if result.error is not None:
+        raise ImportRefused(f"convcalc cannot run the imported file at its own input: {result.error}")
+    return result

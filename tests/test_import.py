@@ -1,0 +1,362 @@
+"""``convcalc import``: models from PyTorch code as stack files, checked against torch itself.
+
+One model of each family torchvision has (the whole zoo is benchmarks/zoo.py's): the file's output shape,
+parameters, buffers and MACs equal torch's at the traced input (MACs: FlopCounterMode FLOPs / 2 on the meta
+device), and at a second input the file gives torch's answer or refuses where torch does; the module
+``--emit torch`` writes for it loads the original's ``state_dict()`` with ``strict=True`` and computes the
+original's outputs. The oracle is torch running the original model: nothing of convcalc's goes into it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from convcalc.cli import main
+from convcalc.errors import ConvcalcError
+from convcalc.importer import ImportRefused, import_module
+from tests.profiles import scaled
+from tests.torchvision_models import models, torchvision
+
+ROOT = Path(__file__).parent.parent
+_spec = importlib.util.spec_from_file_location("zoo", ROOT / "benchmarks" / "zoo.py")
+assert _spec is not None and _spec.loader is not None
+zoo = importlib.util.module_from_spec(_spec)
+sys.modules["zoo"] = zoo  # dataclasses look their module up there
+_spec.loader.exec_module(zoo)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One thread: on a loaded 2-core machine, two threads made small float64 forwards several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def imported(build: Any, shape: tuple[int, ...]) -> tuple[Any, Any]:
+    """The model built on the meta device, and its import at ``shape``."""
+    with torch.device("meta"):
+        model = build()
+    return model, import_module(model, shape, title="test")
+
+
+def assert_faithful(build: Any, shape: tuple[int, ...], second: tuple[int, ...], small: list[tuple[int, ...]],
+                    outputs: bool = True) -> Any:  # fmt: skip
+    """Counts equal torch's at ``shape`` and ``second``; the emitted module takes the state_dict and computes the
+    original's outputs at the first of ``small`` the model takes."""
+    model, result = imported(build, shape)
+    assert zoo.check_counts(model, result, shape, second) == []
+    problems, checked = zoo.check_outputs(build, result, small, run=outputs)
+    assert problems == [], problems
+    assert "state_dict loads (strict)" in checked
+    if outputs:
+        assert "outputs equal" in checked, checked
+    return result
+
+
+def test_resnet18_exact_named_and_faithful() -> None:
+    result = assert_faithful(lambda: models().resnet18(), (1, 3, 224, 224), (2, 3, 160, 192), [(1, 3, 64, 64)])
+    text = result.text
+    assert "module: conv1}" in text and "module: layer1.0.conv1}" in text and "module: fc}" in text
+    assert result.result.total_params == 11_689_512
+    assert result.unused == ()
+
+
+def test_resnet50_through_the_cli(tmp_path: Path) -> None:
+    torchvision()  # imported through the tests' helper first; the command imports torchvision.models itself
+    out = tmp_path / "resnet50.yaml"
+    run = CliRunner().invoke(main, ["import", "torchvision.models:resnet50", "--input", "1x3x224x224", "-o",
+                                    str(out), "--table"])  # fmt: skip
+    assert run.exit_code == 0, run.output
+    assert "25,557,032" in run.stdout and "4,089,184,256" in run.stdout  # torchvision's params and MACs
+    listed = CliRunner().invoke(main, ["stack", str(out), "-q"])
+    assert (listed.exit_code, listed.stdout) == (0, "1x1000\n")
+    emitted = CliRunner().invoke(main, ["stack", str(out), "--emit", "torch"])
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(emitted.stdout, "emitted.py", "exec"), namespace)
+    original = models().resnet50()
+    copy = namespace["Network"]()
+    copy.load_state_dict(original.state_dict(), strict=True)
+    assert [(k, v.shape) for k, v in copy.state_dict().items()] == [
+        (k, v.shape) for k, v in original.state_dict().items()
+    ]
+
+
+def test_mobilenet_v3_small() -> None:
+    assert_faithful(lambda: models().mobilenet_v3_small(), (1, 3, 224, 224), (1, 3, 256, 256), [(1, 3, 64, 64)])
+
+
+def test_vit_b_16_at_224_refuses_256_as_torch_does() -> None:
+    model, result = imported(lambda: models().vit_b_16(), (1, 3, 224, 224))
+    assert zoo.check_counts(model, result, (1, 3, 224, 224), (1, 3, 256, 256)) == []
+    assert 'Check: {condition: "H == 224"' in result.text
+    from convcalc.fitting import run_network
+    from convcalc.stackfile import load_stack
+
+    shape, specs = load_stack(result.text, "vit")
+    other = run_network(shape, specs, (1, 3, 256, 256), suggest=False)
+    assert other.error is not None and "Wrong image height! Expected 224" in str(other.error)
+    assert zoo.meta_run(model, (1, 3, 256, 256)) is None  # torch refuses it too
+    assert result.result.total_macs == 17_563_828_224
+
+
+def test_efficientnet_b0() -> None:
+    result = assert_faithful(lambda: models().efficientnet_b0(), (1, 3, 224, 224), (1, 3, 240, 240),
+                             [(1, 3, 64, 64)])  # fmt: skip
+    assert "StochasticDepth" in result.text
+
+
+def test_densenet121() -> None:
+    assert_faithful(lambda: models().densenet121(), (1, 3, 224, 224), (1, 3, 256, 256), [(1, 3, 64, 64)])
+
+
+def test_segmentation_resizes_to_the_input_at_any_size() -> None:
+    build = lambda: models().segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None)  # noqa: E731
+    result = assert_faithful(build, (1, 3, 520, 520), (1, 3, 480, 640), [(1, 3, 64, 96)])
+    assert "Output: out" in result.text
+    assert "size: [H, W]" in result.text  # F.interpolate(size=x.shape[-2:]): the input's own size, not 520
+
+
+def test_video_r3d_18() -> None:
+    result = assert_faithful(lambda: models().video.r3d_18(), (1, 3, 16, 112, 112), (1, 3, 8, 128, 128),
+                             [(1, 3, 4, 32, 32)])  # fmt: skip
+    assert (
+        "Conv3d: {out_channels: 64, kernel_size: [3, 7, 7], stride: [1, 2, 2], padding: [1, 3, 3], bias: false, "
+        "module: stem.0}" in result.text
+    )  # torchvision's Conv3DSimple: a Conv3d subclass, one layer
+
+
+def test_fpn_backbone_names_its_outputs() -> None:
+    backbones = models().detection.backbone_utils
+    result = assert_faithful(lambda: backbones.resnet_fpn_backbone(backbone_name="resnet18", weights=None),
+                             (1, 3, 800, 800), (1, 3, 800, 1216), [(1, 3, 64, 96)])  # fmt: skip
+    assert list(result.result.outputs) == ["0", "1", "2", "3", "pool"]
+    assert "FrozenBatchNorm2d" in result.text
+
+
+MODEL_FILE = """
+import torch
+from torch import nn
+
+
+class Spectral(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return torch.fft.rfft2(x).abs()
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = self.body(x)
+        x = x.mean(dim=(2, 3))
+        return self.head(x.view(x.size(0), -1))
+
+
+class Branchy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        if x.sum() > 0:
+            return self.conv(x)
+        return x
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten())
+"""
+
+
+def line_of(code: str) -> int:
+    """The line of MODEL_FILE that holds ``code``."""
+    return next(number for number, line in enumerate(MODEL_FILE.splitlines(), 1) if code in line)
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "nets.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def test_an_op_no_stack_file_can_say_is_one_error_line(model_file: Path) -> None:
+    run = CliRunner().invoke(main, ["import", f"{model_file}:Spectral", "--input", "1x3x16x16"])
+    assert run.exit_code == 1
+    assert run.stdout == ""
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert "torch.fft.rfft2" in lines[0] or "fft_rfft2" in lines[0]
+    assert f"nets.py, line {line_of('torch.fft.rfft2')}: return torch.fft.rfft2(x).abs()" in lines[0]
+    assert "it would take" in lines[0]
+    assert "Traceback" not in run.output
+
+
+def test_data_dependent_control_flow_is_refused(model_file: Path) -> None:
+    run = CliRunner().invoke(main, ["import", f"{model_file}:Branchy", "--input", "1x1x8x8"])
+    assert run.exit_code == 1
+    assert run.stderr.startswith("Error: control flow on a tensor's values (data-dependent)")
+    assert f"nets.py, line {line_of('x.sum()')}: if x.sum() > 0:" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+
+
+def test_a_file_target_writes_a_stack_file(model_file: Path, tmp_path: Path) -> None:
+    run = CliRunner().invoke(main, ["import", f"{model_file}:Net", "--input", "2x1x8x8"])
+    assert run.exit_code == 0, run.output
+    assert re.search(r"Dims: \[(\w+), _\]\n  - view: \[\1, -1\]", run.stdout)  # x.view(x.size(0), -1): the batch
+    path = tmp_path / "net.yaml"
+    path.write_text(run.stdout)
+    for shape, expected in (("2x1x8x8", "2x10"), ("5x1x13x9", "5x10")):
+        listed = CliRunner().invoke(main, ["stack", str(path), "--input", shape, "-q"])
+        assert (listed.exit_code, listed.stdout) == (0, f"{expected}\n")
+    function = CliRunner().invoke(main, ["import", f"{model_file}:build", "--input", "1x1x5x5", "-o",
+                                         str(tmp_path / "b.yaml")])  # fmt: skip
+    assert function.exit_code == 0 and function.stdout == ""
+    assert "Flatten" in (tmp_path / "b.yaml").read_text()
+
+
+def test_bad_targets_are_one_line() -> None:
+    for target, words in (
+        ("nowhere", "is not TARGET"),
+        ("no_such_package_x:net", "cannot import it"),
+        ("missing.py:Net", "no such file"),
+        ("convcalc.errors:ConvcalcError", "not a torch.nn"),
+    ):
+        run = CliRunner().invoke(main, ["import", target, "--input", "1x3x8x8"])
+        assert run.exit_code == 1, target
+        assert run.stderr.startswith("Error: ") and words in run.stderr, run.stderr
+        assert len(run.stderr.splitlines()) == 1
+
+
+def test_the_module_is_not_changed_and_a_cpu_module_is_traced_on_meta() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    result = import_module(model, (1, 3, 9, 9))
+    assert model.training
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    assert all(not value.is_meta for value in model.state_dict().values())
+    assert result.result.output == (1, 4, 7, 7)
+
+
+def test_importing_convcalc_and_the_help_never_load_torch() -> None:
+    code = ("import sys\nfrom convcalc.cli import main\ntry:\n    main(['import', '--help'])\nexcept SystemExit:\n"
+            "    pass\nimport convcalc\nprint('torch' in sys.modules)\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "False"
+    assert "TARGET" in out.stdout
+
+
+class _Small(nn.Module):
+    """A random stack of layers and functional steps, to compare with torch at two sizes."""
+
+    def __init__(self, plan: list[tuple[str, int]]) -> None:
+        super().__init__()
+        self.plan = plan
+        self.layers = nn.ModuleList()
+        channels = 3
+        for kind, value in plan:
+            if kind == "conv":
+                self.layers.append(nn.Conv2d(channels, value, 3, padding=value % 2, stride=1 + value % 2))
+                channels = value
+            elif kind == "pool":
+                self.layers.append(nn.MaxPool2d(2, ceil_mode=bool(value % 2)))
+            else:
+                self.layers.append(nn.Identity())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for (kind, value), layer in zip(self.plan, self.layers):
+            if kind == "skip":
+                x = torch.cat([x, torch.relu(x)], dim=1)
+            elif kind == "resize":
+                x = nn.functional.interpolate(x, size=(x.shape[-2] + value, x.shape[-1]), mode="nearest")
+            else:
+                x = layer(x)
+        return x.flatten(1)
+
+
+@settings(max_examples=scaled(15))
+@given(st.lists(st.tuples(st.sampled_from(["conv", "pool", "skip", "resize"]), st.integers(1, 6)), max_size=5),
+       st.integers(24, 40))  # fmt: skip
+def test_small_models_follow_torch_at_other_sizes(plan: list[tuple[str, int]], size: int) -> None:
+    model = _Small(plan)
+    try:
+        result = import_module(model, (1, 3, 32, 32))
+    except ConvcalcError:
+        assert zoo.meta_run(model, (1, 3, 32, 32)) is None  # refused only where torch refuses
+        return
+    assert zoo.check_counts(model, result, (1, 3, 32, 32), (2, 3, size, size + 3)) == []
+
+
+def test_unused_modules_are_reported_not_counted() -> None:
+    class WithAux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.aux = nn.Linear(10, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x)
+
+    result = import_module(WithAux(), (1, 3, 8, 8))
+    assert result.unused == (("aux", 110),)
+    assert "# aux: 110 parameters that forward never calls" in result.text
+    assert result.result.total_params == 112
+
+
+def test_refusal_is_a_convcalc_error() -> None:
+    class Fourier(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.fft.rfft2(x).real
+
+    with pytest.raises(ImportRefused, match=r"rfft2.*test_import\.py, line \d+: return torch\.fft\.rfft2"):
+        import_module(Fourier(), (1, 3, 8, 8))
+    assert issubclass(ImportRefused, ConvcalcError)
+
+
+def test_swin_t_through_its_wrapped_attention() -> None:
+    """torch.fx.wrap'ed shifted_window_attention traced through: F.linear on the module's weights, the relative
+    position index as a Buffer, the mask torchvision builds with slice assignments as one Constant, the patch
+    merging's x[..., 0::2, 0::2, :] as a reshape and a select. Its Python branches on the padded size; the file
+    follows the branch taken at 224 and says so, so it refuses 256 (where torch takes the other branch)."""
+    build = lambda: models().swin_t()  # noqa: E731
+    model, result = imported(build, (1, 3, 224, 224))
+    problems = zoo.check_counts(model, result, (1, 3, 224, 224), (1, 3, 256, 256))
+    assert len(problems) == 1 and problems[0].startswith(zoo.PATH), problems
+    assert "kind: shifted_window_mask" in result.text and "kind: relative_position_index" in result.text
+    assert "Check: {condition:" in result.text and "line 160: if window_size[0] >= pad_H:" in result.text
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 128, 128)], run=True)
+    assert problems == [] and "outputs equal at 1x3x128x128" in checked, (problems, checked)
+
+
+def test_an_in_place_update_is_refused_not_lost() -> None:
+    class Bias(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = x.view(x.size(0), -1)
+            x[:, :, 1:] += 1.0  # changes y too: a file of steps would lose it
+            return y * 2
+
+    with pytest.raises(ImportRefused, match=r"an assignment into a tensor .*line \d+: x\[:, :, 1:\] \+= 1\.0"):
+        import_module(Bias(), (1, 3, 4, 4))

@@ -8,10 +8,23 @@ escaped, so no name can style or steer the terminal. Machine output
 and this module is imported only to draw a table: rich costs a few tens of
 milliseconds to import.
 
-Where a stack's table is wider than the terminal, the columns jump, RF, ``!``,
-``#`` and MACs are hidden, in that order and only as many as needed, and a line
-above the table says so; the arguments wrap between words. Written to a pipe or
-a file, with no width set, a table takes the width it needs: nothing is cut.
+A stack's table fits the terminal in steps, each taken only where the one
+before is still too wide, every row on one line wherever it can be:
+
+1. every column, the arguments in full (:func:`~convcalc.text.arguments_text`);
+2. an empty column hidden: one where no row has a value (``!`` in most tables);
+3. the arguments compact (:func:`~convcalc.text.compact_arguments_text`:
+   ``3→64 k7 s2 p3 -b``, ``->`` where the output cannot show the arrow);
+4. the columns of :data:`STACK_OPTIONAL` hidden one by one: jump, then RF, then
+   MACs;
+5. the compact arguments wrap between words, never inside brackets; a table
+   that still does not fit runs past the edge rather than cut a value.
+
+``#``, layer, arguments, output, params, ``!`` where a row has one, and
+``--verify``'s torch column are never hidden. A line above the table names what
+was hidden; the notes below it explain only the columns shown. Written to a pipe
+or a file, with no width set, a table takes the width it needs: every column,
+the arguments in full, nothing cut.
 """
 
 from __future__ import annotations
@@ -20,11 +33,12 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from rich import box
 from rich.cells import cell_len
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, OverflowMethod, RenderableType
+from rich.containers import Lines
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
@@ -34,6 +48,7 @@ from convcalc.summary import MB, compact, footer, lines, megabytes
 from convcalc.text import (
     arguments_text,
     check_text,
+    compact_arguments_text,
     field_text,
     printable,
     shape_text,
@@ -43,10 +58,10 @@ from convcalc.text import (
 )
 
 if TYPE_CHECKING:
-    from convcalc.fit import Fit
+    from convcalc.fitting import Fit
     from convcalc.layers import LayerResult
-    from convcalc.solve import Answer
-    from convcalc.stack import StackResult
+    from convcalc.network import StackResult
+    from convcalc.solver import Answer
     from convcalc.summary import Line
     from convcalc.verify import StackVerification, Verification
 
@@ -67,14 +82,23 @@ UNCOVERED_NOTE = "uncovered: input pixels at the end of an axis that no window r
 UNREAD_NOTE = "unread: input pixels that no window reads, at the ends of the axis and between the taps"
 UNKNOWN_NOTE = "?: not worked out (more than 65,536 classes of taps: a kernel and a stride both that large)"
 DROPPED_NOTE = "- 1: with ceil_mode, torch drops a last window that would start in the right padding"
-STACK_NOTES = (
-    "RF: receptive field, input pixels one output unit sees per spatial axis; jump: input pixels between "
-    "neighbouring output units. MACs: multiply-accumulates of conv, linear and attention layers. A block's row "
-    "counts everything inside it. K = 10**3, "
-    "M = 10**6, G = 10**9; MB = 1,000,000 bytes."
-)
-STACK_OPTIONAL = ["jump", "RF", "!", "#", "MACs"]
-"""The columns a stack table hides, in this order and only as many as needed, to fit the terminal."""
+STACK_COLUMN_NOTES = {
+    "RF": "RF: receptive field, input pixels one output unit sees per spatial axis",
+    "jump": "jump: input pixels between neighbouring output units",
+}
+"""The notes under a stack table on its RF and jump columns, each shown only with its column."""
+STACK_MACS_NOTE = "MACs: multiply-accumulates of conv, linear and attention layers."
+STACK_NOTES = "A block's row counts everything inside it. K = 10**3, M = 10**6, G = 10**9; MB = 1,000,000 bytes."
+UNREAD_MARK_NOTE = "!: the layer leaves input pixels that no window reads (at the end of an axis, or between the taps)"
+COMPACT_MARKS = {"-b": "-b: no bias (bias=False)", "dw": "dw: depthwise (groups = in_channels)"}
+"""The marks of the compact arguments, each explained under a table that shows it."""
+STACK_EMPTY = ("!", "RF", "jump")
+"""The columns a stack table hides first, all together, where no row has a value in them (``-``, a field of no
+spatial axis, counting as none): ``!`` in most tables, RF and jump in a network without spatial axes."""
+STACK_OPTIONAL = ("jump", "RF", "MACs")
+"""The columns a stack table hides next, once its arguments are compact, in this order and only as many as needed
+to fit the terminal: jump first (the effective stride, what the RF grows by), then the RF, then MACs, the count
+people compare networks by, last."""
 
 _UNLIMITED = 10_000
 """The width of a table written to a pipe or a file with no width set: as wide as it needs."""
@@ -111,17 +135,27 @@ def show(output: Console, *parts: RenderableType) -> None:
     output.file.flush()
 
 
-_CLOSING = re.compile(r"(?:\x1b\[[0-9;]*m)*$")
-"""The style codes that close a line."""
+_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+"""A style code."""
 
 
 def _trimmed(line: str) -> str:
-    """A line without the spaces at its end, also those before the style codes that close it: in time linear in
-    the line (a pattern that looks ahead of every run of spaces took quadratic time on a name of thousands of
-    characters, folded into lines of padding)."""
-    closing = _CLOSING.search(line)
-    start = closing.start() if closing else len(line)
-    return line[:start].rstrip(" ") + line[start:]
+    """A line without the spaces at its end, also those among the style codes that close it (rich pads an empty
+    bold cell with bold spaces): read backwards from the end, in time linear in the line (a pattern that looks
+    ahead of every run of spaces took quadratic time on a name of thousands of characters, folded into lines of
+    padding)."""
+    end = len(line)
+    codes = []
+    while end:
+        if line[end - 1] == " ":
+            end -= 1
+            continue
+        start = line.rfind("\x1b[", max(0, end - 64), end) if line[end - 1] == "m" else -1
+        if start < 0 or not _STYLE.fullmatch(line, start, end):
+            break
+        codes.append(line[start:end])
+        end = start
+    return line[:end] + "".join(reversed(codes))
 
 
 def isatty(stream: Any) -> bool:
@@ -138,16 +172,17 @@ def _text(value: str, style: str = "") -> Text:
 
 
 def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str | Text]], right: Sequence[str] = (),
-           wrap: Sequence[str] = (), *, unlimited: bool = False) -> Table:  # fmt: skip
+           wrap: Sequence[str] = (), *, whole: bool = False) -> Table:  # fmt: skip
     """A table in rich's SIMPLE_HEAD look. Only the ``wrap`` columns may break their cells (between words); the
     others are exactly as wide as their widest cell, so that rich never cuts a value short (and never measures
     their cells again, which is most of what drawing a table costs).
 
-    ``unlimited``: for an output of any width, where nothing wraps. The cells then come padded and justified
-    here, and rich draws them with no padding of its own: the same table, drawn in two thirds of the time."""
+    ``whole``: for a table where nothing wraps (in a pipe, or a stack's table that fits the terminal so). The cells
+    then come padded and justified here, and rich draws them with no padding of its own: the same table, drawn in
+    two thirds of the time. Otherwise a ``wrap`` column's cells never break inside brackets (:class:`_Unbroken`)."""
     heading = None if title is None else _text(title, "bold")
     table = Table(title=heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title_justify="center",
-                  padding=0 if unlimited else (0, 1))  # fmt: skip
+                  padding=0 if whole else (0, 1))  # fmt: skip
     cells: list[list[str | Text]] = [[cell if isinstance(cell, Text) else printable(cell) for cell in row]
                                      for row in rows]  # fmt: skip
     for number, column in enumerate(columns):
@@ -156,7 +191,7 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[st
         widest = max([cell_len(column), *widths])
         justify: Literal["left", "right"] = "right" if column in right else "left"
         header: str | Text = column
-        if unlimited:  # rich's padding, one space inside each column edge but the table's own, done here
+        if whole:  # rich's padding, one space inside each column edge but the table's own, done here
             before, after = " " * (number > 0), " " * (number < len(columns) - 1)
             for row, width in zip(cells, widths):
                 row[number] = _padded(row[number], widest - width, justify, before, after)
@@ -164,16 +199,86 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[st
             widest += len(before) + len(after)
         table.add_column(
             header,
-            justify="left" if unlimited else justify,
+            justify="left" if whole else justify,
             overflow="fold",
-            no_wrap=unlimited or column not in wrap,
-            width=widest if unlimited or column not in wrap else None,  # fixed: rich measures no cell of it again
+            no_wrap=whole or column not in wrap,
+            width=widest if whole or column not in wrap else None,  # fixed: rich measures no cell of it again
             header_style="bold",
             style="bold" if column == "output" else "",
         )
+    wrapping = [not whole and column in wrap for column in columns]
     for row in cells:
-        table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in row))
+        table.add_row(*((_Unbroken(cell) if wraps else Text(cell)) if isinstance(cell, str) else cell
+                        for cell, wraps in zip(row, wrapping)))  # fmt: skip
     return table
+
+
+class _Unbroken(Text):
+    """A cell that wraps between words as rich's ``Text`` does, but never inside brackets: a list such as
+    ``[0, 2, 1]`` or a shape such as ``(1, 64, 56, 56)`` is one unit, which moves to the next line whole."""
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        units = _units(self.plain)
+        return Measurement(max(cell_len(unit.rstrip(" ")) for unit in units), cell_len(self.plain))
+
+    def wrap(
+        self,
+        console: Console,
+        width: int,
+        *,
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        tab_size: int = 8,
+        no_wrap: bool | None = None,
+    ) -> Lines:
+        breaks = None if no_wrap or self.no_wrap or "\n" in self.plain else _breaks(_units(self.plain), width)
+        if breaks is None:  # a unit wider than the column: rich folds it (a table that fits never gets here)
+            return super().wrap(console, width, justify=justify, overflow=overflow, tab_size=tab_size, no_wrap=no_wrap)
+        lines = self.divide(breaks)
+        for line in lines:
+            line.rstrip_end(width)
+        justify = justify or self.justify
+        if justify:
+            lines.justify(console, width, justify=justify, overflow=overflow or self.overflow or "fold")
+        return lines
+
+
+def _units(text: str) -> list[str]:
+    """``text`` cut after each run of spaces that stands outside brackets: the pieces a line may break between,
+    each with the spaces after it."""
+    units = []
+    start = depth = 0
+    spaced = False
+    for at, char in enumerate(text):
+        if char == " " and not depth:
+            spaced = at > start
+            continue
+        if spaced:
+            units.append(text[start:at])
+            start, spaced = at, False
+        if char in "([":
+            depth += 1
+        elif char in ")]" and depth:
+            depth -= 1
+    units.append(text[start:])
+    return units
+
+
+def _breaks(units: list[str], width: int) -> list[int] | None:
+    """Where lines of at most ``width`` cells break ``units`` (offsets into their text), filling each line as rich
+    does; None where one unit is wider than ``width``."""
+    breaks = []
+    offset = used = 0
+    for unit in units:
+        length = cell_len(unit.rstrip(" "))
+        if length > width:
+            return None
+        if used and used + length > width:
+            breaks.append(offset)
+            used = 0
+        used += cell_len(unit)
+        offset += len(unit)
+    return breaks
 
 
 def _padded(text: str | Text, fill: int, justify: str, before: str, after: str) -> str | Text:
@@ -337,7 +442,7 @@ def stack_report(
         row = [
             str(node.id),
             _layer_name(line, output.options.ascii_only),
-            arguments_text(node.arguments, node.given, node.type),
+            printable(arguments_text(node.arguments, node.given, node.type)),
             shape_text(node.output),
             compact(line.params),
             compact(line.macs),
@@ -350,19 +455,23 @@ def stack_report(
             row.append("-" if check is None else check_text(check))
         cells.append(row)
     title = f"{shape_text(result.input)} -> {shape_text(result.output)}"
-    shown = list(columns)
-    hidden: list[str] = []
-    while True:
-        table = _stack_table(output, title, columns, shown, cells)
-        if _fits(output, table) or not any(column in shown for column in STACK_OPTIONAL):
-            break
-        column = next(column for column in STACK_OPTIONAL if column in shown)
-        shown.remove(column)
-        hidden.append(column)
+    layout = _Layout(shown=columns, hidden=(), empty=(), compact=None, wrap=False)
+    if output.width < _UNLIMITED:  # a terminal: fit it; a pipe or a file takes every column, the arguments in full
+        layout = _fit_stack(output.width, columns, cells, rows, output.options.ascii_only)
+    if layout.compact is not None:
+        place = columns.index("arguments")
+        for row, text in zip(cells, layout.compact):
+            row[place] = text
+    keep = [columns.index(column) for column in layout.shown]
+    wrap = ("arguments", "torch") if layout.wrap else ("torch",)
+    whole = output.width >= _UNLIMITED or not (layout.wrap or verification)  # nothing wraps: cells padded here
+    table = _table(title, layout.shown, [[row[i] for i in keep] for row in cells], ("params", "MACs"), wrap,
+                   whole=whole)  # fmt: skip
     parts: list[RenderableType] = []
-    if hidden:
-        parts.append(_note(f"hidden to fit {output.width} columns: {', '.join(hidden)} (a wider terminal, "
-                           "--markdown or --json shows them)"))  # fmt: skip
+    if layout.hidden:
+        named = ", ".join(f"{column} (empty)" if column in layout.empty else column for column in layout.hidden)
+        parts.append(_note(f"hidden to fit {output.width} columns: {named} (a wider terminal, --markdown or --json "
+                           "shows them)"))  # fmt: skip
     parts += [table, Text("")]
     totals = footer(result, dtype)
     params = f"{_count(totals.params)}: {totals.trainable:,} trainable, "
@@ -389,21 +498,82 @@ def stack_report(
             ]
         )
     )
-    parts.append(_note(STACK_NOTES))
-    if any(any(line.node.unread) for line in rows):
-        parts.append(_note("!: the layer leaves input pixels that no window reads (at the end of an axis, or between "
-                           "the taps)"))  # fmt: skip
+    fields = "; ".join(STACK_COLUMN_NOTES[column] for column in ("RF", "jump") if column in layout.shown)
+    macs = STACK_MACS_NOTE if "MACs" in layout.shown else ""
+    parts.append(_note(" ".join(note for note in (fields and fields + ".", macs, STACK_NOTES) if note)))
+    if "!" in layout.shown and any(any(line.node.unread) for line in rows):
+        parts.append(_note(UNREAD_MARK_NOTE))
+    if layout.compact is not None:
+        shown_marks = {word for text in layout.compact for word in text.split(" ") if word in COMPACT_MARKS}
+        if shown_marks:
+            parts.append(_note("; ".join(note for mark, note in COMPACT_MARKS.items() if mark in shown_marks)))
     if verification is not None:
         parts.append(verdict(stack_verification_text(verification), verification.agrees))
     assert MB == 1_000_000  # the unit STACK_NOTES names
     return Group(*parts)
 
 
-def _stack_table(output: Console, title: str, columns: list[str], shown: list[str], cells: list[list[str | Text]]
-                 ) -> Table:  # fmt: skip
-    keep = [columns.index(column) for column in shown]
-    return _table(title, shown, [[row[i] for i in keep] for row in cells], ("params", "MACs"), ("arguments", "torch"),
-                  unlimited=output.width >= _UNLIMITED)  # fmt: skip
+class _Layout(NamedTuple):
+    """How a stack table fits a terminal."""
+
+    shown: Sequence[str]
+    hidden: Sequence[str]
+    """In the order they were hidden."""
+    empty: Sequence[str]
+    """The hidden columns that no row has a value in."""
+    compact: list[str] | None
+    """The compact arguments per row, where the table shows those."""
+    wrap: bool
+    """Whether the arguments wrap: the table does not fit even with every optional column hidden."""
+
+
+def _fit_stack(width: int, columns: list[str], cells: list[list[str | Text]], rows: list[Line], ascii_only: bool
+               ) -> _Layout:  # fmt: skip
+    """The first step of the module's fitting that makes the table ``width`` cells wide or less, all columns but
+    ``torch`` on one line; the last one, with its arguments wrapping, where none does."""
+    widths = _column_widths(columns, cells, narrowest="torch")
+    empty = [column for column in STACK_EMPTY if all(_plain(row[columns.index(column)]) in ("", "-") for row in cells)]
+    for hide in ([], empty):
+        shown = [column for column in columns if column not in hide]
+        if _table_width(shown, widths) <= width:
+            return _Layout(shown=shown, hidden=hide, empty=hide, compact=None, wrap=False)
+    compacted = ["" if line.branch is not None else
+                 printable(compact_arguments_text(line.node.arguments, line.node.given, line.node.type,
+                                                  ascii_only=ascii_only))
+                 for line in rows]  # fmt: skip
+    widths["arguments"] = max([cell_len("arguments"), *map(cell_len, compacted)])
+    hide = list(empty)
+    for column in (None, *STACK_OPTIONAL):
+        if column is not None and column not in hide:
+            hide.append(column)
+        shown = [column for column in columns if column not in hide]
+        if _table_width(shown, widths) <= width:
+            return _Layout(shown=shown, hidden=hide, empty=empty, compact=compacted, wrap=False)
+    return _Layout(shown=shown, hidden=hide, empty=empty, compact=compacted, wrap=True)
+
+
+def _plain(cell: str | Text) -> str:
+    return cell if isinstance(cell, str) else cell.plain
+
+
+def _column_widths(columns: list[str], cells: list[list[str | Text]], narrowest: str = "") -> dict[str, int]:
+    """Each column's width with every cell on one line (cells as they are drawn: control characters escaped); the
+    ``narrowest`` column's, with its cells wrapped as narrow as :class:`_Unbroken` wraps them."""
+    widths = {}
+    for number, column in enumerate(columns):
+        texts = [_plain(row[number]) for row in cells]
+        if column == narrowest:
+            widest = max((cell_len(unit.rstrip(" ")) for text in texts for unit in _units(text)), default=0)
+        else:
+            widest = max(map(cell_len, texts), default=0)
+        widths[column] = max(cell_len(column), widest)
+    return widths
+
+
+def _table_width(shown: Sequence[str], widths: dict[str, int]) -> int:
+    """The width of a table of ``shown`` columns: rich puts a space of padding on either side of each column
+    border, and a space for the border itself (SIMPLE_HEAD)."""
+    return sum(widths[column] for column in shown) + 3 * (len(shown) - 1)
 
 
 # --- solve, fit, explain --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 __all__ = [
     "arguments_text",
     "check_text",
+    "compact_arguments_text",
     "field_text",
     "printable",
     "shape_text",
@@ -136,6 +137,94 @@ def arguments_text(arguments: dict[str, Any], given: tuple[str, ...], layer: str
     if shown:
         parts.append(" ".join(shown))
     return ", ".join(parts)
+
+
+_COMPACT_NAMES = {"bias": "b", "momentum": "mom", "num_heads": "heads"}
+"""Names the compact form shortens beyond :data:`_SHORT`: long keywords common enough to fill a narrow column."""
+
+
+def _number(value: float) -> str:
+    """A float in its shortest form that reads back the same: ``1e-3`` for 0.001, ``0.01`` stays."""
+    text = repr(value)
+    if value and "inf" not in text and "nan" not in text:
+        mantissa, exponent = f"{value:e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        scientific = f"{mantissa}e{int(exponent)}"
+        if len(scientific) < len(text) and float(scientific) == value:
+            return scientific
+    return text
+
+
+def _compact_value(value: Any, per_axis: bool) -> str:
+    """A value in the fewest characters: a per-axis value that is the same on every axis once (``7`` for ``7x7``),
+    lists with no spaces (``[0,2,1]``), floats short (``1e-6``)."""
+    if isinstance(value, (tuple, list)):
+        if per_axis and value and all(v == value[0] for v in value):
+            return _compact_value(value[0], per_axis)
+        if per_axis:
+            return "x".join("None" if v is None else _compact_value(v, per_axis) for v in value)
+        return "[" + ",".join(_compact_value(v, per_axis=False) for v in value) + "]"
+    if isinstance(value, float):
+        return _number(value)
+    return _value_text(value)
+
+
+def compact_arguments_text(arguments: dict[str, Any], given: tuple[str, ...], layer: str = "", *,
+                           ascii_only: bool = False) -> str:  # fmt: skip
+    """The arguments of :func:`arguments_text` in the fewest characters, for a table on a narrow terminal:
+    ``3→64 k7 s2 p3 -b``.
+
+    The same arguments, written closer. Channels or features ``in→out``
+    (``in->out`` where the output cannot show the arrow: ``ascii_only``), once
+    where the two are equal (``64 k1`` for ``64 -> 64, k=1``), as a per-axis
+    value that is the same on every axis is written once (``k7`` for ``7x7``).
+    A one-letter name of :data:`_SHORT` joins a number directly (``k7``, ``g32``,
+    but ``p=same``, ``out=7``); ``momentum`` and ``num_heads`` shorten to
+    ``mom`` and ``heads``. A flag given true is its name alone (``ceil_mode``),
+    given false its short name after a minus: ``bias=False`` is ``-b``. Groups
+    equal to the input channels (a depthwise convolution) are ``dw``. Lists have
+    no spaces (``dims=[0,2,1]``), floats their shortest form (``eps=1e-3``).
+
+    >>> arguments = {"in_channels": 3, "out_channels": 64, "kernel_size": (7, 7), "stride": 2, "padding": 3,
+    ...              "groups": 1, "bias": False}
+    >>> compact_arguments_text(arguments, ("out_channels", "kernel_size", "stride", "padding", "bias"))
+    '3→64 k7 s2 p3 -b'
+    >>> depthwise = {"in_channels": 96, "out_channels": 96, "kernel_size": 3, "padding": 1, "groups": 96}
+    >>> compact_arguments_text(depthwise, ("out_channels", "kernel_size", "padding", "groups"))
+    '96 k3 p1 dw'
+    >>> compact_arguments_text({"num_features": 16, "eps": 0.001, "momentum": 0.01}, ("eps", "momentum"))
+    '16 eps=1e-3 mom=0.01'
+    >>> compact_arguments_text({"kernel_size": (1, 2, 2), "ceil_mode": True}, ("kernel_size", "ceil_mode"))
+    'k1x2x2 ceil_mode'
+    >>> compact_arguments_text({"p": 0.5, "inplace": False}, ("p",), layer="Dropout")
+    'p=0.5'
+    >>> compact_arguments_text({"in_features": 512, "out_features": 10}, ("out_features",), ascii_only=True)
+    '512->10'
+    """
+    sides = layer.endswith(("Pad1d", "Pad2d", "Pad3d"))
+    arrow = "->" if ascii_only else "\u2192"
+    parts = []
+    for source, target in _CHANNELS.items():
+        if source in arguments:
+            into, out = arguments[source], arguments[target]
+            parts.append(str(into) if into == out else f"{into}{arrow}{out}")
+    parts += [_compact_value(arguments[name], per_axis=True) for name in _FEATURES if name in arguments]
+    for name in given:
+        if name in _CHANNELS or name in _CHANNELS.values() or name in _FEATURES or name == "inplace":
+            continue
+        value = arguments[name]
+        short = _SHORT.get(name) or _COMPACT_NAMES.get(name) or name
+        if value is True:
+            parts.append(name)
+        elif value is False:
+            parts.append(f"-{short}")
+        elif name == "groups" and value != 1 and value == arguments.get("in_channels"):
+            parts.append("dw")
+        else:
+            text = _compact_value(value, per_axis=name in _SHORT and not (sides and name == "padding"))
+            joined = name in _SHORT and len(short) == 1 and text[:1].isdigit()  # not Dropout's own p
+            parts.append(f"{short}{text}" if joined else f"{short}={text}")
+    return " ".join(parts)
 
 
 def field_text(values: tuple[Any, ...]) -> str:

@@ -45,16 +45,20 @@ def _window(args: dict[str, Any]) -> tuple[int, int]:
 
 def relative_position_index(args: dict[str, Any]) -> Made:
     """Swin's (and MaxViT's) index of each pair of positions in a window into the relative position bias table:
-    ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1``."""
+    ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1``; flat as Swin registers it, or ``(Wh*Ww, Wh*Ww)``
+    as MaxViT does (``flat: false``)."""
     height, width = _window(args)
     tokens = height * width
-    return Made((tokens * tokens,), "int64", (2 * height - 1) * (2 * width - 1) - 1)
+    shape = (tokens * tokens,) if args.get("flat", True) else (tokens, tokens)
+    return Made(shape, "int64", (2 * height - 1) * (2 * width - 1) - 1)
 
 
 def relative_coords_table(args: dict[str, Any]) -> Made:
     """Swin V2's table of log-spaced relative coordinates, ``(1, 2*Wh - 1, 2*Ww - 1, 2)``, the input of its
     continuous position bias MLP."""
     height, width = _window(args)
+    if not args.get("flat", True):
+        raise InvalidLayerError("relative_coords_table has one shape, (1, 2*Wh - 1, 2*Ww - 1, 2): drop flat")
     if height < 2 or width < 2:
         raise InvalidLayerError("relative_coords_table divides by window_size - 1: use a window of at least 2")
     return Made((1, 2 * height - 1, 2 * width - 1, 2), "float32")

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from convcalc.emit import emit_torch
-from convcalc.stack import StackResult, run_stack
+from convcalc.network import StackResult, run_stack
 from convcalc.stackfile import load_stack
 from tests.reference_nets import copy_state, randomize
 from tests.torchvision_models import models
@@ -44,6 +44,8 @@ EXAMPLES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], tuple[int, .
         (1, 3, 96, 128),
     ),
     "fasterrcnn_resnet50_fpn_backbone": (_fpn_backbone, (1, 3, 800, 1216), (1, 3, 96, 160)),
+    # MaxViT's partitions take 221 to 224 only (torch and the file refuse the rest alike)
+    "maxvit_t": (lambda: models().maxvit_t(), (2, 3, 221, 221), (1, 3, 224, 224)),
 }
 
 

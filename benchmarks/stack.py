@@ -32,7 +32,7 @@ TORCHINFO = """
 import sys
 import torch, torchinfo
 from convcalc.stackfile import load_stack
-from convcalc.stack import run_stack
+from convcalc.network import run_stack
 shape, specs = load_stack(open(sys.argv[1]).read())
 model = torch.nn.Sequential(*[getattr(torch.nn, row.type)(**row.arguments) for row in run_stack(shape, specs).rows])
 torchinfo.summary(model, input_size=shape, device=sys.argv[2], verbose=0)

@@ -5,7 +5,7 @@ which of them follow from the incoming shape (``in_channels``, ``num_features``,
 ...), and a function from the incoming shape to a :class:`Step`: the output
 shape, parameter and buffer counts, MACs, and what the layer does to the
 receptive field along each spatial axis. Errors are raised without the layer's
-position: :mod:`convcalc.stack` adds that once, at its boundary.
+position: :mod:`convcalc.network` adds that once, at its boundary.
 """
 
 from __future__ import annotations
@@ -544,7 +544,7 @@ def _padding_layer(dims: int, mode: str) -> Callable[[Shape, dict[str, Any]], St
             _rank(shape, (dims + 1, dims + 2), f"(N, C, {_spatial_names(dims)}) or unbatched")
         if mode == "constant":
             if any(pad > 0 for pad in pads) and float32(args.get("value", 0)):  # converted only to fill some padding
-                raise _fail(f"value {args['value']!r} must lie within float32's range (at most {FLOAT32_MAX:.8g}): "
+                raise _fail(f"value {args['value']!r} must lie within float32's range (at most {FLOAT32_MAX!r}): "
                             "torch fills the padding with it as a float32")  # fmt: skip
             if len(shape) < count:
                 raise _fail(f"{len(pads)} pad values need an input of at least {count} dimensions, got "
@@ -662,6 +662,16 @@ def _ordered(low: str, high: str, strict: bool) -> Callable[[dict[str, Any]], st
     return check
 
 
+def _rrelu_bounds(args: dict[str, Any]) -> str | None:
+    """RReLU's checks in eval mode: ``lower`` at most ``upper``, and the slope it then uses, their mean, within
+    float32's range (torch runs ``leaky_relu`` with ``(lower + upper) / 2``; each bound alone may lie beyond)."""
+    wrong = _ordered("lower", "upper", strict=False)(args)
+    slope = (args["lower"] + args["upper"]) / 2
+    if wrong is None and float32(slope) is not None:
+        return f"the slope eval mode uses, (lower + upper) / 2 = {slope!r}, {float32(slope)}"
+    return wrong
+
+
 def _kinds() -> dict[str, Kind]:
     kinds: dict[str, Kind] = {}
 
@@ -757,8 +767,8 @@ def _kinds() -> dict[str, Kind]:
     add("ReLU", _same, inplace)
     add("ReLU6", _same, inplace)
     add("LeakyReLU", _same, scalar("negative_slope", 0.01), inplace)
-    add("RReLU", _same_shape, scalar("lower", 0.125), scalar("upper", 1 / 3), inplace,
-        check=_ordered("lower", "upper", strict=False))  # fmt: skip
+    add("RReLU", _same_shape, Arg("lower", number, 0.125), Arg("upper", number, 1 / 3), inplace,
+        check=_rrelu_bounds)  # fmt: skip
     add("ELU", _same, scalar("alpha", 1.0), inplace)
     add("CELU", _same, scalar("alpha", 1.0, check=_celu_alpha), inplace)
     add("SELU", _same, inplace)
@@ -841,7 +851,7 @@ def _kinds() -> dict[str, Kind]:
     torchvision("Permute", tensor_ops.permute, Arg("dims", Type.SIZES), varargs=True)
 
     # attention
-    dropout_p = Arg("dropout", Type.NUMBER, 0.0, check=_between(0, 1))
+    dropout_p = Arg("dropout", Type.NUMBER, 0.0)  # unchecked, as torch's constructor; eval mode never drops
     kinds["MultiheadAttention"] = Kind(
         name="MultiheadAttention",
         apply=tensor_ops.multihead_attention,

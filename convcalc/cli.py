@@ -494,7 +494,7 @@ def stack(
     convcalc stack examples/alexnet.yaml --input 8x3x224x224 --json
     cat net.yaml | convcalc stack - -q
     """
-    from convcalc.stack import DTYPES
+    from convcalc.network import DTYPES
 
     if sum((as_json, as_csv, markdown, quiet)) > 1:
         _usage("--json, --csv, --markdown and --quiet exclude each other")
@@ -610,8 +610,7 @@ def solve(
     input pixel, then the stride closest to the size ratio, then the smaller
     kernel and padding.
     """
-    from convcalc.solve import nearest_outputs, widened
-    from convcalc.solve import solve as search
+    from convcalc.solver import MAX_KERNEL, MAX_STRIDE, nearest_outputs, solutions
 
     if transposed and kind:
         _usage("--transposed and --type exclude each other")
@@ -630,47 +629,38 @@ def solve(
         layers.Family.CONV_TRANSPOSE if transposed else layers.Family(f"{kind}_pool") if kind else layers.Family.CONV
     )
     source = click.get_current_context().get_parameter_source
-    asked = fixed["max_kernel"], fixed["max_stride"]
+    if all(source(name) is click.core.ParameterSource.DEFAULT for name in ("max_kernel", "max_stride")):
+        fixed["max_kernel"] = fixed["max_stride"] = None  # the default bounds widen until they find something
     try:
-        if any(source(name) is not click.core.ParameterSource.DEFAULT for name in ("max_kernel", "max_stride")):
-            answers = search(input_size, output_size, family=family, **fixed)
-        else:  # the default bounds widen until they find something (the notes' 227 -> 55 needs kernel_size 11)
-            answers, fixed["max_kernel"], fixed["max_stride"] = widened(input_size, output_size, family=family,
-                                                                        **fixed)  # fmt: skip
+        found = solutions(input_size, output_size, family=family, limit=limit, **fixed)
     except ConvcalcError as error:
         _usage(str(error))
-    if answers and asked != (fixed["max_kernel"], fixed["max_stride"]):
-        click.echo(f"Note: no setting within kernel_size <= {asked[0]} and stride <= {asked[1]} does it; these are "
-                   f"within kernel_size <= {fixed['max_kernel']} and stride <= {fixed['max_stride']} (--max-kernel, "
+    if found.widened:
+        click.echo(f"Note: no setting within kernel_size <= {MAX_KERNEL} and stride <= {MAX_STRIDE} does it; these "
+                   f"are within kernel_size <= {found.max_kernel} and stride <= {found.max_stride} (--max-kernel, "
                    "--max-stride)", err=True)  # fmt: skip
-    if not answers:
+    if not found:
+        fixed.update(max_kernel=found.max_kernel, max_stride=found.max_stride)
         nearby = nearest_outputs(input_size, output_size, family=family, **fixed)
         near = " and ".join(size_text(size) for size in nearby)
         hint = f"; nearest outputs with answers: {near}" if near else ""
         _fail(
-            f"no {family.words} setting within kernel_size <= {fixed['max_kernel']}, stride <= "
-            f"{fixed['max_stride']} turns {size_text(input_size)} into {size_text(output_size)}{hint}",
+            f"no {family.words} setting within kernel_size <= {found.max_kernel}, stride <= "
+            f"{found.max_stride} turns {size_text(input_size)} into {size_text(output_size)}{hint}",
             None,
         )
     if quiet:
-        click.echo(answers[0].options())
+        click.echo(found[0].options())
     elif as_json:
         import json
 
-        data = {
-            "input_size": list(input_size),
-            "output_size": list(output_size),
-            "family": family.value,
-            "max_kernel": fixed["max_kernel"],
-            "max_stride": fixed["max_stride"],
-            "count": len(answers),
-            "answers": [answer.as_dict() for answer in answers[:limit]],
-        }
-        click.echo(json.dumps(data))
+        click.echo(json.dumps(found.as_dict()))
     else:
-        from convcalc.render import console, show, solve_report
+        from convcalc.display import parts
+        from convcalc.render import console, show
 
-        show(console(), solve_report(input_size, output_size, family, answers, limit))
+        output = console()
+        show(output, *parts(found, output))
 
 
 @main.command(
@@ -690,8 +680,8 @@ def fit(file: str, size_range: str, as_json: bool) -> None:
     convcalc fit examples/unet_padded.yaml              # 32:1024:16, U-Net's multiples of 16
     convcalc fit examples/vgg16.yaml --range 16:64
     """
-    from convcalc.fit import FitTooLarge, compact
-    from convcalc.fit import fit as search
+    from convcalc.fitting import FitTooLarge, compact
+    from convcalc.fitting import fit as search
 
     match = re.fullmatch(r"([0-9]{1,19}):([0-9]{1,19})", size_range.strip())  # never thousands of digits
     if not match or not 1 <= int(match[1]) <= int(match[2]):
@@ -744,7 +734,9 @@ def draw(
 
     Each feature map is a box sized by its height, width and channels
     (log-scaled), labelled with its shape; the layers between maps are named on
-    the arrows; flat tensors are bars; long stacks wrap.
+    the arrows; attention, norms and tensor methods are small named boxes; flat
+    tensors are bars. Blocks are frames (a Repeat marked x12), a Parallel's
+    branches stand side by side, skips are arcs; rows wrap, never inside a frame.
 
     \b
     convcalc draw examples/alexnet.yaml -o alexnet.svg
@@ -780,6 +772,70 @@ def draw(
         _fail(f"{output}: {error}", None)
 
 
+@main.command(
+    "import",
+    epilog=_exit_codes("the model does something no stack file can say (the line names the op, the module and", "the "
+                       "source line), it cannot be built or traced, or the output file cannot be written"),
+    short_help="A stack file from a PyTorch model, traced with torch.fx.",
+)  # fmt: skip
+@click.argument("target")
+@click.option("--input", "input_shape", type=SizeType(most=8), required=True,
+              help="Input shape to trace at, batch first, e.g. 1x3x224x224.")  # fmt: skip
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the stack file to this file, replaced whole (- for standard output) [standard output].",
+)
+@click.option("--table", is_flag=True, help="With -o FILE: print the stack's table too, as convcalc stack does.")
+def import_(target: str, input_shape: tuple[int, ...], output: str | None, table: bool) -> None:
+    """A stack file from a network written in PyTorch code.
+
+    TARGET is package.module:callable or path/to/file.py:callable: an nn.Module
+    class or a function that returns a module, called with no arguments (on
+    the meta device where it can be built there). Its forward is traced with
+    torch.fx at --input; the file gives torch's output shape, parameters,
+    buffers and MACs there, follows the sizes the code takes from tensors, and
+    names each layer's module (module: layer1.0.conv1), so that --emit torch
+    loads the model's state_dict. Needs torch.
+
+    \b
+    convcalc import torchvision.models:resnet50 --input 1x3x224x224 -o resnet50.yaml
+    convcalc import my_net.py:Net --input 8x1x28x28 > net.yaml
+    """
+    if output == "":
+        _usage("--output '' is not a file name: give a file name, or - for standard output")
+    if table and output in (None, "-"):
+        _usage("--table needs --output FILE: standard output holds the table then")
+    from convcalc.importer import import_target
+
+    try:
+        with _working("torch is tracing the model"):
+            imported = import_target(target, input_shape)
+    except ConvcalcError as error:
+        _fail(str(error), None)
+    for name, count in imported.unused:
+        click.echo(printable(f"Note: {name} ({count:,} parameters) is never called by forward in eval mode: it is "
+                             "not in the file"), err=True)  # fmt: skip
+    for note in imported.notes:
+        click.echo(printable(f"Note: {note}"), err=True)
+    if output is None or output == "-":
+        click.echo(imported.text, nl=False)
+        return
+    from convcalc.files import FileProblem, write_file
+
+    try:
+        write_file(output, imported.text.encode())
+    except FileProblem as error:
+        _fail(f"{output}: {error}", None)
+    if table:
+        from convcalc.render import console, show, stack_report
+
+        output_console = console()
+        show(output_console, stack_report(output_console, imported.result, "float32", None, None))
+
+
 def _where(name: str, line: int | None) -> str:
     """Where in a stack file something is: ``net.yaml, line 4`` (the file alone where no line is known)."""
     return f"{name}, line {line}" if line else name
@@ -789,7 +845,7 @@ def _run_stack_file(file: str, input_shape: tuple[int, ...] | None) -> tuple[str
     """The name to report, the checked specs and the run of a stack file (on ``input_shape`` where given), or exit
     1 saying why the file cannot be run. A layer that fails is in the run's ``error``."""
     from convcalc.errors import StackSpecError
-    from convcalc.fit import run_network
+    from convcalc.fitting import run_network
 
     name, shape, specs = _read_stack(file)
     try:

@@ -18,10 +18,12 @@ first two lines, where a comment could declare the file's encoding.
 
 from __future__ import annotations
 
+import itertools
+
 from convcalc.catalog import LAYERS, Form
 from convcalc.expr import parse
+from convcalc.network import Node, Order, StackResult
 from convcalc.spec import SPLITS, LayerSpec
-from convcalc.stack import Node, Order, StackResult
 from convcalc.torch_code import HELPERS, constructor, expression, helpers, value
 
 _FUNCTIONAL = (Form.METHOD, Form.FUNCTION)
@@ -43,14 +45,123 @@ def _shape(shape: tuple[int, ...]) -> str:
 
 
 def _call(indent: str, head: str, callee: str, arguments: list[str], tail: str) -> list[str]:
-    """``head + callee(arguments) + tail``, split the way black splits a call that is too long."""
-    line = f"{indent}{head}{callee}({', '.join(arguments)}){tail}"
-    if len(line) <= LINE:
-        return [line]
-    inner = f"{indent}    {', '.join(arguments)}"
-    if len(inner) <= LINE:
-        return [f"{indent}{head}{callee}(", inner, f"{indent}){tail}"]
-    return [f"{indent}{head}{callee}(", *(f"{indent}    {argument}," for argument in arguments), f"{indent}){tail}"]
+    """``head + callee(arguments) + tail``, split the way ruff splits a line that is too long (:func:`_format`)."""
+    return _format(indent, f"{head}{callee}({', '.join(arguments)}){tail}")
+
+
+_PAIRS = {"(": ")", "[": "]", "{": "}"}
+
+
+def _brackets(code: str) -> dict[int, int]:
+    """Where each bracket of ``code`` opens, by where it closes (strings skipped)."""
+    opened, pairs, quote, index = [], {}, None, 0
+    while index < len(code):
+        char = code[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in _PAIRS:
+            opened.append(index)
+        elif char in _PAIRS.values() and opened:
+            pairs[index] = opened.pop()
+        elif char == "#" and not opened:
+            break
+        index += 1
+    return pairs
+
+
+def _elements(body: str) -> list[str]:
+    """The comma-separated items of a bracket's body, at its own depth (none inside brackets or strings)."""
+    items, depth, quote, start, index = [], 0, None, 0, 0
+    while index < len(body):
+        char = body[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in _PAIRS:
+            depth += 1
+        elif char in _PAIRS.values():
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(body[start:index].strip())
+            start = index + 1
+        index += 1
+    last = body[start:].strip()
+    return [*items, last] if last else items
+
+
+_PRIORITIES = {" if ": 16, " else ": 16, " or ": 14, " and ": 14, " == ": 10, " != ": 10, " < ": 10, " <= ": 10,
+               " > ": 10, " >= ": 10, " + ": 5, " - ": 5, " * ": 4, " / ": 4, " // ": 4, " % ": 4}  # fmt: skip
+"""Black's delimiter priorities of the operators convcalc writes (binary ones, with a space either side)."""
+
+
+def _delimiters(code: str) -> list[tuple[int, str]]:
+    """The binary operators of the highest priority at the top depth of ``code``: where each starts, and itself."""
+    found, depth, quote, index = [], 0, None, 0
+    while index < len(code):
+        char = code[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "'\"":
+            quote = char
+        elif char in _PAIRS:
+            depth += 1
+        elif char in _PAIRS.values():
+            depth -= 1
+        elif char == " " and depth == 0:
+            for operator in sorted(_PRIORITIES, key=len, reverse=True):
+                if code.startswith(operator, index):
+                    found.append((index, operator))
+                    break
+        index += 1
+    top = max((_PRIORITIES[operator] for _, operator in found), default=None)
+    return [(at, operator) for at, operator in found if _PRIORITIES[operator] == top]
+
+
+def _format(indent: str, code: str, inside: bool = False) -> list[str]:
+    """One statement as ruff formats it (black's style, 88 columns), for the code convcalc writes: on one line where
+    it fits. Else, inside brackets, split before each operator of the highest priority (``a * b`` as ``a`` and
+    ``* b``). Else split at the last bracket: its body on one line of its own where that fits (a call's, not a
+    tuple's or list's with commas, which black always explodes), else one item a line with a trailing comma, each
+    split the same way where still too long. A trailing comment stays on the closing line."""
+    if len(indent) + len(code) <= LINE:
+        return [indent + code]
+    operators = _delimiters(code) if inside else []
+    if operators:
+        cuts = [0, *(at + 1 for at, _ in operators), len(code)]
+        pieces = [code[start:end].strip() for start, end in itertools.pairwise(cuts)]
+        return [line for piece in pieces for line in _format(indent, piece, inside=True)]
+    pairs = _brackets(code)
+    comment = code.find("  # ", max(pairs, default=0))
+    statement, remark = (code[:comment], code[comment:]) if comment >= 0 else (code, "")
+    close = max((at for at in pairs if at < len(statement)), default=None)
+    if close is None or statement[close + 1 :].strip(",)") or pairs[close] == close - 1:
+        return [indent + code]
+    opening = pairs[close]
+    head, body, rest = statement[: opening + 1], statement[opening + 1 : close], statement[close:] + remark
+    items = _elements(body)
+    commas = len(items) > 1 or body.rstrip().endswith(",")
+    literal = not head[:-1].rstrip() or head[:-1].rstrip()[-1] in "=(,[{:"  # a tuple or list, not a call
+    hugged = f"{indent}    {body.strip()}"
+    if not (literal and commas) and not body.rstrip().endswith(",") and len(hugged) <= LINE:
+        return [indent + head, hugged, indent + rest]
+    if not commas:  # one item: split as a line inside brackets, with no comma added
+        return [indent + head, *_format(indent + "    ", body.strip(), inside=True), indent + rest]
+    lines = [indent + head]
+    for item in items:
+        lines += _format(indent + "    ", f"{item},", inside=True)
+    return [*lines, indent + rest]
 
 
 def _header(name: str, result: StackResult, needed: list[str]) -> list[str]:
@@ -245,14 +356,8 @@ def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tu
 
 def _statement(indent: str, code: str, shape: str) -> list[str]:
     """``x = code  # shape`` as ruff formats it: the shape comment on a line of its own where the line would be too
-    long (a formatter never moves such a comment), and a ``torch.cat`` split as black splits a call."""
+    long (a formatter never moves such a comment), the statement split as :func:`_format` splits it."""
     line = f"{indent}x = {code}"
     if len(f"{line}  # {shape}") <= LINE:
         return [f"{line}  # {shape}"]
-    comment = f"{indent}# {shape}"
-    if len(line) <= LINE:
-        return [comment, line]
-    if code.startswith("torch.cat(["):
-        inner, dim = code[len("torch.cat(") : -1].rsplit(", dim=", 1)
-        return [comment, *_call(indent, "x = ", "torch.cat", [inner, f"dim={dim}"], "")]
-    return [comment, line]  # pragma: no cover (no other expression convcalc writes is that long)
+    return [f"{indent}# {shape}", *_format(indent, f"x = {code}")]

@@ -43,7 +43,7 @@ class StackError(ConvcalcError):
                  line: int | None = None, node: object = None) -> None:  # fmt: skip
         super().__init__(message)
         self.node = node
-        """The :class:`~convcalc.stack.Node` that failed (in no result's rows): its type, arguments and inputs."""
+        """The :class:`~convcalc.network.Node` that failed (in no result's rows): its type, arguments and inputs."""
         self.index = index
         self.layer = layer
         self.input_shape = input_shape

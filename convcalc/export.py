@@ -9,7 +9,7 @@ import io
 import re
 from typing import TYPE_CHECKING, Any
 
-from convcalc.stack import DTYPES, Row, StackResult
+from convcalc.network import DTYPES, Row, StackResult
 from convcalc.summary import footer, lines, megabytes
 from convcalc.text import arguments_text, field_text, printable, shape_text
 

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from convcalc.display import Shown
 from convcalc.errors import ConvcalcError, StackError
+from convcalc.network import Inferred, OutOfBudget, StackResult, run_stack
 from convcalc.spec import LayerSpec, layer_count
-from convcalc.stack import Inferred, OutOfBudget, StackResult, run_stack
 
 __all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "compact", "fit", "nearest_inputs", "run_network",
            "with_suggestions"]  # fmt: skip
@@ -73,7 +74,7 @@ def nearest_inputs(input_shape: Sequence[int], specs: Sequence[LayerSpec], reach
                    cache: dict[Any, Any] | None = None, inferred: Inferred | None = None
                    ) -> list[tuple[int, ...]]:  # fmt: skip
     """The nearest smaller and larger input shapes (every spatial axis moved by the same step) that the stack takes,
-    the network built as ``inferred`` says (see :func:`~convcalc.stack.run_stack`).
+    the network built as ``inferred`` says (see :func:`~convcalc.network.run_stack`).
 
     Up to ``reach`` steps each way, and at most :data:`SUGGEST_BUDGET` of work in all: a long stack gets fewer
     tries, and a stack too long for one try gets none.
@@ -100,7 +101,7 @@ def nearest_inputs(input_shape: Sequence[int], specs: Sequence[LayerSpec], reach
 
 
 @dataclass(frozen=True, kw_only=True)
-class Fit:
+class Fit(Shown):
     """The sizes in a range that a stack takes."""
 
     low: int
@@ -111,6 +112,17 @@ class Fit:
     """Valid sizes for which every window layer reads every input pixel (none left out at the ends or inside)."""
     smallest: int | None
     """The smallest size (from 1) the stack takes at all."""
+    axes: int = 2
+    """How many spatial axes each size is given to (a size of 32 on 2 axes is 32x32)."""
+
+    def __repr__(self) -> str:
+        """One line: the range and what it holds, as runs.
+
+        >>> Fit(low=30, high=40, valid=(32, 33, 34, 35), lossless=(32,), smallest=29)
+        <Fit 30:40: valid 32:35, lossless 32, smallest 29>
+        """
+        return (f"<Fit {self.low}:{self.high}: valid {compact(self.valid) or 'none'}, lossless "
+                f"{compact(self.lossless) or 'none'}, smallest {self.smallest}>")  # fmt: skip
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (``fit --json``)."""
@@ -151,7 +163,8 @@ def fit(input_shape: Sequence[int], specs: Sequence[LayerSpec], low: int, high: 
             valid.append(size)
             if all(unread == 0 for row in result.rows for unread in row.unread):
                 lossless.append(size)
-    return Fit(low=low, high=high, valid=tuple(valid), lossless=tuple(lossless), smallest=smallest)
+    return Fit(low=low, high=high, valid=tuple(valid), lossless=tuple(lossless), smallest=smallest,
+               axes=len(input_shape) - 2)  # fmt: skip
 
 
 def compact(sizes: Sequence[int]) -> str:

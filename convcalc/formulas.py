@@ -129,8 +129,8 @@ COVERAGE_LIMIT = 1 << 16
 """Most residue classes :func:`coverage` follows one by one; beyond, it does not work the figure out (None)."""
 
 
-def coverage(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1
-             ) -> tuple[int, int] | None:  # fmt: skip
+def coverage(length: int, out: int, kernel_size: int, stride: int, before: int = 0, dilation: int = 1,
+             after: int = 0, padding_mode: str = "zeros") -> tuple[int, int] | None:  # fmt: skip
     """Which input pixels the windows read, as ``(unread, uncovered)``: how many input pixels no window reads at all
     (at the ends of the axis and inside it), and how many of them lie after the last pixel some window reads
     (``length`` where none is read).
@@ -141,6 +141,11 @@ def coverage(length: int, out: int, kernel_size: int, stride: int, before: int =
     dilation)``) read the same positions ``dilation/g`` windows apart, so the taps fall into ``min(kernel_size,
     stride/g)`` classes that read disjoint progressions of step ``stride``. None where there are more classes than
     :data:`COVERAGE_LIMIT` (a kernel and a stride both beyond 65,536): the figure is then not worked out.
+
+    With a ``padding_mode`` other than ``"zeros"`` the ``before`` and ``after`` padded positions hold copies of input
+    pixels (``"reflect"``: mirrored without the edge, ``"replicate"``: the edge, ``"circular"``: the other end), so
+    a tap on them reads that pixel. Each padded position some tap reads is mapped back to its pixel (None where a
+    reflect or circular padding times the classes exceeds :data:`COVERAGE_LIMIT`).
 
     >>> coverage(64, out=29, kernel_size=7, stride=2)  # the floor drops the last pixel
     (1, 1)
@@ -163,16 +168,48 @@ def coverage(length: int, out: int, kernel_size: int, stride: int, before: int =
         # taps r, r + period, r + 2*period...: positions r*dilation + (m*shift + i)*stride, window i < out
         classes = [(r * dilation, stride, shift, out, ((kernel_size - 1 - r) // period) * shift + out - 1)
                    for r in range(min(kernel_size, period))]  # fmt: skip
-    read, last = 0, -1
-    for start, step, period, width, final in classes:
-        first = max(0, -(-(low - start) // step))
-        final = min(final, (high - start) // step)
-        count = _runs(final, period, width) - _runs(first - 1, period, width)
-        if count > 0:
-            read += count
-            q = final - max(0, final % period - (width - 1))  # the last q of the run that holds final
-            last = max(last, start + q * step)
+
+    def taps(low: int, high: int) -> tuple[int, int]:
+        """How many of the padded positions ``low..high`` some tap reads, and the last of them (-1: none)."""
+        read, last = 0, -1
+        for start, step, period, width, final in classes:
+            first = max(0, -(-(low - start) // step))
+            final = min(final, (high - start) // step)
+            count = _runs(final, period, width) - _runs(first - 1, period, width)
+            if count > 0:
+                read += count
+                q = final - max(0, final % period - (width - 1))  # the last q of the run that holds final
+                last = max(last, start + q * step)
+        return read, last
+
+    read, last = taps(low, high)
+    copies = set()  # input pixels (padded positions) read only through a copy in the padding
+    if padding_mode == "replicate":  # every pad copies the edge: one count per side, however wide the pad
+        copies.update([low] * (before > 0 and taps(0, before - 1)[0] > 0) + [high] * (
+            after > 0 and taps(high + 1, high + after)[0] > 0))  # fmt: skip
+    elif padding_mode != "zeros" and before + after > 0:
+        if (max(before, 0) + max(after, 0)) * len(classes) > COVERAGE_LIMIT:  # a tap test per pad, per class
+            return None
+        for position in (*range(before), *range(high + 1, high + 1 + after)):
+            if taps(position, position)[0]:
+                offset = position - before  # where the pad sits, in input pixels (-1 is just before the input)
+                copies.add(low + _copied(offset, length, padding_mode))
+    copies = {position for position in copies if not taps(position, position)[0]}
+    read, last = read + len(copies), max([last, *copies])
     return length - read, length if last < low else high - last
+
+
+def _copied(offset: int, length: int, padding_mode: str) -> int:
+    """The input pixel a padded position ``offset`` pixels from the input's start copies (``-1``: just before it).
+
+    >>> [_copied(offset, 5, "reflect") for offset in (-2, -1, 5, 6)], _copied(-1, 5, "circular")
+    ([2, 1, 3, 2], 4)
+    """
+    if padding_mode == "circular":
+        return offset % length
+    if padding_mode == "replicate":
+        return min(max(offset, 0), length - 1)
+    return -offset if offset < 0 else 2 * (length - 1) - offset  # reflect: mirrored without the edge
 
 
 def _runs(x: int, period: int, width: int) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from convcalc import formulas
+from convcalc.display import Shown
 from convcalc.errors import ConvcalcError, InvalidLayerError
 
 __all__ = [
@@ -125,9 +126,12 @@ class Axis:
     formula: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
-class LayerResult:
-    """The outcome of one valid layer: sizes per axis, and totals where channels are known."""
+@dataclass(frozen=True, kw_only=True, repr=False)
+class LayerResult(Shown):
+    """The outcome of one valid layer: sizes per axis, and totals where channels are known.
+
+    Its ``repr`` is one line; ``table()``, rich and Jupyter show the table ``convcalc conv`` prints.
+    """
 
     layer: str
     """torch's class name, e.g. ``Conv2d``."""
@@ -145,6 +149,23 @@ class LayerResult:
     """Multiply-accumulate operations for one forward pass of the whole batch."""
     stride_from_kernel: bool = False
     """A pool given no stride: torch's default, the kernel size, was taken."""
+
+    def __repr__(self) -> str:
+        """One line: the layer, the sizes, the totals where known.
+
+        >>> conv((227, 227), kernel_size=11, stride=4, in_channels=3, out_channels=96)
+        <LayerResult Conv2d 1x3x227x227 -> 1x96x55x55, 34,944 params, 105,415,200 MACs>
+        """
+        sizes = [self.input_shape or self.input, self.output_shape or self.output]
+        shapes = " -> ".join("x".join(map(str, size)) for size in sizes)
+        counts = "" if self.params is None else f", {self.params:,} params, {self.macs:,} MACs"
+        return f"<LayerResult {self.layer} {shapes}{counts}>"
+
+    def explain(self) -> str:
+        """The arithmetic, step by step, axis by axis, as ``--explain`` prints it (plain text)."""
+        from convcalc.explain import explain
+
+        return explain(self)
 
     @property
     def family(self) -> Family:
@@ -314,8 +335,9 @@ def _within_int64(check: _Checker, axis: str, **values: int) -> None:
             )
 
 
-def _coverage(length: int, out: int, kernel_size: int, stride: int, before: int, dilation: int) -> dict[str, Any]:
-    found = formulas.coverage(length, out, kernel_size, stride, before, dilation)
+def _coverage(length: int, out: int, kernel_size: int, stride: int, before: int, dilation: int, after: int = 0,
+              padding_mode: str = "zeros") -> dict[str, Any]:  # fmt: skip
+    found = formulas.coverage(length, out, kernel_size, stride, before, dilation, after, padding_mode)
     unread, uncovered = (None, None) if found is None else found
     return {"unread": unread, "uncovered": uncovered}
 
@@ -440,7 +462,7 @@ def conv(
                 stride=s,
                 padding=(before, after),
                 dilation=d,
-                **_coverage(length, out, k, s, before, d),
+                **_coverage(length, out, k, s, before, d, after, padding_mode),
                 formula=formulas.conv_formula(length, out, k, s, (before, after), d),
             )
         )

@@ -470,7 +470,12 @@ class _Run:
                                         "this layer (it fails earlier): give an input that runs")  # fmt: skip
             worked = {name: known[name] for name in spec.expressions}
         else:
-            worked = {name: _worked(spec.arguments[name], self.bound) for name in spec.expressions}
+            worked = {}
+            for name in spec.expressions:
+                try:
+                    worked[name] = _worked(spec.arguments[name], self.bound)
+                except InvalidLayerError as error:  # name the argument: `out_channels: four` is a typo, or a size
+                    raise InvalidLayerError(f"{name} {error}") from None
             if not follows:
                 self.inferred.setdefault(place, {}).update(worked)
         node.written = {name: spec.arguments[name] for name in spec.expressions}

@@ -25,6 +25,30 @@ float32, float16 or bfloat16) except where torch saves another dtype.
   ReLU, Sigmoid, Tanh and Softmax keep their output, most other activations
   their input; attention keeps its query, key and value projections and its
   output (with dropout: its weights, their mask and the dropped weights).
+  torchvision's StochasticDepth multiplies by a random noise of one value per
+  row (mode ``row``; one in all for ``batch``) and keeps it, whatever values
+  it drew (with p 0 it returns its input and keeps nothing); FrozenBatchNorm2d,
+  ``x * scale + shift`` of buffers, keeps its (1, C, 1, 1) scale.
+- **Tensors the network makes.** A ``Parameter`` is a parameter and a
+  ``Buffer`` a buffer (left out as above; the first requires grad, the second
+  does not); a ``Constant`` (Swin's shifted window mask) is computed in the
+  forward pass in the network's dtype, requires no grad, and counts where a
+  layer saves it.
+- **Joins and splits.** ``matmul`` keeps what the ``dot``, ``mv``, ``mm`` or
+  ``bmm`` torch runs it as keeps: each operand where the other requires grad,
+  as torch's matmul folds or broadcasts it first, so the operand itself, a
+  view of it (whose whole storage counts: in Swin, a view of ``k`` keeps the
+  whole qkv projection) or a copy where no view can fold it (``q`` and ``k^T``
+  cut from a permuted projection, batched per window and head). ``x[index]``
+  keeps its indices (an index buffer: nothing). The parts of ``chunk``,
+  ``split``, ``tensor_split`` and ``unbind`` are views; ``Dims``, ``Check``
+  and ``Output`` pass their tensor on.
+- **Methods and functions.** ``exp`` and ``sigmoid`` keep their output,
+  ``clamp`` its input; ``mul``, ``add``, ``sub`` and ``div`` by a number,
+  ``roll`` and ``contiguous`` (a copy where the input is not contiguous) keep
+  nothing; ``F.pad`` keeps what the padding layer of its mode keeps;
+  ``F.normalize`` keeps its input, the norms and the norms clamped to eps
+  (new tensors of the input's shape with the normalised dim 1), for any p.
 - **Not included:** gradients, optimizer state, the temporaries of the
   backward pass, and the tensors the forward pass makes and frees again.
   This is the part of training memory that grows with the batch.
@@ -35,7 +59,9 @@ float32, float16 or bfloat16) except where torch saves another dtype.
   keeps that layout, a later Flatten, reshape or Linear copies in torch and
   is counted as a view here. A ConvTranspose3d output smaller than its input
   is counted at its own size, where torch's CPU fallback may keep it in a
-  storage the size of the input.
+  storage the size of the input. A ``Constant`` is counted in the network's
+  dtype; the emitted code makes it like the tensor computed just before it,
+  which differs only after an integer buffer.
 
 Each layer type has a :class:`Rule` in :data:`RULES`: which tensors it saves
 (its input, its output, or tensors it makes, with a shape and dtype), whether
@@ -45,7 +71,7 @@ parameters. Each rule was read off torch, by recording what
 checks every layer and every example network against torch that way.
 
 >>> from convcalc.spec import resolve
->>> from convcalc.stack import run_stack
+>>> from convcalc.network import run_stack
 >>> result = run_stack((1, 3, 8, 8), resolve([("ReLU", {}, None),
 ...                                           ("Conv2d", {"out_channels": 4, "kernel_size": 3}, None),
 ...                                           ("ReLU", {}, None), ("MaxPool2d", {"kernel_size": 2}, None)]))
@@ -66,8 +92,11 @@ from typing import Any, Protocol, Union
 
 from convcalc.catalog import LAYERS
 from convcalc.errors import ConvcalcError
-from convcalc.stack import DTYPES, Node, Order, StackResult
-from convcalc.tensor_ops import contiguous, elementwise_strides, view_strides
+from convcalc.network import DTYPES, Node, Order, StackResult
+from convcalc.spec import SPLITS
+from convcalc.step import wrap_dim
+from convcalc.tensor_ops import broadcast_shapes, contiguous, elementwise_strides, view_strides
+from convcalc.tensors import BUFFERS
 
 __all__ = [
     "FLOATING",
@@ -177,7 +206,9 @@ class Out(enum.Enum):
     RESHAPE = "reshape"
     """``x.reshape(...)``: a view where torch can make one, else a new contiguous copy."""
     SAME = "same"
-    """The input tensor itself (Identity, Dropout with p 0, Save)."""
+    """The input tensor itself (Identity, Dropout with p 0, Save, Dims, a split's first part)."""
+    CONTIGUOUS = "contiguous"
+    """``x.contiguous()``: the input tensor itself where it is contiguous, else a new contiguous copy."""
 
 
 Items = Union[tuple[Saves, ...], Callable[[_Layer], tuple[Saves, ...]]]
@@ -199,9 +230,16 @@ class Rule:
     composite: Callable[[_Pass, Node, _Layer, _Tensor], _Tensor] | None = None
     """For a layer made of others (attention): runs its parts, saving for the node."""
     join: Callable[[Node], str | None] | None = None
-    """For a join or block: how it joins its inputs (``Add``, ``Mul``, ``Concat``); None: it passes its input on."""
+    """For a join or block: how it joins its inputs (``Add``, ``Mul``, ``Concat``, ``matmul``, ``index``); None: it
+    passes its input on."""
     refuses: Callable[[_Layer], str | None] | None = None
     """A check torch makes in training mode only (eval mode runs the layer): the problem in words, or None."""
+    restride: Callable[[_Layer, Strides], Strides] | None = None
+    """The strides of its output from its input's (never None), where the catalogue's step does not give them as
+    the training pass lays them out: a Part of a split; StochasticDepth's ``x * noise``, FrozenBatchNorm2d's
+    ``x * scale + shift`` and F.normalize's ``x / norm``, each laid out by TensorIterator from both operands."""
+    start: Callable[[_Pass, Node], _Tensor] | None = None
+    """For a step that takes no input (Parameter, Buffer, Constant): the tensor it makes."""
 
 
 @dataclass(frozen=True)
@@ -239,14 +277,20 @@ class Saved:
 
 @dataclass(slots=True)
 class _Tensor:
-    """A tensor of the forward pass: its storage (an id and the storage's bytes), shape, strides (None: contiguous)
-    and whether it requires grad."""
+    """A tensor of the forward pass: its storage (an id and the storage's bytes), shape, strides (None: contiguous),
+    whether it requires grad, and its dtype (None: the pass's; ``int64`` for an index buffer)."""
 
     storage: int
     nbytes: int
     shape: Shape
     grad: bool
     strides: Strides | None = None
+    dtype: str | None = None
+
+    def laid_out(self, shape: Shape, strides: Strides | None, grad: bool | None = None) -> _Tensor:
+        """A view of this tensor's storage with this shape and strides (None: contiguous, as ``_laid_out`` gives
+        them)."""
+        return _Tensor(self.storage, self.nbytes, shape, self.grad if grad is None else grad, strides, self.dtype)
 
 
 class _Pass:
@@ -263,14 +307,19 @@ class _Pass:
     def new(self, shape: Shape, grad: bool, dtype: str | None = None, strides: Strides | None = None) -> _Tensor:
         self.storages += 1
         element = self.element if dtype is None else _ELEMENT[dtype]
-        return _Tensor(self.storages, math.prod(shape) * element, shape, grad, strides)
+        return _Tensor(self.storages, math.prod(shape) * element, shape, grad, strides, dtype)
 
-    def save(self, node: Node, tensor: _Tensor, what: str, dtype: str | None = None) -> None:
+    def held(self, tensor: _Tensor) -> _Tensor:
+        """A parameter's or buffer's tensor: the model holds its storage anyway, so no saving of it counts."""
+        self.counted.add(tensor.storage)
+        return tensor
+
+    def save(self, node: Node, tensor: _Tensor, what: str) -> None:
         if tensor.storage in self.counted:
             return
         self.counted.add(tensor.storage)
         self.own[node.id] = self.own.get(node.id, 0) + tensor.nbytes
-        self.tensors.append(SavedTensor(node, what, tensor.shape, dtype or self.dtype, tensor.nbytes))
+        self.tensors.append(SavedTensor(node, what, tensor.shape, tensor.dtype or self.dtype, tensor.nbytes))
 
     def layer(self, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
         """Run one layer (``node`` itself, or a part of it) on ``x``; what it saves counts for ``node``."""
@@ -287,15 +336,15 @@ class _Pass:
         if how is Out.SAME:
             out = x
         elif in_place:
-            out = _Tensor(x.storage, x.nbytes, layer.output, records, x.strides)
+            out = x.laid_out(layer.output, x.strides, records)
         elif how is Out.VIEW:
-            out = _Tensor(x.storage, x.nbytes, layer.output, x.grad, _step_strides(layer, x))
+            out = x.laid_out(layer.output, _output_strides(rule, layer, x, view=True))
         elif how is Out.RESHAPE:
-            strides = view_strides(x.shape, x.strides or contiguous(x.shape), layer.output)
-            out = (self.new(layer.output, x.grad) if strides is None else
-                   _Tensor(x.storage, x.nbytes, layer.output, x.grad, _laid_out(layer.output, strides)))  # fmt: skip
+            out = _reshaped(self, x, layer.output)
+        elif how is Out.CONTIGUOUS:
+            out = x if _is_contiguous(x) else self.new(layer.output, x.grad, x.dtype)
         else:
-            out = self.new(layer.output, records, strides=None if x.strides is None else _step_strides(layer, x))
+            out = self.new(layer.output, records, strides=_output_strides(rule, layer, x, view=False))
         if not records:
             return out
         items = rule.in_place if in_place else rule.saves
@@ -309,14 +358,21 @@ class _Pass:
                 self.save(node, out, "output")
             else:
                 assert item.shape is not None
-                self.save(node, self.new(item.shape(layer), False, item.dtype), item.what, item.dtype)
+                self.save(node, self.new(item.shape(layer), False, item.dtype), item.what)
         return out
 
     def join(self, node: Node, how: str, tensors: list[_Tensor]) -> _Tensor:
-        """``a + b + ...``, ``a * b * ...`` (each product saves the factor the other's gradient needs) or torch.cat."""
+        """``a + b + ...``, ``a * b * ...`` (each product saves the factor the other's gradient needs), torch.cat,
+        ``torch.matmul(a, b)`` or ``a[b]``."""
         grad = any(tensor.grad for tensor in tensors)
         if how == "Concat":  # torch.cat saves only sizes, and makes a new tensor even of one
             return self.new(node.output, grad)
+        if how == "matmul":
+            return _matmul(self, node, tensors[0], tensors[1])
+        if how == "index":  # the gradient scatters into the table's rows: it keeps the indices
+            if tensors[0].grad:
+                self.save(node, tensors[1], "indices")
+            return self.new(node.output, tensors[0].grad, tensors[0].dtype)
         if len(tensors) == 1:  # the expression is the tensor itself
             return tensors[0]
         result = tensors[0]
@@ -359,6 +415,31 @@ def _is_dense(shape: Shape, strides: Strides | None, order: tuple[int, ...]) -> 
     return True
 
 
+def _is_contiguous(x: _Tensor) -> bool:
+    """torch's ``is_contiguous()``: the dims packed in order, the last fastest (dims of size 1 take any stride)."""
+    return _is_dense(x.shape, x.strides, tuple(range(len(x.shape) - 1, -1, -1)))
+
+
+def _strides(x: _Tensor) -> Strides:
+    return x.strides or contiguous(x.shape)
+
+
+def _reshaped(run: _Pass, x: _Tensor, shape: Shape) -> _Tensor:
+    """``x.reshape(shape)``: a view where torch can make one, else a new contiguous copy."""
+    strides = view_strides(x.shape, _strides(x), shape)
+    return run.new(shape, x.grad, x.dtype) if strides is None else x.laid_out(shape, _laid_out(shape, strides))
+
+
+def _output_strides(rule: Rule, layer: _Layer, x: _Tensor, view: bool) -> Strides | None:
+    """The strides of a layer's output (None: contiguous): the rule's own, or the catalogue's step's (a new tensor
+    of a contiguous input is contiguous)."""
+    if rule.restride is not None:
+        return _laid_out(layer.output, rule.restride(layer, _strides(x)))
+    if x.strides is None and not view:
+        return None
+    return _step_strides(layer, x)
+
+
 def _copied(run: _Pass, x: _Tensor, copy: Copy) -> _Tensor:
     """The tensor a layer saves of its input ``x``: ``x`` itself, or the copy torch makes first."""
     if copy is Copy.NONE or x.strides is None:
@@ -373,7 +454,7 @@ def _copied(run: _Pass, x: _Tensor, copy: Copy) -> _Tensor:
         channels_last = (1, 3, 2, 0) if rank == 4 else (1, 4, 3, 2, 0)
         if _is_dense(x.shape, x.strides, channels_last):
             return x
-    return run.new(x.shape, x.grad)
+    return run.new(x.shape, x.grad, x.dtype)
 
 
 def _step_strides(layer: _Layer, x: _Tensor) -> Strides | None:
@@ -396,6 +477,111 @@ def _elementwise(a: _Tensor, b: _Tensor) -> tuple[Shape, Strides | None]:
         return shape, None
     operands = [(a.shape, a.strides or contiguous(a.shape)), (b.shape, b.strides or contiguous(b.shape))]
     return shape, _laid_out(shape, elementwise_strides(shape, operands))
+
+
+def _expanded(x: _Tensor, shape: Shape) -> _Tensor:
+    """``x.expand(shape)``: a view, stride 0 along every dim it broadcasts (torch's ``inferExpandGeometry``)."""
+    if shape == x.shape:
+        return x
+    lead, old = len(shape) - len(x.shape), _strides(x)
+    strides = [0] * len(shape)
+    for i in range(len(shape) - 1, -1, -1):
+        if i >= lead:
+            size, stride = x.shape[i - lead], old[i - lead]
+        else:  # a new dim: of size 1, strided as if it were there
+            size, stride = 1, shape[i + 1] * strides[i + 1] if i + 1 < len(shape) else 1
+        strides[i] = stride if size == shape[i] else 0
+    return x.laid_out(shape, _laid_out(shape, tuple(strides)))
+
+
+def _transposed(x: _Tensor) -> _Tensor:
+    """``x.mT``: the last two dims swapped, a view."""
+    strides, shape = _strides(x), x.shape
+    swapped = (*shape[:-2], shape[-1], shape[-2])
+    return x.laid_out(swapped, _laid_out(swapped, (*strides[:-2], strides[-1], strides[-2])))
+
+
+def _unsqueezed(x: _Tensor, dim: int) -> _Tensor:
+    """``x.unsqueeze(dim)``: a view, as torch strides it."""
+    strides, shape = _strides(x), x.shape
+    step = strides[dim] * shape[dim] if dim < len(shape) else 1
+    new = (*shape[:dim], 1, *shape[dim:])
+    return x.laid_out(new, _laid_out(new, (*strides[:dim], step, *strides[dim:])))
+
+
+def _product(run: _Pass, node: Node, kind: str, left: _Tensor, right: _Tensor) -> None:
+    """``mm``, ``bmm``, ``mv`` or ``dot`` of two operands: each keeps the operand that the other's gradient needs,
+    where the other requires grad (mm and bmm save their second operand first; mv and dot their first)."""
+    pairs = [(left, right.grad, "left operand"), (right, left.grad, "right operand")]
+    for tensor, needed, what in reversed(pairs) if kind in ("mm", "bmm") else pairs:
+        if needed:
+            run.save(node, tensor, what)
+
+
+def _folds(a: _Tensor, b: _Tensor) -> bool:
+    """torch's ``should_fold`` (ATen/native/LinearAlgebra.cpp): whether matmul folds the batch dims of the larger
+    operand (3-D or more) into the rows of one matrix for ``mm``, the other being 1-D or 2-D. Always where the smaller
+    operand requires grad (even at the price of a copy), else where the fold is a view (and the first operand is not
+    the 2-D one)."""
+    first_larger = len(a.shape) >= len(b.shape)
+    larger = a if first_larger else _transposed(b)
+    if not (len(larger.shape) >= 3 and len(b.shape if first_larger else a.shape) <= 2):
+        return False
+    if (b if first_larger else a).grad:
+        return True
+    if len(a.shape) == 2:
+        return False
+    shape, strides = larger.shape, _strides(larger)
+    return all(strides[i] == strides[i + 1] * shape[i + 1] for i in range(len(shape) - 2))
+
+
+def _matmul(run: _Pass, node: Node, a: _Tensor, b: _Tensor) -> _Tensor:
+    """``torch.matmul(a, b)``: a new contiguous tensor; it saves what the ``mm``, ``bmm``, ``mv`` or ``dot`` it runs
+    as saves (see :func:`_products`)."""
+    grad = a.grad or b.grad
+    if grad:
+        _products(run, node, a, b)
+    return run.new(node.output, grad, a.dtype)
+
+
+def _products(run: _Pass, node: Node, a: _Tensor, b: _Tensor) -> None:
+    """What ``torch.matmul(a, b)`` saves, as torch's ``_matmul_impl`` computes it: 1-D and 2-D operands go to
+    ``dot``, ``mv`` or ``mm`` as they are; a 3-D or larger one with a 1-D or 2-D one is folded into a matrix where
+    :func:`_folds` says so (``reshape``: a copy where no view can fold it); otherwise both are broadcast to the
+    batch dims they share and folded to 3-D for ``bmm`` (each a view where torch can make one, else a copy)."""
+    rank_a, rank_b = len(a.shape), len(b.shape)
+    if rank_a <= 2 and rank_b <= 2:
+        if rank_a == 1 and rank_b == 1:
+            _product(run, node, "dot", a, b)
+        elif rank_b == 1:
+            _product(run, node, "mv", a, b)
+        else:
+            _product(run, node, "mm", _unsqueezed(a, 0) if rank_a == 1 else a, b)
+        return
+    if _folds(a, b):
+        flipped = rank_b > rank_a  # (a @ b) = (b^T @ a^T)^T
+        larger = _transposed(b) if flipped else a
+        smaller = (_transposed(a) if rank_a == 2 else a) if flipped else b
+        rows = _reshaped(run, larger, (math.prod(larger.shape[:-1]), larger.shape[-1]))
+        _product(run, node, "mm" if len(smaller.shape) == 2 else "mv", rows, smaller)
+        return
+    if rank_a == 3 and rank_b == 3 and a.shape[0] != b.shape[0]:  # a batch of 1 that requires grad is folded
+        if a.shape[0] == 1 and a.grad:
+            return _products(run, node, a.laid_out(a.shape[1:], _laid_out(a.shape[1:], _strides(a)[1:])), b)
+        if b.shape[0] == 1 and b.grad:
+            return _products(run, node, a, b.laid_out(b.shape[1:], _laid_out(b.shape[1:], _strides(b)[1:])))
+    n, m = (a.shape[-2] if rank_a > 1 else 1), a.shape[-1]
+    k, p = (b.shape[-2], b.shape[-1]) if rank_b > 1 else (b.shape[0], 1)
+    batch = broadcast_shapes(a.shape[: max(rank_a - 2, 0)], b.shape[: max(rank_b - 2, 0)])
+    assert batch is not None
+    count = math.prod(batch)
+    left = _reshaped(run, _expanded(a, (*batch, n, m)), (count, n, m))
+    if rank_b == 1:
+        right = _unsqueezed(_reshaped(run, _expanded(b, (*batch, k)), (count, k)), 2)
+    else:
+        right = _reshaped(run, _expanded(b, (*batch, k, p)), (count, k, p))
+    _product(run, node, "bmm", left, right)
+    return None
 
 
 # --- the rules -----------------------------------------------------------------------------------------------------
@@ -596,7 +782,7 @@ def _attention(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
         out = run.new((batch, heads, length, embed // heads), True)
         run.save(node, out, "attention output")
         lse = "float32" if half else None
-        run.save(node, run.new((batch, heads, length), False, lse), "logsumexp", lse)
+        run.save(node, run.new((batch, heads, length), False, lse), "logsumexp")
         attended = out  # laid out as q, (S, N, H, hd): .permute(2, 0, 1, 3).contiguous() is no copy
     else:  # the math kernel: softmax(q k^T) with dropout, in float32 for a half dtype
         acc = "float32" if half else None
@@ -606,8 +792,8 @@ def _attention(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor:
                             (weights, "attention weights"),
                             (() if args["dropout"] == 1 else weights, "dropout mask"),
                             (weights, "attention weights, dropped")):  # fmt: skip
-            run.save(node, run.new(shape, True, acc), what, acc)
-        run.save(node, run.new((keys, batch, embed), True, acc) if half else v, "v", acc)
+            run.save(node, run.new(shape, True, acc), what)
+        run.save(node, run.new((keys, batch, embed), True, acc) if half else v, "v")
         attended = run.new((length * batch, embed), True)
     projection = {"in_features": embed, "out_features": embed, "bias": args["bias"]}
     out = run.layer(node, _Part("Linear", projection, attended.shape, attended.shape), attended)
@@ -651,6 +837,93 @@ def _encoder_layer(run: _Pass, node: Node, layer: _Layer, x: _Tensor) -> _Tensor
 
 def _joined_by(how: str) -> Callable[[Node], str | None]:
     return lambda node: how
+
+
+def _part_strides(layer: _Layer, strides: Strides) -> Strides:
+    """A part of ``x.chunk``, ``x.split`` or ``x.tensor_split`` is a slice (the input's strides); of ``x.unbind``,
+    a select (the dim dropped)."""
+    if layer.arguments["of"] != "unbind":
+        return strides
+    dim = wrap_dim(layer.arguments["dim"], len(layer.input))
+    return (*strides[:dim], *strides[dim + 1 :])
+
+
+def _pad(layer: _Layer) -> tuple[Saves, ...]:
+    """``F.pad``: as the padding layers of its mode, reflection and replication keep their input."""
+    return (INPUT,) if layer.arguments["mode"] in ("reflect", "replicate") else ()
+
+
+def _keepdim(layer: _Layer) -> Shape:
+    """The input's shape with the normalised dim kept as 1: one norm per vector."""
+    dim = wrap_dim(layer.arguments["dim"], len(layer.input))
+    return (*layer.input[:dim], 1, *layer.input[dim + 1 :])
+
+
+NORMALIZE = (INPUT, _made("norm", _keepdim), _made("norm, clamped", _keepdim))
+"""``F.normalize``: ``x / x.norm(p, dim, keepdim=True).clamp_min(eps).expand_as(x)``. The norm keeps its input and
+its result, clamp_min its input (that result again) and the division both sides: x, the norm and the clamped norm
+(whose expanded view the division keeps), for every p."""
+
+
+def _divided(layer: _Layer, strides: Strides) -> Strides:
+    """``x / norm`` is laid out as TensorIterator lays out x and the expanded norm out."""
+    norm = _keepdim(layer)
+    return elementwise_strides(layer.output, [(layer.input, strides), (norm, contiguous(norm))])
+
+
+def _frozen_scale(layer: _Layer) -> Shape:
+    return (1, layer.arguments["num_features"], 1, 1)
+
+
+def _frozen_strides(layer: _Layer, strides: Strides) -> Strides:
+    """``x * scale + shift``: two elementwise results, each laid out by TensorIterator."""
+    scale = _frozen_scale(layer)
+    product = elementwise_strides(layer.output, [(layer.input, strides), (scale, contiguous(scale))])
+    return elementwise_strides(layer.output, [(layer.output, product), (scale, contiguous(scale))])
+
+
+def _noise(layer: _Layer) -> Shape:
+    """StochasticDepth's noise: one value per row (mode row: the first dim), or one for the whole batch."""
+    rank = len(layer.input)
+    return (layer.input[0], *(1,) * (rank - 1)) if layer.arguments["mode"] == "row" else (1,) * rank
+
+
+def _stochastic_depth(layer: _Layer) -> tuple[Saves, ...]:
+    """In training, with p above 0, ``x * noise`` (its Bernoulli noise divided by 1 - p): the product keeps the noise
+    for x's gradient, a tensor of the input's dtype, whatever values it drew. With p 0 it returns x itself."""
+    return () if layer.arguments["p"] == 0 else (_made("noise", _noise),)
+
+
+def _noise_strides(layer: _Layer, strides: Strides) -> Strides:
+    if layer.arguments["p"] == 0:  # x itself
+        return strides
+    noise = _noise(layer)
+    return elementwise_strides(layer.output, [(layer.input, strides), (noise, contiguous(noise))])
+
+
+def _rows(layer: _Layer) -> str | None:
+    """StochasticDepth by rows reads the batch size, ``x.shape[0]``, in training only."""
+    if layer.arguments["mode"] == "row" and layer.arguments["p"] != 0 and not layer.input:
+        return "StochasticDepth by rows in training mode needs an input of at least 1 dim, the rows"
+    return None
+
+
+def _parameter(run: _Pass, node: Node) -> _Tensor:
+    """A learned tensor: it requires grad, and the model holds it."""
+    return run.held(run.new(node.output, True))
+
+
+def _buffer(run: _Pass, node: Node) -> _Tensor:
+    """A registered tensor: no grad, and the model holds it (an index kind as int64; a float one in the model's
+    dtype, to which ``.to(dtype)`` converts it)."""
+    dtype = BUFFERS[node.arguments["kind"]](node.arguments).dtype
+    return run.held(run.new(node.output, False, None if dtype.startswith("float") else dtype))
+
+
+def _constant(run: _Pass, node: Node) -> _Tensor:
+    """A tensor computed in forward from sizes alone (Swin's shifted window mask, in the model's dtype): no grad,
+    and the model does not hold it, so it counts where something saves it."""
+    return run.new(node.output, False)
 
 
 def _rules() -> dict[str, Rule]:
@@ -702,16 +975,37 @@ def _rules() -> dict[str, Rule]:
         rules[name] = Rule(output=Out.VIEW)
     rules["reshape"] = rules["flatten"] = Rule(output=Out.RESHAPE)
     rules["mean"] = Rule()
+    rules["narrow"] = rules["Permute"] = Rule(output=Out.VIEW)
+    rules["contiguous"] = Rule(output=Out.CONTIGUOUS)  # a copy saves nothing
+    # elementwise methods: exp and sigmoid keep their output, clamp its input; by a number, mul, add, sub and div
+    # keep nothing (the number is no tensor); roll writes a new contiguous tensor and keeps nothing
+    rules["exp"] = rules["sigmoid"] = Rule(saves=(OUTPUT,))
+    rules["clamp"] = keeps_input
+    for name in ("mul", "add", "sub", "div", "roll"):
+        rules[name] = Rule()
+    rules["pad"] = Rule(saves=_pad)
+    rules["normalize"] = Rule(saves=NORMALIZE, restride=_divided)
+    # torchvision's modules (torch_code.HELPERS): x * scale + shift of buffers keeps the scale, a new (1, C, 1, 1)
+    # tensor; StochasticDepth's x * noise keeps the noise
+    rules["FrozenBatchNorm2d"] = Rule(saves=(_made("scale", _frozen_scale),), restride=_frozen_strides)
+    rules["StochasticDepth"] = Rule(saves=_stochastic_depth, output=_unless_p_zero, restride=_noise_strides,
+                                    refuses=_rows)  # fmt: skip
     # convcalc's modules (torch_code.HELPERS): torch.cat with a token, x + embedding, gamma * x
     rules["ClassToken"] = rules["PositionEmbedding"] = Rule(learned=True)
     rules["LayerScale"] = Rule(saves=(INPUT,), learned=True)
     rules["MultiheadAttention"] = Rule(composite=_attention, learned=True)
     rules["TransformerEncoderLayer"] = Rule(composite=_encoder_layer, learned=True)
-    # blocks and joins: + and torch.cat save nothing; * saves its factors
-    for name in ("Save", "From", "Repeat"):
+    # blocks and joins: + and torch.cat save nothing; * saves its factors; matmul what its mm or bmm saves; x[i]
+    # its indices; the steps that name, check or pass a tensor on, and a split (which goes on from its first
+    # part), nothing
+    for name in ("Save", "From", "Repeat", "Sequential", "Dims", "Check", "Output", *SPLITS):
         rules[name] = Rule(output=Out.SAME)
-    for name in ("Add", "Mul", "Concat"):
+    for name in ("Add", "Mul", "Concat", "matmul", "index"):
         rules[name] = Rule(join=_joined_by(name))
+    rules["Part"] = Rule(output=Out.VIEW, restride=_part_strides)
+    rules["Parameter"] = Rule(start=_parameter)
+    rules["Buffer"] = Rule(start=_buffer)
+    rules["Constant"] = Rule(start=_constant)
     rules["Residual"] = Rule(join=_joined_by("Add"))
     rules["Parallel"] = Rule(join=lambda node: node.arguments["join"])
     return rules
@@ -737,7 +1031,9 @@ def saved_bytes(result: StackResult, dtype: str = "float32") -> Saved:
     for node in result.walk(Order.EVALUATION):
         inputs = [network_input if source is None else outputs[id(source)] for source in node.inputs]
         rule = _rule(node.type)
-        if rule.join is not None:
+        if rule.start is not None:
+            outputs[id(node)] = rule.start(run, node)
+        elif rule.join is not None:
             how = rule.join(node)
             outputs[id(node)] = inputs[0] if how is None else run.join(node, how, inputs)
         else:

@@ -34,7 +34,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 def float32(value: Any) -> str | None:
     """The check of a float argument that torch converts to the input's dtype (float32 here)."""
-    return None if abs(value) <= FLOAT32_MAX else f"must lie within float32's range (at most {FLOAT32_MAX:.8g})"
+    return None if abs(value) <= FLOAT32_MAX else f"must lie within float32's range (at most {FLOAT32_MAX!r})"
 
 
 def is_int(value: Any) -> bool:
@@ -119,7 +119,7 @@ class Arg:
     """The range check torch's constructor makes on the value alone: the problem in words, or None."""
     infer: Callable[[tuple[int, ...], dict[str, Any]], Any] | None = None
     """How the value follows from the incoming shape (and the arguments declared before it), where torch's Lazy
-    module infers it: once, on the network's first input (see :func:`convcalc.stack.run_stack`)."""
+    module infers it: once, on the network's first input (see :func:`convcalc.network.run_stack`)."""
     empty: bool = False
     """Whether an empty list is a value (a pool's ``stride: []`` is its kernel size; a pad's ``padding: []`` none)."""
     keyword_only: bool = False

@@ -18,12 +18,16 @@ from fractions import Fraction
 from typing import Any
 
 from convcalc import formulas, layers
+from convcalc.display import Shown
 from convcalc.errors import ConvcalcError, InvalidLayerError
 from convcalc.layers import Family
 
-__all__ = ["FAMILIES", "MAX_SETTINGS", "Answer", "nearest_outputs", "solve", "widened"]
+__all__ = ["FAMILIES", "MAX_KERNEL", "MAX_SETTINGS", "MAX_STRIDE", "Answer", "Solutions", "nearest_outputs",
+           "solutions", "solve", "widened"]  # fmt: skip
 
 FAMILIES = tuple(family.value for family in Family)
+MAX_KERNEL, MAX_STRIDE = 7, 4
+"""The bounds a search starts from where none is given."""
 MAX_SETTINGS = 200_000
 """Most settings one search may try: a bound that keeps every search under a few seconds."""
 
@@ -74,8 +78,75 @@ class Answer:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True, kw_only=True, repr=False)
+class Solutions(Shown, Sequence[Answer]):
+    """The answers of one search, best first, with what was searched: a sequence of :class:`Answer`."""
+
+    input_size: tuple[int, ...]
+    output_size: tuple[int, ...]
+    family: Family
+    answers: tuple[Answer, ...]
+    max_kernel: int
+    """The bounds searched within."""
+    max_stride: int
+    widened: bool = False
+    """No setting within the default bounds does it: these are within the wider bounds above."""
+    limit: int = 10
+    """How many answers the table shows."""
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.answers[index]
+
+    def __repr__(self) -> str:
+        """One line: what was searched, how many answers, the best.
+
+        >>> solutions((64,), (32,))
+        <Solutions Conv1d 64 -> 32: 7 answers, best k=2 s=2 p=0>
+        """
+        best = f", best {self.answers[0].short()}" if self.answers else ""
+        return (f"<Solutions {self.family.torch_name(len(self.input_size))} {_size(self.input_size)} -> "
+                f"{_size(self.output_size)}: {len(self.answers)} answers{best}>")  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (``solve --json``): what was searched, how many answers, the first ``limit``."""
+        shown = [answer.as_dict() for answer in self.answers[: self.limit]]
+        return {"input_size": list(self.input_size), "output_size": list(self.output_size),
+                "family": self.family.value, "max_kernel": self.max_kernel, "max_stride": self.max_stride,
+                "count": len(self.answers), "answers": shown}  # fmt: skip
+
+
+def _size(size: Sequence[int]) -> str:
+    return "x".join(map(str, size))
+
+
+def solutions(input_size: Sequence[int], output_size: Sequence[int], *, family: Family | str = Family.CONV,
+              max_kernel: int | None = None, max_stride: int | None = None, limit: int = 10, **fixed: Any
+              ) -> Solutions:  # fmt: skip
+    """:func:`solve`, as ``convcalc solve`` runs it: within ``max_kernel`` and ``max_stride`` where given, and where
+    neither is, within the defaults, widened (:func:`widened`) until something is found.
+
+    >>> found = solutions((227, 227), (55, 55))  # the notes' AlexNet layer
+    >>> found[0].short(), found.max_kernel, found.widened
+    ('k=11 s=4 p=0', 15, True)
+    """
+    family = _family(family)
+    if max_kernel is None and max_stride is None:
+        answers, kernel, stride = widened(input_size, output_size, family=family, **fixed)
+    else:
+        kernel, stride = max_kernel or MAX_KERNEL, max_stride or MAX_STRIDE
+        answers = solve(input_size, output_size, family=family, max_kernel=kernel, max_stride=stride, **fixed)
+    return Solutions(input_size=tuple(input_size), output_size=tuple(output_size), family=family,
+                     answers=tuple(answers), max_kernel=kernel, max_stride=stride,
+                     widened=bool(answers) and (kernel, stride) != (MAX_KERNEL, MAX_STRIDE) and max_kernel is None
+                     and max_stride is None, limit=limit)  # fmt: skip
+
+
 def widened(input_size: Sequence[int], output_size: Sequence[int], *, family: Family | str = Family.CONV,
-            max_kernel: int = 7, max_stride: int = 4, **bounds: Any) -> tuple[list[Answer], int, int]:  # fmt: skip
+            max_kernel: int = MAX_KERNEL, max_stride: int = MAX_STRIDE, **bounds: Any
+            ) -> tuple[list[Answer], int, int]:  # fmt: skip
     """:func:`solve` within ``max_kernel`` and ``max_stride``, and where that finds nothing, within twice as much
     (and twice again...) while the search stays within :data:`MAX_SETTINGS`: the answers and the bounds that found
     them (no answers, and the widest bounds searched, where none finds any).
@@ -112,8 +183,8 @@ def solve(
     dilation: int | None = None,
     output_padding: int | None = None,
     ceil_mode: bool | None = None,
-    max_kernel: int = 7,
-    max_stride: int = 4,
+    max_kernel: int = MAX_KERNEL,
+    max_stride: int = MAX_STRIDE,
     max_dilation: int = 1,
 ) -> list[Answer]:
     """Every setting within the bounds that torch accepts and that maps ``input_size`` to ``output_size``.

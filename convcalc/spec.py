@@ -3,7 +3,7 @@
 :func:`resolve` turns the items of a stack file (a name, keywords or
 positional arguments, a line) into :class:`LayerSpec` objects, each argument
 checked against its one declaration in the catalogue (:mod:`convcalc.schema`).
-Nothing here knows shapes: :mod:`convcalc.stack` runs the specs.
+Nothing here knows shapes: :mod:`convcalc.network` runs the specs.
 
 >>> [spec.type for spec in resolve([("Conv2d", {"out_channels": 8, "kernel_size": 3}, None), ("ReLU", {}, None)])]
 ['Conv2d', 'ReLU']
@@ -125,6 +125,7 @@ JOINS: dict[str, tuple[Arg, ...]] = {
         Arg("name", Type.NAME),
         Arg("kind", Type.TEXT, choices=tuple(BUFFERS)),
         Arg("window_size", Type.PER_AXIS),
+        Arg("flat", Type.BOOL, True),
     ),
     "Constant": (
         Arg("name", Type.NAME),
@@ -233,6 +234,7 @@ def _step_or_layer(item: Item, label: str, where: str, position: int, seen: dict
         arguments = _keywords(item, JOINS[item.type], label, scope.constants)
         if item.type == "Check":
             arguments["condition"] = substitute(arguments["condition"], scope.constants)
+            arguments.setdefault("message", "")  # the failure names the condition when no message is given
             _condition(arguments["condition"], label, item.line)
         declared = {arg.name: arg for arg in JOINS[item.type]}
         sized = tuple(name for name, value in arguments.items() if declared[name].sized(value))

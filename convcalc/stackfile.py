@@ -27,9 +27,9 @@ import yaml
 
 from convcalc.catalog import LAYERS
 from convcalc.errors import ConvcalcError, StackSpecError
+from convcalc.network import MAX_RANK
 from convcalc.schema import INT64, REQUIRED
 from convcalc.spec import BLOCKS, JOINS, Defined, Item, LayerSpec, resolve
-from convcalc.stack import MAX_RANK
 
 __all__ = ["MAX_NODES", "StackFileError", "load_stack"]
 

@@ -22,10 +22,10 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
-from convcalc.stack import DTYPES, Order
+from convcalc.network import DTYPES, Order
 
 if TYPE_CHECKING:
-    from convcalc.stack import Node, StackResult
+    from convcalc.network import Node, StackResult
 
 __all__ = ["MB", "Footer", "Line", "compact", "footer", "lines", "megabytes", "subtotals"]
 

@@ -390,7 +390,7 @@ def class_token(shape: Shape, args: dict[str, Any]) -> Step:
 def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned (1, *shape) tensor added to the input (ViT's pos_embedding); ``shape`` is the input's without its
     batch axis, inferred once."""
-    if not shape:
+    if not shape and not args["shape"]:  # a given embedding broadcasts with a 0-D input, as torch's x + pos does
         raise _fail("needs an input with a batch axis, got a 0-D tensor")
     weight = (1, *args["shape"])
     return _step(output=_learned(shape, weight, "added to"), params=math.prod(weight), keeps_layout=True)
@@ -398,11 +398,11 @@ def position_embedding(shape: Shape, args: dict[str, Any]) -> Step:
 
 def layer_scale(shape: Shape, args: dict[str, Any]) -> Step:
     """A learned per-channel scale ``gamma * x`` (ConvNeXt), gamma of shape (C, 1, ..., 1) along ``dim``."""
-    if not shape:
-        raise _fail("needs an input with at least 1 dimension, got a 0-D tensor")
-    wrap_dim(args["dim"], len(shape))
     weight = tuple(args["shape"])
-    if not weight:
+    if not shape and not weight:
+        raise _fail("needs an input with at least 1 dimension, got a 0-D tensor")
+    if not weight:  # dim only places gamma when it is inferred (on the file's input): then it must name an axis
+        wrap_dim(args["dim"], len(shape))
         raise _fail("shape must not be empty: gamma has the channels, then a 1 per later axis")
     return _step(output=_learned(shape, weight, "multiplied by"), params=math.prod(weight), keeps_layout=True)
 

@@ -12,7 +12,7 @@ booleans and torch's own choices, written through ``ascii()``; names of saved
 tensors never appear (variables are made by the caller).
 
 >>> from convcalc.spec import resolve
->>> from convcalc.stack import run_stack
+>>> from convcalc.network import run_stack
 >>> nodes = run_stack((1, 3, 8, 8), resolve([("Conv2d", {"out_channels": 4, "kernel_size": 3}, None),
 ...                                          ("permute", {"dims": [0, 2, 3, 1]}, None)])).rows
 >>> constructor(nodes[0])
@@ -76,8 +76,14 @@ HELPERS = {
         self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.weight.reshape(1, -1, 1, 1) * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
-        shift = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
+        scale = (
+            self.weight.reshape(1, -1, 1, 1)
+            * (self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
+        )
+        shift = (
+            self.bias.reshape(1, -1, 1, 1)
+            - self.running_mean.reshape(1, -1, 1, 1) * scale
+        )
         return x * scale + shift
 ''',
     "StochasticDepth": '''class StochasticDepth(nn.Module):
@@ -92,7 +98,9 @@ HELPERS = {
         if not self.training or self.p == 0.0:
             return x
         size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
-        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(1.0 - self.p)
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(
+            1.0 - self.p
+        )
         if self.p < 1.0:
             noise.div_(1.0 - self.p)
         return x * noise
@@ -107,7 +115,9 @@ HELPERS = {
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.permute(x, self.dims)
 ''',
-    "place": '''def place(root: nn.Module, path: str, item: nn.Module | torch.Tensor, buffer: bool = False) -> None:
+    "place": '''def place(
+    root: nn.Module, path: str, item: nn.Module | torch.Tensor, buffer: bool = False
+) -> None:
     """Put a module, parameter or buffer at a dotted path under root, making the modules between as needed: the
     names the model it came from gives its state."""
     *parents, leaf = path.split(".")
@@ -122,33 +132,53 @@ HELPERS = {
     else:
         root.register_parameter(leaf, item)
 ''',
-    "relative_position_index": '''def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
-    """For each pair of positions in a window, its row of the relative position bias table (Swin)."""
+    "relative_position_index": '''def relative_position_index(
+    window_size: tuple[int, int], flat: bool = True
+) -> torch.Tensor:
+    """For each pair of positions in a window, its row of the relative position bias table: flat (Swin), or one
+    row per position (MaxViT)."""
     height, width = window_size
     grid = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
     coords = torch.stack(grid).flatten(1)
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
     rows = (relative[:, :, 0] + height - 1) * (2 * width - 1)
-    return (rows + relative[:, :, 1] + width - 1).flatten()
+    index = rows + relative[:, :, 1] + width - 1
+    return index.flatten() if flat else index
 ''',
     "relative_coords_table": '''def relative_coords_table(window_size: tuple[int, int]) -> torch.Tensor:
     """Log-spaced relative coordinates in a window, (1, 2*Wh - 1, 2*Ww - 1, 2): Swin V2's."""
     height, width = window_size
     rows = torch.arange(-(height - 1), height, dtype=torch.float32) / (height - 1)
     columns = torch.arange(-(width - 1), width, dtype=torch.float32) / (width - 1)
-    table = torch.stack(torch.meshgrid([rows, columns], indexing="ij")).permute(1, 2, 0).unsqueeze(0) * 8
+    table = (
+        torch.stack(torch.meshgrid([rows, columns], indexing="ij"))
+        .permute(1, 2, 0)
+        .unsqueeze(0)
+        * 8
+    )
     return torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0
 ''',
     "shifted_window_mask": '''def shifted_window_mask(
-    size: tuple[int, int], window_size: tuple[int, int], shift_size: tuple[int, int], like: torch.Tensor
+    size: tuple[int, int],
+    window_size: tuple[int, int],
+    shift_size: tuple[int, int],
+    like: torch.Tensor,
 ) -> torch.Tensor:
     """-100 where two positions of a shifted window come from different regions, 0 elsewhere (Swin)."""
     height, width = size
     window_h, window_w = window_size
     regions = like.new_zeros((height, width))
     count = 0
-    for rows in (slice(0, -window_h), slice(-window_h, -shift_size[0]), slice(-shift_size[0], None)):
-        for columns in (slice(0, -window_w), slice(-window_w, -shift_size[1]), slice(-shift_size[1], None)):
+    for rows in (
+        slice(0, -window_h),
+        slice(-window_h, -shift_size[0]),
+        slice(-shift_size[0], None),
+    ):
+        for columns in (
+            slice(0, -window_w),
+            slice(-window_w, -shift_size[1]),
+            slice(-shift_size[1], None),
+        ):
             regions[rows, columns] = count
             count += 1
     regions = regions.view(height // window_h, window_h, width // window_w, window_w)
@@ -228,7 +258,8 @@ def constructor(node: Any) -> tuple[str, list[str]]:
     if node.type == "Parameter":
         return "nn.Parameter", [f"torch.full({value(node.arguments['shape'])}, {value(float(node.arguments['init']))})"]
     if node.type == "Buffer":
-        return node.arguments["kind"], [value(node.arguments["window_size"])]
+        flat = [] if node.arguments.get("flat", True) else ["flat=False"]
+        return node.arguments["kind"], [value(node.arguments["window_size"]), *flat]
     kind = LAYERS[node.type]
     if kind.form is Form.PARAMETER:
         if node.type == "ClassToken":

@@ -232,7 +232,7 @@ class LayerCheck:
     label: str = ""
     """Where the node sits, for people: ``3``, or ``3.body.2`` inside a block."""
     node: Any = field(default=None, compare=False, repr=False)
-    """The :class:`~convcalc.stack.Node` it checks (None for the node where convcalc stopped)."""
+    """The :class:`~convcalc.network.Node` it checks (None for the node where convcalc stopped)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -268,7 +268,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
     """Build the stack's graph in torch on the meta device, run it, and compare every node.
 
     ``specs`` are the :class:`~convcalc.spec.LayerSpec` list and ``result``
-    the :class:`~convcalc.stack.StackResult` convcalc computed. The nodes are
+    the :class:`~convcalc.network.StackResult` convcalc computed. The nodes are
     walked in the order torch computes them (a block once its branches are
     done): layers run in eval mode, joins as torch code does (``body(x) +
     shortcut(x)``, ``torch.cat``, ``+``). Where convcalc stops, torch must
@@ -280,7 +280,7 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
     hold even on the meta device, both convcalc and torch run a batch of 1.
     """
     torch = _import_torch()
-    from convcalc.stack import Order, run_stack
+    from convcalc.network import Order, run_stack
 
     batch_of_one = _too_large(result)
     if batch_of_one:

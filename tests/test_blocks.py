@@ -14,8 +14,8 @@ from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from convcalc.cli import main
+from convcalc.network import run_stack
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS, inferring_module
 

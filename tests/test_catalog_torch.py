@@ -80,7 +80,7 @@ class Verdict:
 
 def convcalc_verdict(name: str, arguments: dict[str, Any], shape: Shape) -> Verdict:
     """convcalc's verdict on layer ``name`` with ``arguments`` (YAML-like values: lists, not tuples) on ``shape``."""
-    from convcalc.stack import StackSpecError, resolve, run_stack
+    from convcalc.network import StackSpecError, resolve, run_stack
 
     try:
         specs = resolve([(name, arguments, None)])
@@ -616,6 +616,9 @@ FOUND = [
     ("LeakyReLU", {"negative_slope": 3.4028234663852886e38}, (2,)),  # the largest float32 converts
     ("LeakyReLU", {"negative_slope": 3.402823466385289e38}, (2,)),  # the next float64 does not
     ("Hardtanh", {"min_val": -1e-45, "max_val": 1e-45}, (2,)),
+    ("RReLU", {"upper": 3.41e38}, (1, 2, 4)),  # eval mode's slope is the mean, 1.7e38: within float32
+    ("RReLU", {"lower": -3.41e38}, (1, 2, 4)),
+    ("RReLU", {"lower": 3.4e38, "upper": 1e300}, (1, 2, 4)),  # a mean beyond float32: refused
     ("ReplicationPad1d", {"padding": 2**63 - 1}, (1, 3)),  # torch overflows to a width of 1; convcalc refuses
     ("Conv3d", {"out_channels": 1, "kernel_size": 1, "padding": 1512308, "bias": False}, (1, 1, 1, 1)),  # 2**64.6
 ]

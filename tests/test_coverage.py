@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 import convcalc
 from convcalc import formulas
 from convcalc.cli import main
-from convcalc.fit import fit
-from convcalc.solve import solve
+from convcalc.fitting import fit
+from convcalc.network import run_stack
+from convcalc.solver import solve
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from tests.profiles import scaled
 
 ROOT = Path(__file__).parent.parent
@@ -46,14 +46,16 @@ def test_coverage_is_a_walk_over_every_tap(length, kernel, stride, dilation, bef
 
 @settings(max_examples=scaled(300))
 @given(length=st.integers(1, 2**62), kernel=st.integers(1, 2**40), stride=st.integers(1, 2**40),
-       dilation=st.integers(1, 2**20), before=st.integers(0, 2**40))  # fmt: skip
-def test_coverage_at_any_size_is_bounded_and_quick(length, kernel, stride, dilation, before) -> None:
+       dilation=st.integers(1, 2**20), before=st.integers(0, 2**40),
+       mode=st.sampled_from(["zeros", "replicate", "reflect", "circular"]))  # fmt: skip
+def test_coverage_at_any_size_is_bounded_and_quick(length, kernel, stride, dilation, before, mode) -> None:
     """Sizes no walk can cover: the figure is worked out (or refused as unknown, never guessed) and in range."""
     out = formulas.conv_length(length, kernel, stride, (before, before), dilation)
-    assume(out >= 1)
-    found = formulas.coverage(length, out, kernel, stride, before, dilation)
+    assume(out >= 1 and (before < length or mode != "reflect") and (before <= length or mode != "circular"))
+    found = formulas.coverage(length, out, kernel, stride, before, dilation, before, mode)
     if found is None:
-        assert dilation > 1 and min(kernel, stride) > formulas.COVERAGE_LIMIT
+        assert (dilation > 1 and min(kernel, stride) > formulas.COVERAGE_LIMIT) or (
+            mode in ("reflect", "circular") and 2 * before * min(kernel, stride) > formulas.COVERAGE_LIMIT)  # fmt: skip
         return
     unread, uncovered = found
     assert 0 <= uncovered <= unread <= length
@@ -79,6 +81,30 @@ def test_every_layer_reports_the_pixels_its_windows_leave(size, kernel, stride, 
     for axis in result.axes:
         expected = walk(axis.input, axis.output, axis.kernel_size, axis.stride, axis.padding[0], axis.dilation)
         assert (axis.unread, axis.uncovered) == expected, (size, arguments)
+
+
+@settings(max_examples=scaled(1500))
+@given(length=st.integers(1, 14), kernel=st.integers(1, 5), stride=st.integers(1, 5), dilation=st.integers(1, 3),
+       padding=st.integers(-3, 5), mode=st.sampled_from(["zeros", "reflect", "replicate", "circular"]))  # fmt: skip
+@example(length=5, kernel=1, stride=2, dilation=1, padding=2, mode="reflect")  # pads mirror pixels 2 and 1
+def test_a_padding_mode_that_copies_pixels_reads_them_as_torchs_gradient_says(length, kernel, stride, dilation,
+                                                                              padding, mode) -> None:  # fmt: skip
+    """The oracle is torch's own: an input pixel is read where the gradient of the summed output reaches it."""
+    import torch
+
+    try:
+        result = convcalc.conv((length,), kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                               padding_mode=mode)  # fmt: skip
+    except convcalc.InvalidLayerError:
+        return
+    layer = torch.nn.Conv1d(1, 1, kernel, stride=stride, padding=padding, dilation=dilation, padding_mode=mode,
+                            bias=False)  # fmt: skip
+    torch.nn.init.ones_(layer.weight)
+    x = torch.ones(1, 1, length, requires_grad=True)
+    layer(x).sum().backward()
+    read = [index for index, grad in enumerate(x.grad[0, 0].tolist()) if grad]
+    (axis,) = result.axes
+    assert (axis.unread, axis.uncovered) == (length - len(read), length - 1 - max(read) if read else length)
 
 
 def test_the_issues_examples() -> None:

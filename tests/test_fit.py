@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from convcalc.cli import main
-from convcalc.fit import compact, fit
+from convcalc.fitting import compact, fit
 from convcalc.spec import resolve
 
 ROOT = Path(__file__).parent.parent
@@ -95,7 +95,7 @@ def _emitted_takes(text: str, name: str, sizes: range) -> list[int]:
     """The square sizes the module --emit torch writes for a stack file takes, run in torch one by one: an
     oracle that never reads convcalc's shapes, only the code it writes."""
     from convcalc.emit import emit_torch
-    from convcalc.stack import run_stack
+    from convcalc.network import run_stack
     from convcalc.stackfile import load_stack
 
     shape, specs = load_stack(text, name)

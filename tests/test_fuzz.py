@@ -689,7 +689,8 @@ def assert_form(form: str, stdout: str, raw: bytes, what: str) -> None:
         bad = [line for line in table if _cells(line) != width or not line.rstrip().endswith("|")]
         assert not bad, f"Markdown rows other than {width} cells wide: {what}\n{bad[0]!r}"
     elif form == "size":
-        assert re.fullmatch(r"[0-9]+(x[0-9]+)*\n", stdout), f"-q that is not a size: {what}\n{stdout!r}"
+        size = r"([0-9]+(x[0-9]+)*|\(\))"  # () is a 0-D tensor; several outputs give a line each: name, tab, size
+        assert re.fullmatch(rf"{size}\n|([^\t\n]+\t{size}\n)+", stdout), f"-q that is not a size: {what}\n{stdout!r}"
     elif form == "options":
         assert re.fullmatch(r"--[a-z-]+( [0-9]+)?( --[a-z-]+( [0-9]+)?)*\n", stdout), f"solve -q: {what}\n{stdout!r}"
     elif form == "svg":

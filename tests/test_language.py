@@ -22,8 +22,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from convcalc.emit import emit_torch
 from convcalc.errors import StackSpecError
 from convcalc.expr import ExprError, parse
+from convcalc.network import run_stack
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from convcalc.stackfile import StackFileError, load_stack
 from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS
@@ -246,6 +246,20 @@ def test_a_check_refuses_the_input_torch_assert_refuses() -> None:
     assert refused is not None and "Wrong image height!" in str(refused)
 
 
+@pytest.mark.parametrize("message", ["", ", message: too tall"])
+def test_a_check_without_a_message_refuses_too_and_its_module_asserts_it(message: str) -> None:
+    shape, specs = load_stack(f"input: [1, 3, 8, 8]\nlayers:\n  - Dims: [N, C, H, W]\n  - Check: {{condition: H == 8"
+                              f"{message}}}\n  - Conv2d: {{out_channels: 2, kernel_size: 3}}\n")  # fmt: skip
+    refused = run_stack((1, 3, 9, 8), specs).error
+    assert refused is not None and "'H == 8' fails" in str(refused)
+    namespace: dict[str, Any] = {}
+    exec(emit_torch(specs, run_stack(shape, specs), "checked"), namespace)
+    module = namespace["Network"]()
+    assert tuple(module(torch.zeros(shape)).shape) == (1, 2, 6, 6)
+    with pytest.raises(AssertionError):
+        module(torch.zeros(1, 3, 9, 8))
+
+
 # --- learned tensors, buffers, torchvision's layers -----------------------------------------------------------------
 
 
@@ -254,6 +268,20 @@ def test_a_check_refuses_the_input_torch_assert_refuses() -> None:
 def test_a_parameter_counts_its_elements(shape: list[int]) -> None:
     result = run_stack((1,), resolve([("Parameter", {"name": "p", "shape": shape}, None)]))
     assert (result.output, result.total_params) == (tuple(shape), math.prod(shape))
+
+
+@settings(max_examples=scaled(400))
+@given(shape=shapes, weight=st.lists(st.integers(1, 4), min_size=1, max_size=5), transposed=st.booleans())
+def test_a_learned_tensor_broadcasts_with_the_input_as_torch_does(shape: tuple[int, ...], weight: list[int],
+                                                                   transposed: bool) -> None:  # fmt: skip
+    x = torch.zeros(shape)
+    before = [("transpose", {"dim0": 0, "dim1": -1})] if transposed and len(shape) > 1 else []
+    moved = x.transpose(0, -1) if before else x  # a layout other than contiguous, as a permuted tensor has
+    assume(0 not in shape)
+    for kind, compute in (("PositionEmbedding", lambda: moved + torch.zeros(1, *weight)),
+                          ("LayerScale", lambda: moved * torch.zeros(weight))):  # fmt: skip
+        expected = theirs(compute)
+        assert ours(shape, [*before, (kind, {"shape": weight})]) == expected, kind
 
 
 @settings(max_examples=scaled(300))

@@ -22,7 +22,7 @@ import torch
 from click.testing import CliRunner
 
 from convcalc.cli import main
-from convcalc.stack import run_stack
+from convcalc.network import run_stack
 from convcalc.stackfile import load_stack
 from tests.reference_nets import PARAMS, REFERENCES, copy_state, macs, randomize
 

@@ -21,7 +21,7 @@ from convcalc import formulas
 from convcalc.catalog import ELEMENTWISE
 from convcalc.errors import InvalidLayerError
 from convcalc.layers import Family, LayerResult, avg_pool, conv, conv_transpose, max_pool
-from convcalc.stack import StackSpecError, resolve, run_stack
+from convcalc.network import StackSpecError, resolve, run_stack
 
 TORCH_REJECTS = (RuntimeError, ValueError)
 

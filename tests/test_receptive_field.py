@@ -18,8 +18,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from convcalc.network import run_stack
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from tests.profiles import scaled
 
 LENGTH = 64

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from convcalc.cli import main
-from convcalc.solve import solve
+from convcalc.solver import solve
 from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS
 

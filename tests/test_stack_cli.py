@@ -46,11 +46,11 @@ def test_json_schema_is_stable() -> None:
     data = json.loads(run("stack", str(ROOT / "examples" / "lenet5.yaml"), "--json").stdout)
     assert list(data) == [
         "input_shape", "output_shape", "total_params", "total_buffers", "total_macs", "dtype", "parameter_bytes",
-        "activation_bytes", "saved_bytes", "gradient_bytes", "layers", "error",
+        "activation_bytes", "saved_bytes", "gradient_bytes", "outputs", "layers", "error",
     ]  # fmt: skip
     assert list(data["layers"][0]) == [
         "index", "label", "type", "arguments", "input_shape", "output_shape", "params", "buffers", "macs",
-        "receptive_field", "jump", "uncovered", "unread", "id", "inputs", "line", "saved_bytes",
+        "receptive_field", "jump", "uncovered", "unread", "id", "inputs", "line", "module", "saved_bytes",
     ]  # fmt: skip
     assert [(layer["id"], layer["inputs"]) for layer in data["layers"][:3]] == [(1, [0]), (2, [1]), (3, [2])]
     first = data["layers"][0]
@@ -154,7 +154,7 @@ FILE_ERRORS = [
      "line 4: layer 2 (Conv2d): unknown keyword 'out_chanels' (did you mean out_channels?); Conv2d takes: "
      "in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: four, kernel_size: 3}\n",
-     "line 3: layer 1 (Conv2d): out_channels must be an integer, got 'four'"),
+     "line 3: layer 1 (Conv2d) on input (1, 3, 8, 8): out_channels 'four': the name 'four' is not bound"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {kernel_size: 3}\n", "line 3: layer 1 (Conv2d): missing out_channels"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - [Conv2d]\n", "line 3: layer 1 must be a layer name (ReLU) or a one-key"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - !!python/object/apply:os.system [echo hi]\n",

@@ -17,8 +17,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
+from convcalc.network import run_stack
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from tests.profiles import scaled
 from tests.torch_oracle import TORCH_REJECTS, inferring_module
 

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from convcalc.cli import main
-from convcalc.stack import run_stack
+from convcalc.network import run_stack
 from convcalc.stackfile import load_stack
 
 ROOT = Path(__file__).parent.parent

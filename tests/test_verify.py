@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 import convcalc
 from convcalc import layers, verify
 from convcalc.cli import main
+from convcalc.network import run_stack
 from convcalc.spec import resolve
-from convcalc.stack import run_stack
 from tests import test_stack_torch, test_torch_agreement
 from tests.profiles import scaled
 

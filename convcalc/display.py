@@ -84,7 +84,7 @@ def text(result: Any, width: int | None = None) -> str:
     output = _console(width)
     show(output, *parts(result, output))
     written = output.file.getvalue()  # type: ignore[attr-defined]
-    return str(written)
+    return str(written).rstrip("\n")
 
 
 def bundle(result: Any, include: Any = None, exclude: Any = None) -> dict[str, str]:

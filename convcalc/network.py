@@ -557,7 +557,8 @@ class _Run:
         shapes = [("the input", shape, "")]
         shapes += [(repr(name), other, f" (saved at layer {o.label if o is not None else 'input'})")
                    for name, (o, other, _) in zip(names, others)]  # fmt: skip
-        out = _joined(spec.type, shapes, spec.arguments.get("dim", 1), spec.arguments.get("crop", False))
+        arguments = self.sizes(spec, node, place, follows=True)  # a dim may be an expression too
+        out = _joined(spec.type, shapes, arguments.get("dim", 1), arguments.get("crop", False))
         joined = state
         for _, _, other_state in others:
             joined = joined.widest(other_state)

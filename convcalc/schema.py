@@ -124,10 +124,12 @@ class Arg:
     """Whether an empty list is a value (a pool's ``stride: []`` is its kernel size; a pad's ``padding: []`` none)."""
     keyword_only: bool = False
     """Whether torch takes it by name only (BatchNorm's ``bias``): no positional argument reaches it."""
+    sizes: bool = True
+    """Whether a size expression may stand for it (not for a join's ``dim``, which the graph's shape rests on)."""
 
     def sized(self, value: Any) -> bool:
         """Whether ``value`` is (or holds) a size expression for this argument: a string where a number goes."""
-        return self.type in NUMERIC and holds_expression(value) and not self.type.accepts(value)
+        return self.sizes and self.type in NUMERIC and holds_expression(value) and not self.type.accepts(value)
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` for this argument (type, choices, range), or None. A size written as an

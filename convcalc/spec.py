@@ -99,7 +99,7 @@ BLOCKS = {
     "Parallel": Block(
         branches=("branches",),
         required=("branches",),
-        args=(Arg("join", Type.TEXT, choices=JOIN_TYPES), Arg("dim", Type.INT, 1)),
+        args=(Arg("join", Type.TEXT, choices=JOIN_TYPES), Arg("dim", Type.INT, 1, sizes=False)),
     ),
 }
 """Blocks and what they hold. A Parallel's ``branches`` is a list of branches, each a list of layers (``[]``: the
@@ -110,13 +110,13 @@ JOINS: dict[str, tuple[Arg, ...]] = {
     "From": (Arg("name", Type.NAME),),
     "Add": (Arg("with", Type.NAMES),),
     "Mul": (Arg("with", Type.NAMES),),
-    "Concat": (Arg("with", Type.NAMES), Arg("dim", Type.INT, 1), Arg("crop", Type.CROP, False)),
+    "Concat": (Arg("with", Type.NAMES), Arg("dim", Type.INT, 1, sizes=False), Arg("crop", Type.CROP, False)),
     "matmul": (Arg("with", Type.NAME),),
     "index": (Arg("with", Type.NAME),),
-    "chunk": (Arg("chunks", Type.INT), Arg("dim", Type.INT, 0), _NAMES),
-    "split": (Arg("split_size_or_sections", Type.PER_AXIS), Arg("dim", Type.INT, 0), _NAMES),
-    "tensor_split": (Arg("sections", Type.PER_AXIS, empty=True), Arg("dim", Type.INT, 0), _NAMES),
-    "unbind": (Arg("dim", Type.INT, 0), _NAMES),
+    "chunk": (Arg("chunks", Type.INT), Arg("dim", Type.INT, 0, sizes=False), _NAMES),
+    "split": (Arg("split_size_or_sections", Type.PER_AXIS), Arg("dim", Type.INT, 0, sizes=False), _NAMES),
+    "tensor_split": (Arg("sections", Type.PER_AXIS, empty=True), Arg("dim", Type.INT, 0, sizes=False), _NAMES),
+    "unbind": (Arg("dim", Type.INT, 0, sizes=False), _NAMES),
     "Dims": (Arg("names", Type.NAMES),),
     "Check": (Arg("condition", Type.TEXT), Arg("message", Type.TEXT, "")),
     "Output": (Arg("name", Type.NAME),),

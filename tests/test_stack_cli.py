@@ -153,6 +153,10 @@ FILE_ERRORS = [
     ("input: [1, 3, 8, 8]\nlayers:\n  - ReLU\n  - Conv2d: {out_chanels: 4, kernel_size: 3}\n",
      "line 4: layer 2 (Conv2d): unknown keyword 'out_chanels' (did you mean out_channels?); Conv2d takes: "
      "in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode"),
+    ("input: [1, 1, 4]\nlayers:\n- Save: a\n- Concat: {with: a, dim: nan, crop: true}\n",  # found by test_fuzz
+     "line 4: layer 2 (Concat): dim must be an integer, got 'nan'"),
+    ("input: [1, 1, 4]\nlayers:\n- Parallel: {branches: [[], []], join: Concat, dim: C}\n",
+     "line 3: layer 1 (Parallel): dim must be an integer, got 'C'"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {out_channels: four, kernel_size: 3}\n",
      "line 3: layer 1 (Conv2d) on input (1, 3, 8, 8): out_channels 'four': the name 'four' is not bound"),
     ("input: [1, 3, 8, 8]\nlayers:\n  - Conv2d: {kernel_size: 3}\n", "line 3: layer 1 (Conv2d): missing out_channels"),

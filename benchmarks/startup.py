@@ -67,6 +67,7 @@ def main() -> None:
         [
             ("python -c pass", [python, "-c", "pass"]),
             ('python -c "import click"', [python, "-c", "import click"]),
+            ('python -c "import convcalc"', [python, "-c", "import convcalc"]),
             ("convcalc conv 227 --k 11 --s 4 -q", quiet),
             ("convcalc conv 227 --k 11 --s 4 --json", [*quiet[:-1], "--json"]),
             ("convcalc conv 227 --k 11 --s 4 (table)", quiet[:-1]),

@@ -15,7 +15,6 @@ themselves, so that ``import convcalc`` never loads rich.
 from __future__ import annotations
 
 import io
-import shutil
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,4 +95,6 @@ def bundle(result: Any, include: Any = None, exclude: Any = None) -> dict[str, s
             output.print()
         output.print(part, crop=False)
     html = output.export_html(inline_styles=True, code_format=_PRE)
+    import shutil  # here, not at the top: it imports the compression modules, which import convcalc need not pay
+
     return {"text/plain": text(result, shutil.get_terminal_size((NOTEBOOK_WIDTH, 24)).columns), "text/html": html}

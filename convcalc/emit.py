@@ -19,6 +19,8 @@ first two lines, where a comment could declare the file's encoding.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from convcalc.catalog import LAYERS, Form
 from convcalc.expr import parse
@@ -198,15 +200,17 @@ def _main(result: StackResult, make: str) -> list[str]:
     ]
 
 
-def _attribute(node: Node) -> str:
-    return "layer" + node.label.replace(".", "_")
+def _attribute(node: Node, within: str = "") -> str:
+    """``layer`` and the node's label (``layer7_1_body_2``); inside a repeated block's class, the label within the
+    block's first copy (``within``: ``7.1.``)."""
+    return "layer" + node.label.removeprefix(within).replace(".", "_")
 
 
-def _reference(node: Node) -> str:
+def _reference(node: Node, within: str = "") -> str:
     """How ``forward`` reaches a node's module, parameter or buffer: by the name the model it came from gives it
     (``module:``, a string in the code, through repr), else by an attribute convcalc names."""
     if node.module is None:
-        return f"self.{_attribute(node)}"
+        return f"self.{_attribute(node, within)}"
     getter = {"Parameter": "get_parameter", "Buffer": "get_buffer"}.get(node.type, "get_submodule")
     return f"self.{getter}({value(node.module)})"
 
@@ -231,29 +235,34 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
         lines += ["    )", "", *_main(result, "build()")]
         return "\n".join(lines) + "\n"
 
-    modules: list[str] = []
-    placed: set[str] = set()
-    for node in nodes:
-        builds = node.type in ("Parameter", "Buffer") or (
-            node.type in LAYERS and LAYERS[node.type].form not in _FUNCTIONAL and not node.written
-        )
-        if not builds or node.module in placed:  # a module the model calls twice is one module
-            continue
-        callee, arguments = constructor(node)
-        if node.module is not None:
-            placed.add(node.module)
-            modules += _call("        ", "made = ", callee, arguments, "")
-            tail = ", buffer=True)" if node.type == "Buffer" else ")"
-            modules.append(f"        place(self, {value(node.module)}, made{tail}")
-        elif node.type == "Buffer":
-            modules += _call("        ", f"self.register_buffer({value(_attribute(node))}, ", callee, arguments, ")")
-        else:
-            modules += _call("        ", f"self.{_attribute(node)} = ", callee, arguments, "")
-    body, outputs = _forward(nodes, result)
+    blocks = [block for block in map(_Repeated.of, result.roots) if block is not None]
+    inside = {id(node) for block in blocks for node in block.nodes}
+    classes: list[str] = []
+    for block in blocks:
+        forward, ((_, returned),) = _forward(block.body, {"": block.body[-1]}, block.entry, block.within)
+        classes += [
+            "",
+            "",
+            f"class {block.name}(nn.Module):",
+            f'    """One copy of layer {block.node.label}, a Repeat of {block.node.arguments["times"]}."""',
+            "",
+            "    def __init__(self) -> None:",
+            "        super().__init__()",
+            *(_modules(block.body, block.within) or ["        pass"]),
+            "",
+            "    def forward(self, x: torch.Tensor) -> torch.Tensor:",
+            *forward,
+            f"        return {returned}",
+        ]
+    top = [node for node in nodes if id(node) not in inside]
+    modules = _modules(top, calls={id(block.node): block for block in blocks})
+    body, outputs = _forward(top, result.outputs, calls={id(block.node): block for block in blocks})
     returned = "dict[str, torch.Tensor]" if outputs else "torch.Tensor"
     ending = ["        return {", *(f"            {value(key)}: {variable}," for key, variable in outputs), "        }"]
     lines = [
-        *_header(name, result, needed),
+        *"\n".join(_header(name, result, needed)).rstrip("\n").split("\n"),
+        *classes,
+        "",
         "",
         "class Network(nn.Module):",
         "    def __init__(self) -> None:",
@@ -269,6 +278,92 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
     return "\n".join(lines) + "\n"
 
 
+def _modules(nodes: list[Node], within: str = "", calls: dict[int, _Repeated] | None = None) -> list[str]:
+    """The ``__init__`` statements that build the modules, parameters and buffers of ``nodes`` (and the Repeats
+    ``calls`` holds, as ``nn.Sequential`` of their block class)."""
+    modules: list[str] = []
+    placed: set[str] = set()
+    for node in nodes:
+        if calls and id(node) in calls:
+            block = calls[id(node)]
+            modules += _format("        ", f"self.{_attribute(node)} = nn.Sequential(*({block.name}() for _ in "
+                                           f"range({node.arguments['times']})))")  # fmt: skip
+            continue
+        builds = node.type in ("Parameter", "Buffer") or (
+            node.type in LAYERS and LAYERS[node.type].form not in _FUNCTIONAL and not node.written
+        )
+        if not builds or node.module in placed:  # a module the model calls twice is one module
+            continue
+        callee, arguments = constructor(node)
+        attribute = _attribute(node, within)
+        if node.module is not None:
+            placed.add(node.module)
+            modules += _call("        ", "made = ", callee, arguments, "")
+            tail = ", buffer=True)" if node.type == "Buffer" else ")"
+            modules.append(f"        place(self, {value(node.module)}, made{tail}")
+        elif node.type == "Buffer":
+            modules += _call("        ", f"self.register_buffer({value(attribute)}, ", callee, arguments, ")")
+        else:
+            modules += _call("        ", f"self.{attribute} = ", callee, arguments, "")
+    return modules
+
+
+@dataclass(frozen=True)
+class _Repeated:
+    """A top-level Repeat written as ``nn.Sequential`` of copies of one block class, not copy after copy: its
+    first copy must be a graph of its own (every tensor it reads made inside it, or the Repeat's input), keep no
+    module names (an imported file's state_dict keys follow the original's), and end where it is read from."""
+
+    node: Node
+    nodes: list[Node]
+    """Every node inside the Repeat, each copy's."""
+    body: list[Node]
+    """The first copy's nodes, in evaluation order."""
+    entry: Node | None
+    """The node whose output the Repeat takes (None: the stack's input)."""
+
+    @property
+    def within(self) -> str:
+        return f"{self.node.label}.1."
+
+    @property
+    def name(self) -> str:
+        return f"Block{self.node.label.replace('.', '_')}"
+
+    @classmethod
+    def of(cls, node: Node) -> _Repeated | None:
+        if node.type != "Repeat" or node.arguments.get("times", 1) < 2:
+            return None
+        nodes = list(_evaluated(node.children))
+        body = [child for child in nodes if child.label.startswith(f"{node.label}.1.")]
+        if not body or any(child.module is not None or child.type in ("Output", "Dims", "Check") or child.written
+                           for child in nodes):  # fmt: skip
+            return None
+        copies = [[child for child in nodes if child.label.startswith(f"{node.label}.{number}.")]
+                  for number in range(1, node.arguments["times"] + 1)]  # fmt: skip
+        if any(list(map(_same, copy)) != list(map(_same, body)) for copy in copies):
+            return None  # copies that differ (DenseNet's grow their channels): each is written out
+        entry = _source(body[0].inputs[0]) if body[0].inputs else None
+        made = {id(child) for child in body}
+        for child in body:
+            if any(_source(source) is not entry and id(_source(source)) not in made for source in child.inputs):
+                return None
+        return cls(node, nodes, body, entry)
+
+
+def _same(node: Node) -> tuple[object, ...]:
+    """What one copy's node must share with the first copy's for one class to build both, its shape comment
+    included."""
+    return node.type, repr(sorted(node.arguments.items(), key=str)), node.output, len(node.inputs)
+
+
+def _evaluated(nodes: list[Node]) -> Iterator[Node]:
+    """``nodes`` and everything inside them, children before their block, as the evaluation order walks them."""
+    for node in nodes:
+        yield from _evaluated(node.children)
+        yield node
+
+
 def _source(node: Node | None) -> Node | None:
     """The node whose computation a node's output is (a Save or a Repeat passes its input's on)."""
     while node is not None and node.type in _ALIASES:
@@ -276,21 +371,27 @@ def _source(node: Node | None) -> Node | None:
     return node
 
 
-def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tuple[str, str]]]:
-    """The statements of ``forward``, and the stack's named outputs with the variables that hold them.
+def _forward(nodes: list[Node], named: dict[str, Node], entry: Node | None = None, within: str = "",
+             calls: dict[int, _Repeated] | None = None) -> tuple[list[str], list[tuple[str, str]]]:  # fmt: skip
+    """The statements of ``forward``, and the ``named`` outputs with the variables that hold them.
 
     Each computing node assigns ``x``; a tensor read again after ``x`` holds another is kept in a variable first:
     ``saved_1`` after the Save that names it, else ``out_`` and its label. ``Dims`` keeps a tensor's sizes in
-    ``dims_`` and its label; size expressions read them there."""
-    computing = [node for node in nodes if node.type not in _ALIASES]
+    ``dims_`` and its label; size expressions read them there. ``entry`` is the node whose output comes in as
+    ``x`` (None: the stack's input); ``calls`` are the Repeats called as one module, ``self.layer7(x)``."""
+    calls = calls or {}
+
+    def _source(node: Node | None) -> Node | None:  # a Repeat called as one module is a computation of its own
+        while node is not None and node.type in _ALIASES and id(node) not in calls:
+            node = node.inputs[0]
+        return None if node is entry else node
+
+    computing = [node for node in nodes if node.type not in _ALIASES or id(node) in calls]
     position = {id(node): index for index, node in enumerate(computing)}
     at = {}  # where a statement stands: the number of computing nodes before it
-    for node in nodes:
-        if node.type in _ALIASES:
-            at[id(node)] = sum(1 for other in computing if position[id(other)] < len(at) and False) or None
     done = 0
     for node in nodes:
-        if node.type in _ALIASES:
+        if node.type in _ALIASES and id(node) not in calls:
             at[id(node)] = done
         else:
             done += 1
@@ -298,9 +399,12 @@ def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tu
     def made(source: Node | None) -> int:
         return -1 if source is None else position[id(source)]
 
-    readers = [(position[id(node)], source) for node in computing for source in map(_source, node.inputs)]
+    def inputs(node: Node) -> tuple[Node | None, ...]:  # a called Repeat takes its first copy's input
+        return (calls[id(node)].body[0].inputs[0],) if id(node) in calls else node.inputs
+
+    readers = [(position[id(node)], source) for node in computing for source in map(_source, inputs(node))]
     readers += [(at[id(node)], _source(node)) for node in nodes if node.type in _STATEMENTS]
-    ends = [_source(node) for node in result.outputs.values()]
+    ends = [_source(node) for node in named.values()]
     later = {id(source) if source else 0 for place, source in readers if place > made(source) + 1}
     later |= {id(source) if source else 0 for source in ends if made(source) != len(computing) - 1}
     kept: dict[int, str] = {}
@@ -314,7 +418,7 @@ def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tu
                 said.setdefault(key, []).append(ascii(node.arguments["name"]))
     for node in computing:
         if id(node) in later:
-            kept.setdefault(id(node), f"out_{node.label.replace('.', '_')}")
+            kept.setdefault(id(node), f"out_{node.label.removeprefix(within).replace('.', '_')}")
     if 0 in later:
         kept.setdefault(0, "x_in")
 
@@ -342,15 +446,18 @@ def _forward(nodes: list[Node], result: StackResult) -> tuple[list[str], list[tu
             message = node.arguments["message"] or f"the check {node.arguments['condition']} fails"
             lines += _call(indent, "", "torch._assert", [f"bool({condition})", ascii(message)], "")
             continue
-        if node.type in _ALIASES:
+        if node.type in _ALIASES and id(node) not in calls:
             continue
-        values = [variable(source, position[id(node)]) for source in map(_source, node.inputs)]
-        code = expression(node, values, _reference(node), sizes)
+        if id(node) in calls:
+            code = f"self.{_attribute(node)}({variable(_source(inputs(node)[0]), position[id(node)])})"
+        else:
+            values = [variable(source, position[id(node)]) for source in map(_source, node.inputs)]
+            code = expression(node, values, _reference(node, within), sizes)
         lines += _statement(indent, code, _shape(node.output))
         if id(node) in kept:
             names = said.get(id(node))
             lines.append(f"{indent}{kept[id(node)]} = x" + (f"  # Save: {', '.join(names)}" if names else ""))
-    outputs = [(key, variable(_source(node), len(computing))) for key, node in result.outputs.items()]
+    outputs = [(key, variable(_source(node), len(computing))) for key, node in named.items()]
     return lines, outputs
 
 

@@ -24,6 +24,7 @@ from convcalc.network import Order, run_stack
 from convcalc.spec import resolve
 from convcalc.stackfile import load_stack
 from tests.profiles import scaled
+from tests.test_saved_bytes import layer_modules
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -49,9 +50,8 @@ def test_emitted_code_matches_the_calculator_layer_by_layer(example: Path) -> No
         def record(module: nn.Module, args: Any, out: Any) -> None:
             shapes.append(tuple((out[0] if isinstance(out, tuple) else out).shape))  # attention: (output, weights)
 
-        for module in model.modules():  # the layers, inside defined blocks too: leaves, and attention
-            if module is not model and (not list(module.children()) or type(module).__name__ in LAYERS):
-                module.register_forward_hook(record)
+        for module in layer_modules(model):
+            module.register_forward_hook(record)
         shape, specs = load_stack(example.read_text(), example.name)
         model.eval()
         out = model(torch.empty(shape))
@@ -236,3 +236,18 @@ def test_a_concat_crops_every_saved_tensor_to_the_input(length: int, crop: int) 
     torch.testing.assert_close(namespace["Network"]()(x), torch.cat([inner, middle, middle], dim=2))
     quiet = CliRunner().invoke(main, ["stack", "-", "-q"], input=text).stdout.strip()
     assert quiet == "x".join(map(str, (1, 1, 3 * inner.shape[-1])))
+
+
+def test_a_repeat_is_one_block_class_in_a_sequential_where_its_copies_are_alike() -> None:
+    """ViT-B/16's 12 encoder layers are one class, built 12 times, not 12 copies of its code; DenseNet's dense
+    layers, whose input channels grow copy by copy, are each written out."""
+    vit = emitted(ROOT / "examples" / "vit_b_16.yaml")
+    assert "nn.Sequential(*(Block7() for _ in range(12)))" in vit and vit.count("nn.MultiheadAttention(") == 1
+    assert len(vit.splitlines()) < 120
+    namespace: dict[str, Any] = {"__name__": "emitted"}
+    exec(compile(vit, "vit.py", "exec"), namespace)
+    with torch.device("meta"):
+        model = namespace["Network"]()
+    assert sum(p.numel() for p in model.parameters()) == 86_567_656  # torchvision's count: twelve copies built
+    dense = emitted(ROOT / "examples" / "densenet121.yaml")
+    assert "class Block" not in dense and dense.count("nn.BatchNorm2d(num_features=") > 100

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -93,6 +94,16 @@ class TorchSaved:
     outside: int
 
 
+def layer_modules(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """The modules that stand for the stack's layers: a torch.nn layer (an attention layer with the modules it
+    holds) or a leaf, in the network and in the blocks it builds (a repeated block's class, a defined block)."""
+    for module in model.children():
+        if type(module).__name__ in LAYERS or not list(module.children()):
+            yield module
+        else:
+            yield from layer_modules(module)
+
+
 def torch_saved(model: torch.nn.Module, shape: Shape, dtype: str, seed: int = 0) -> TorchSaved:
     """The storages autograd saves in one forward pass of ``model`` in training mode, on a random input (``seed``
     seeds it, and the noise of dropout and stochastic depth)."""
@@ -111,7 +122,7 @@ def torch_saved(model: torch.nn.Module, shape: Shape, dtype: str, seed: int = 0)
     def leave(module: torch.nn.Module, args: Any, out: Any) -> None:
         current[0] = None
 
-    for module in model.children():  # the layers: Sequential's items, or the Network's attributes
+    for module in layer_modules(model):
         module.register_forward_pre_hook(enter)
         module.register_forward_hook(leave)
     torch.manual_seed(seed)

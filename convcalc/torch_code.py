@@ -236,6 +236,8 @@ def _argument(node: Any, name: str, sizes: Sizes | None) -> str:
     and ``sizes`` is given, else the value it worked out to here."""
     written = node.written or {}
     if sizes is None or name not in written:
+        if name not in node.arguments:  # a node that failed before its defaults were filled in: torch's default
+            return value(next(arg.default for arg in LAYERS[node.type].args if arg.name == name))
         return value(node.arguments[name])
     item = written[name]
     if isinstance(item, list):

@@ -325,6 +325,9 @@ def verify_stack(specs: Sequence[Any], result: Any) -> StackVerification:
                 # a learned tensor is convcalc's own small module, not torch's: its checks are convcalc's, and there
                 # is no torch class to ask whether the refusal is right
                 raise ValueError("no torch class to ask: a learned tensor convcalc writes itself")
+            elif not ran and any(arg.sized(node.arguments.get(arg.name)) for arg in (kind.args if kind else ())):
+                # its sizes are expressions that could not be worked out: there is no value to give torch
+                raise ValueError("its size expressions could not be worked out: no torch call to make")
             elif kind is None or kind.form is not Form.MODULE:
                 out, params = _by_code(torch, namespace, node, inputs)
             else:

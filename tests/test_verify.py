@@ -323,3 +323,13 @@ def test_a_window_of_many_taps_is_not_run_on_the_cpu(kernel: str) -> None:
     assert child.returncode == 0, child.stderr
     verdict = json.loads(child.stdout)["verify"]
     assert verdict["agrees"] and verdict["devices"] == ["meta"]
+
+
+@pytest.mark.parametrize("layer", ["normalize: {dim: nan}", "normalize: {p: 1, dim: W}", "pad: [0, X]"])
+def test_verify_of_a_size_that_cannot_be_worked_out_is_one_error_line(layer: str) -> None:
+    """Found by test_fuzz: a failing function whose arguments were never filled in crashed --verify (KeyError)."""
+    result = CliRunner().invoke(main, ["stack", "-", "--verify"], input=f"input: [1, 1, 4, 4]\nlayers:\n- {layer}\n")
+    assert result.exit_code == 1, result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.stderr.startswith("Error: <stdin>, line 3") and "is not bound" in result.stderr
+    assert "Traceback" not in result.output + result.stderr

@@ -12,7 +12,7 @@ that ``import convcalc`` stays light.
 
 from typing import TYPE_CHECKING, Any
 
-from convcalc.errors import ConvcalcError, InvalidLayerError
+from convcalc.errors import ConvcalcError, InvalidLayerError, SourceError
 from convcalc.layers import Axis, LayerResult, avg_pool, conv, conv_transpose, max_pool
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ __all__ = [
     "InvalidLayerError",
     "LayerResult",
     "Network",
+    "SourceError",
     "__version__",
     "avg_pool",
     "conv",

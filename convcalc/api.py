@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Union
 
 from convcalc.display import Shown, text
-from convcalc.errors import ConvcalcError
+from convcalc.errors import SourceError
 from convcalc.layers import Family
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ __all__ = ["Diagram", "Network", "Source", "fit", "solve", "stack"]
 
 Source = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 """A stack file: its path, its YAML (or JSON) text, or the same as a dict."""
-
-
-class SourceError(ConvcalcError):
-    """What was given as a stack file is neither a path, nor YAML text, nor a dict of plain data."""
 
 
 def _read(source: Source) -> tuple[str, tuple[int, ...], list[LayerSpec]]:
@@ -253,8 +249,6 @@ def fit(source: Source, low: int = 32, high: int = 1024) -> Fit:
     from convcalc.fitting import fit as search
 
     _, shape, specs = _read(source)
-    if len(shape) < 3:
-        raise SourceError(f"the input {list(shape)} has no spatial axes to vary")
     return search(shape, specs, low, high)
 
 

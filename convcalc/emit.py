@@ -19,6 +19,7 @@ first two lines, where a comment could declare the file's encoding.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -148,7 +149,11 @@ def _format(indent: str, code: str, inside: bool = False) -> list[str]:
     comment = code.find("  # ", max(pairs, default=0))
     statement, remark = (code[:comment], code[comment:]) if comment >= 0 else (code, "")
     close = max((at for at in pairs if at < len(statement)), default=None)
-    if close is None or statement[close + 1 :].strip(",)") or pairs[close] == close - 1:
+    if close is not None and statement[close] == "]" and statement[pairs[close] - 1 : pairs[close]] == ")":
+        close = pairs[close] - 1  # a call, then a subscript (attention's (...)[0]): ruff splits the call
+    after = "" if close is None else statement[close + 1 :]
+    if close is None or (after.strip(",)") and not re.fullmatch(r"\[[^\[\]]*\][,)]*", after)) or (
+            pairs[close] == close - 1):  # fmt: skip
         return [indent + code]
     opening = pairs[close]
     head, body, rest = statement[: opening + 1], statement[opening + 1 : close], statement[close:] + remark
@@ -223,16 +228,16 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
     needed = helpers(nodes)
     if all(node.type in LAYERS and LAYERS[node.type].form in (Form.MODULE, Form.PARAMETER) and node.module is None
            for node in nodes):  # fmt: skip
-        lines = [
-            *_header(name, result, needed),
-            "",
-            "def build() -> nn.Sequential:",
-            "    return nn.Sequential(",
-        ]
-        for node in nodes:
-            callee, arguments = constructor(node)
-            lines += _call("        ", "", callee, arguments, f",  # {_shape(node.output)}")
-        lines += ["    )", "", *_main(result, "build()")]
+        lines = [*_header(name, result, needed), "", "def build() -> nn.Sequential:"]
+        if not nodes:
+            lines.append("    return nn.Sequential()  # no layers: the input itself")
+        else:
+            lines.append("    return nn.Sequential(")
+            for node in nodes:
+                callee, arguments = constructor(node)
+                lines += _call("        ", "", callee, arguments, f",  # {_shape(node.output)}")
+            lines.append("    )")
+        lines += ["", *_main(result, "build()")]
         return "\n".join(lines) + "\n"
 
     blocks = [block for block in map(_Repeated.of, result.roots) if block is not None]

@@ -6,7 +6,7 @@ class covers everything the library rejects deliberately.
 
 from __future__ import annotations
 
-__all__ = ["ConvcalcError", "InvalidLayerError", "StackError", "StackSpecError"]
+__all__ = ["ConvcalcError", "InvalidLayerError", "SourceError", "StackError", "StackSpecError"]
 
 
 class ConvcalcError(Exception):
@@ -49,3 +49,8 @@ class StackError(ConvcalcError):
         self.input_shape = input_shape
         self.label = label or str(index)
         self.line = line
+
+
+class SourceError(ConvcalcError):
+    """What :func:`convcalc.stack` was given cannot be a stack: neither a path, nor YAML text, nor a dict of plain
+    data; or a ``dtype`` it does not know."""

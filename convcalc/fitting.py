@@ -24,8 +24,8 @@ from convcalc.errors import ConvcalcError, StackError
 from convcalc.network import Inferred, OutOfBudget, StackResult, run_stack
 from convcalc.spec import LayerSpec, layer_count
 
-__all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "compact", "fit", "nearest_inputs", "run_network",
-           "with_suggestions"]  # fmt: skip
+__all__ = ["FIT_BUDGET", "SUGGEST_BUDGET", "Fit", "FitTooLarge", "NoSpatialAxes", "compact", "fit", "nearest_inputs",
+           "run_network", "with_suggestions"]  # fmt: skip
 
 FIT_BUDGET = 2_000_000
 """Most work one ``fit`` may do: sizes tried x layers x dimensions of the input (a few seconds)."""
@@ -35,6 +35,10 @@ SUGGEST_BUDGET = 400_000
 
 class FitTooLarge(ConvcalcError):
     """The range asked for would take too long to search."""
+
+
+class NoSpatialAxes(ConvcalcError):
+    """The stack's input has no spatial axes (batch and channels only, or fewer): no square sizes to try."""
 
 
 def _work(input_shape: Sequence[int], layers: int) -> int:
@@ -141,6 +145,8 @@ def fit(input_shape: Sequence[int], specs: Sequence[LayerSpec], low: int, high: 
 
     Refuses (FitTooLarge) a range whose search would do more than :data:`FIT_BUDGET` of work.
     """
+    if len(input_shape) < 3:
+        raise NoSpatialAxes(f"the input {list(input_shape)} has no spatial axes to vary")
     work = high * _work(input_shape, layer_count(specs))
     if work > FIT_BUDGET:
         raise FitTooLarge(

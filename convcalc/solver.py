@@ -326,7 +326,7 @@ def nearest_outputs(
     One pass over the settings, whatever the reach: each setting's output is worked out once.
     """
     full = dict(kernel_size=None, stride=None, padding=None, dilation=None, output_padding=None, ceil_mode=None,
-                max_kernel=7, max_stride=4, max_dilation=1) | bounds  # fmt: skip
+                max_kernel=MAX_KERNEL, max_stride=MAX_STRIDE, max_dilation=1) | bounds  # fmt: skip
     reached = {result.output for result, _ in _results(input_size, _family(family), **full)}
     found = []
     for direction in (-1, 1):

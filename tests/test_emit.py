@@ -251,3 +251,23 @@ def test_a_repeat_is_one_block_class_in_a_sequential_where_its_copies_are_alike(
     assert sum(p.numel() for p in model.parameters()) == 86_567_656  # torchvision's count: twelve copies built
     dense = emitted(ROOT / "examples" / "densenet121.yaml")
     assert "class Block" not in dense and dense.count("nn.BatchNorm2d(num_features=") > 100
+
+
+@pytest.mark.parametrize("text", [
+    "input: [1, 197, 768]\nlayers:\n  - MultiheadAttention: {num_heads: 12, batch_first: true, "
+    "module: encoder.layers.encoder_layer_11.self_attention}\n",  # a call, then [0]: the call is split
+    "input: [1, 3]\nlayers: []\n",
+    "input: [1, 8, 4, 4]\nlayers:\n  - Repeat: {times: 3, layers: [Conv2d: {out_channels: 8, kernel_size: 3, "
+    "padding: 1, module: features.denseblock_with_a_long_name.conv}]}\n",
+])  # fmt: skip
+def test_emitted_code_the_examples_do_not_reach_is_as_ruff_formats_it(text: str, tmp_path: Path) -> None:
+    """Found by a review: an imported file's attention call was 107 characters, and an empty stack's Sequential
+    split over two lines."""
+    path = tmp_path / "emitted.py"
+    result = CliRunner().invoke(main, ["stack", "-", "--emit", "torch"], input=text)
+    assert result.exit_code == 0, result.stderr
+    path.write_text(result.stdout)
+    check = subprocess.run([sys.executable, "-m", "ruff", "format", "--isolated", "--check", "--diff", str(path)],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert check.returncode == 0, check.stdout
+    subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", str(path)], check=True, capture_output=True)

@@ -134,3 +134,21 @@ def test_another_input_runs_through_the_network_the_file_built() -> None:
            "144" in result.stderr  # fmt: skip
     assert CliRunner().invoke(main, ["stack", str(ROOT / "examples" / "lenet5.yaml"), "--input", "1x1x35x35",
                                      "-q"]).stdout == "1x10\n"  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["network", "function", "library"])
+def test_an_input_without_spatial_axes_has_no_sizes_to_fit(how: str) -> None:
+    """A review found Network.fit listing sizes 1:5 as valid for a Linear on (1, 10), which has none to vary."""
+    import convcalc
+    from convcalc.fitting import NoSpatialAxes
+    from convcalc.fitting import fit as search
+    from convcalc.spec import resolve
+
+    source = {"input": [1, 10], "layers": [{"Linear": {"out_features": 3}}]}
+    with pytest.raises(NoSpatialAxes, match="no spatial axes"):
+        if how == "network":
+            convcalc.stack(source).fit(1, 5)
+        elif how == "function":
+            convcalc.fit(source, 1, 5)
+        else:
+            search((1, 10), resolve([("Linear", {"out_features": 3}, None)]), 1, 5)

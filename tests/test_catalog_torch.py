@@ -508,7 +508,9 @@ def excluded(name: str, arguments: dict[str, Any], shape: Shape, ours: Verdict, 
             return "storage torch cannot count"
         # the same limit one step earlier: 2**63 elements or more, whose count itself overflows (2**21 cubed)
         # (or, where the element count of a 3-D output wraps to a negative number, not representable as a SymInt)
-        counting = ("numel: integer multiplication overflow", "cannot be represented as a SymInt")
+        # (or where the count wraps silently and CPU torch asks its allocator for the wrapped number of bytes)
+        counting = ("numel: integer multiplication overflow", "cannot be represented as a SymInt",
+                    "DefaultCPUAllocator: can't allocate memory")  # fmt: skip
         if any(words in (theirs.reason or "") for words in counting) and math.prod(ours.output or ()) >= 2**63:
             return "elements torch cannot count"
         # CPU torch's oneDNN transposed convolution truncates a stride or dilation of 2**31 or more to 32 bits
@@ -621,6 +623,8 @@ FOUND = [
     ("RReLU", {"lower": 3.4e38, "upper": 1e300}, (1, 2, 4)),  # a mean beyond float32: refused
     ("ReplicationPad1d", {"padding": 2**63 - 1}, (1, 3)),  # torch overflows to a width of 1; convcalc refuses
     ("Conv3d", {"out_channels": 1, "kernel_size": 1, "padding": 1512308, "bias": False}, (1, 1, 1, 1)),  # 2**64.6
+    # 2140089635 cubed elements (2**92.9): torch's count wraps and it asks for 8,247,850,154,971,011,564 bytes
+    ("Conv3d", {"out_channels": 1, "kernel_size": 1, "padding": 1070044817, "bias": False}, (1, 1, 1, 1)),
 ]
 
 

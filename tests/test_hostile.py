@@ -108,11 +108,31 @@ def test_a_closed_pipe_ends_quietly_with_141() -> None:
     assert (child.returncode, child.stderr) == (141, b"")
 
 
+def blocked_on_stdin(child: subprocess.Popen[bytes]) -> None:
+    """Wait until ``child`` is blocked reading its standard input, past its start-up and its signal handlers: read
+    (syscall 0) on fd 0, as Linux's /proc shows it. A fixed sleep was not enough on a loaded machine (the signal
+    came during start-up, exit 1). Elsewhere, a generous sleep."""
+    syscall = Path(f"/proc/{child.pid}/syscall")
+    if not syscall.parent.exists():
+        time.sleep(5)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            fields = syscall.read_text().split()
+        except OSError:  # the kernel may refuse to show it
+            break
+        if fields[:2] == ["0", "0x0"]:
+            return
+        time.sleep(0.02)
+    time.sleep(5)
+
+
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signals_exit_quietly_with_their_codes(signum: int, code: int) -> None:
     child = subprocess.Popen([*CONVCALC, "stack", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)  # fmt: skip
-    time.sleep(1.5)  # let it start and block on reading standard input
+    blocked_on_stdin(child)
     child.send_signal(signum)
     _out, err = child.communicate(timeout=30)
     assert child.returncode == code

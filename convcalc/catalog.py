@@ -25,7 +25,7 @@ from convcalc.step import SAME, Step, Window, wrap_dim
 if TYPE_CHECKING:
     from fractions import Fraction
 
-__all__ = ["ELEMENTWISE", "LAYERS", "REQUIRED", "Form", "Kind", "Step", "Window"]
+__all__ = ["ELEMENTWISE", "IN_PLACE_NO_OVERLAP", "LAYERS", "REQUIRED", "Form", "Kind", "Step", "Window", "overlaps"]
 
 Shape = tuple[int, ...]
 
@@ -808,6 +808,7 @@ def _kinds() -> dict[str, Kind]:
     method("squeeze", tensor_ops.squeeze, Arg("dim", Type.PER_AXIS, None))
     method("unsqueeze", tensor_ops.unsqueeze, Arg("dim", Type.INT))
     method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
+    method("expand", tensor_ops.expand, Arg("shape", Type.SIZES, check=some), varargs=True)
     method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
            needs=(("keepdim", "dim"),))  # fmt: skip
     # functions of each element, and the ones attention needs along the way
@@ -886,3 +887,22 @@ ELEMENTWISE = frozenset(
     if kind.apply in _ELEMENTWISE_RULES or name.startswith(("Dropout", "AlphaDropout", "Feature"))
 )
 """Layers that work element by element and keep their input's shape: activations, dropout, softmax, PReLU."""
+
+
+IN_PLACE_NO_OVERLAP = frozenset(
+    name
+    for name, kind in LAYERS.items()
+    if any(arg.name == "inplace" for arg in kind.args)
+    and not name.startswith(("Dropout", "AlphaDropout", "Feature"))
+    and name != "Threshold"
+)
+"""Layers that, with ``inplace: true``, refuse in eval mode to write into a tensor whose elements share memory
+(after ``expand``), as torch 2.13 does ("more than one element of the written-to tensor refers to a single memory
+location"). Threshold writes anyway; the dropouts write only in training (:mod:`convcalc.saved`)."""
+
+
+def overlaps(shape: Shape, strides: tuple[int, ...] | None) -> int | None:
+    """The first dim along which elements of a tensor share memory (stride 0, size above 1), or None."""
+    if strides is None:
+        return None
+    return next((dim for dim, (size, stride) in enumerate(zip(shape, strides)) if stride == 0 and size > 1), None)

@@ -1250,9 +1250,9 @@ class _Convert:
             if bound["training"]:
                 self.refuse(node, "stochastic_depth in training mode", "random row drops in the language")
             self.add(node, [_Line("StochasticDepth", {"p": bound["p"], "mode": bound["mode"]})], args[0])
-        elif name in ("permute", "reshape", "view"):
+        elif name in ("permute", "reshape", "view", "expand"):
             bound = _bind(name, _METHODS[name], {}, args, kwargs)
-            key = "dims" if name == "permute" else "shape"
+            key = {"permute": "dims", "expand": "size"}.get(name, "shape")
             sizes = self.expression(self.size(bound[key]))
             self.add(node, [_Line(name, sizes if name != "permute" else list(sizes))], bound["input"])
         elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "exp", "clamp", "roll",
@@ -1262,8 +1262,6 @@ class _Convert:
             self.interpolate(node)
         elif name in ("linear", "layer_norm", "group_norm", "batch_norm", "conv1d", "conv2d", "conv3d"):
             self.functional_layer(node, name)
-        elif name == "expand":
-            self.expand(node)
         elif name == "einsum":
             self.einsum(node)
         elif name in ("chunk", "split", "tensor_split", "unbind"):
@@ -1422,44 +1420,6 @@ class _Convert:
         """A module's parameter that a functional layer reads: carried by that layer's step, made by none."""
         self.steps = [step for step in self.steps if step.node is not node]
 
-    def expand(self, node: Any) -> None:
-        """``token.expand(n, -1, -1)``: a learned tensor broadcast over the batch (ViT's class token). The language
-        has no expand: written as ``0 * x[:, :1, ...] + token``, which gives the same values for every finite x."""
-        bound = _bind("expand", _METHODS["expand"], {}, node.args, node.kwargs)
-        tensor = bound["input"]
-        sizes = list(bound["size"])
-        value = tensor.meta["value"]
-        target = node.meta["value"]
-        dims = [index for index, size in enumerate(sizes) if not (isinstance(size, int) and size == -1)]
-        lead = len(sizes) - value.dim()  # expand may add leading dims: (E,).expand(n, -1) is (n, E)
-        if lead < 0 or len(dims) != 1 or (dims[0] >= lead and value.shape[dims[0] - lead] != 1):
-            self.refuse(node, "expand", "an expand step in the language")
-        dim = dims[0]
-        size = sizes[dim]
-        import torch.fx
-
-        reference = self.size_source(size) if isinstance(size, torch.fx.Node) else None
-        if reference is None:
-            self.refuse(node, "expand to a size not read from a tensor", "an expand step in the language")
-            raise AssertionError
-        other, other_dim = reference
-        other_value = other.meta["value"]
-        if target.shape[dim] != other_value.shape[other_dim]:
-            self.refuse(node, "expand", "an expand step in the language")
-        lines = []
-        for index in range(other_value.dim()):
-            if index != other_dim and other_value.shape[index] != 1:
-                lines.append(_Line("narrow", {"dim": index, "start": 0, "length": 1}))
-        if other_value.dim() != len(sizes) or other_dim != dim:  # (1, .., n, .., 1) in the expanded tensor's rank
-            shape = [1] * len(sizes)
-            shape[dim] = self.expression(_Expr(self.size_name(other, other_dim), _ATOM))
-            lines.append(_Line("reshape", shape))
-        lines.append(_Line("mul", 0.0))
-        lines.append(_Line("Add", {"with": self.name(tensor)}))
-        lines[0].comment = (f"{tensor.name}.expand(...): no expand step in the language; 0 * (a slice of "
-                            f"{other.name}) + {tensor.name} broadcasts it")  # fmt: skip
-        self.add(node, lines, other, [tensor])
-
     def einsum(self, node: Any) -> None:
         """``torch.einsum`` of two tensors that is a batched matrix product (MaxViT's attention): a matmul, the
         second operand transposed first where the equation contracts its last dim."""
@@ -1497,19 +1457,6 @@ class _Convert:
             self.steps[-1].lines[3].arguments = {"with": transposed}
         else:
             self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
-
-    def size_source(self, node: Any) -> tuple[Any, int] | None:
-        """The tensor and dim a size node reads directly (``x.shape[0]``, ``x.size(0)``), or None."""
-        node = self.real(node)
-        if node.op == "call_method" and node.target == "size" and len(node.args) > 1:
-            return node.args[0], node.args[1] % node.args[0].meta["value"].dim()
-        if node.op == "call_function" and node.target is operator.getitem:
-            base = node.args[0]
-            if base.op == "call_function" and base.target is getattr and base.args[1] == "shape":
-                return base.args[0], node.args[1] % base.args[0].meta["value"].dim()
-            if base.op == "call_method" and base.target == "size" and len(base.args) == 1:
-                return base.args[0], node.args[1] % base.args[0].meta["value"].dim()
-        return None
 
     # -- writing ----------------------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from convcalc import tensor_ops
-from convcalc.catalog import LAYERS, Window
+from convcalc.catalog import IN_PLACE_NO_OVERLAP, LAYERS, Window, overlaps
 from convcalc.display import Shown
 from convcalc.errors import InvalidLayerError, StackError, StackSpecError
 from convcalc.expr import ExprError, is_expression, parse
@@ -663,11 +663,22 @@ class _Run:
                         f"and this input gives {_value(now)}: the layer built there cannot take it{detail}"
                     )
             raise step
+        if spec.type in IN_PLACE_NO_OVERLAP and arguments.get("inplace") is True:
+            _refuse_overlap(spec.type, shape, state.strides)
         node.params, node.buffers, node.macs = step.params, step.buffers, step.macs
         node.uncovered, node.unread = step.uncovered, step.unread
         if self.spatial is None and step.windows:
             self.spatial = len(step.windows)
         return step.output, state.after(step, shape)
+
+
+def _refuse_overlap(name: str, shape: Shape, strides: tuple[int, ...] | None) -> None:
+    """Refuse to write in place into a tensor whose elements share memory, as torch does."""
+    dim = overlaps(shape, strides)
+    if dim is not None:
+        raise InvalidLayerError(f"{name} with inplace: true cannot write into its input {_text(shape)}: an expand "
+                                f"made its elements share memory along dim {dim}, and torch refuses to write there; "
+                                "drop inplace, or add a contiguous step first")  # fmt: skip
 
 
 def _worked(value: Any, bound: dict[str, int]) -> Any:

@@ -90,13 +90,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Union
 
-from convcalc.catalog import LAYERS
+from convcalc.catalog import LAYERS, overlaps
 from convcalc.errors import ConvcalcError
 from convcalc.network import DTYPES, Node, Order, StackResult
 from convcalc.spec import SPLITS
 from convcalc.step import wrap_dim
 from convcalc.tensor_ops import broadcast_shapes, contiguous, elementwise_strides, view_strides
-from convcalc.tensors import BUFFERS
+from convcalc.tensors import BUFFERS, CONSTANTS
 
 __all__ = [
     "FLOATING",
@@ -333,6 +333,12 @@ class _Pass:
         records = x.grad or learned
         in_place = rule.in_place is not None and layer.arguments.get("inplace") is True
         how = rule.output(layer) if callable(rule.output) else rule.output
+        if in_place and how is not Out.SAME and layer.type.startswith("Dropout"):
+            dim = overlaps(x.shape, x.strides)  # eval mode writes nothing; training does (and the rest refuse in eval)
+            if dim is not None:
+                raise SavedBytesError(f"{layer.type} with inplace: true cannot train on input {_text(layer.input)}: "
+                                      f"an expand made its elements share memory along dim {dim}, and torch "
+                                      "refuses to write there")  # fmt: skip
         if how is Out.SAME:
             out = x
         elif in_place:
@@ -921,9 +927,10 @@ def _buffer(run: _Pass, node: Node) -> _Tensor:
 
 
 def _constant(run: _Pass, node: Node) -> _Tensor:
-    """A tensor computed in forward from sizes alone (Swin's shifted window mask, in the model's dtype): no grad,
-    and the model does not hold it, so it counts where something saves it."""
-    return run.new(node.output, False)
+    """A tensor computed in forward from sizes alone (Swin's shifted window mask, in the model's dtype; MViT's
+    relative distances, int64): no grad, and the model does not hold it, so it counts where something saves it."""
+    dtype = CONSTANTS[node.arguments["kind"]](node.arguments).dtype
+    return run.new(node.output, False, None if dtype.startswith("float") else dtype)
 
 
 def _rules() -> dict[str, Rule]:
@@ -970,8 +977,9 @@ def _rules() -> dict[str, Rule]:
     rules["Softsign"] = Rule(saves=(INPUT, _made("1 + |x|", _input_shape)))  # x / (1 + |x|)
     rules["Tanhshrink"] = Rule(saves=(_made("tanh", _input_shape),))  # x - tanh(x)
     rules["LogSigmoid"] = Rule(saves=(INPUT, _made("buffer", _input_shape)))
-    # tensor methods: views, reshapes (a copy where no view can be made) and a mean (which saves only sizes)
-    for name in ("permute", "transpose", "view", "squeeze", "unsqueeze", "select"):
+    # tensor methods: views (expand too: its backward sums to a size), reshapes (a copy where no view can be made)
+    # and a mean (which saves only sizes)
+    for name in ("permute", "transpose", "view", "squeeze", "unsqueeze", "select", "expand"):
         rules[name] = Rule(output=Out.VIEW)
     rules["reshape"] = rules["flatten"] = Rule(output=Out.RESHAPE)
     rules["mean"] = Rule()

@@ -131,7 +131,7 @@ JOINS: dict[str, tuple[Arg, ...]] = {
         Arg("name", Type.NAME),
         Arg("kind", Type.TEXT, choices=tuple(CONSTANTS)),
         Arg("size", Type.SIZES),
-        Arg("window_size", Type.PER_AXIS),
+        Arg("window_size", Type.PER_AXIS, None),
         Arg("shift_size", Type.PER_AXIS, 0),
     ),
 }

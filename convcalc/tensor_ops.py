@@ -312,6 +312,38 @@ def unsqueeze(shape: Shape, args: dict[str, Any]) -> Step:
     return _step(output=out, dims=tuple(i if i < d else i + 1 for i in range(len(shape))), restride=restride)
 
 
+def expand(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.expand(*sizes)``: a view with dims of size 1 repeated (stride 0), and new dims in front; -1 keeps a
+    dim's size. MViT's ``class_token.expand(x.size(0), -1)``."""
+    sizes = list(args["shape"])
+    extra = len(sizes) - len(shape)
+    if extra < 0:
+        raise _fail(f"expand {sizes} gives {len(sizes)} sizes for the {len(shape)} dims of {_text(shape)}: give at "
+                    "least one per dim")  # fmt: skip
+    out = []
+    for i, size in enumerate(sizes):
+        if i < extra:
+            if size < 0:
+                raise _fail(f"expand {sizes}: a new leading dim ({i}) needs a size of at least 0, got {size}")
+            out.append(size)
+            continue
+        old = shape[i - extra]
+        if size == -1:
+            out.append(old)
+        elif size != old and (old != 1 or size < 0):
+            raise _fail(f"expand {sizes}: dim {i} of size {old} can only stay {old} (or be -1); only a dim of "
+                        "size 1 expands")  # fmt: skip
+        else:
+            out.append(size)
+
+    def restride(strides: Strides) -> Strides:
+        kept = (0 if old == 1 and new != 1 else stride
+                for old, new, stride in zip(shape, out[extra:], strides))  # fmt: skip
+        return (*(0,) * extra, *kept)
+
+    return _step(output=tuple(out), dims=tuple(i + extra for i in range(len(shape))), restride=restride)
+
+
 def select(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.select(dim, index)``: ``x[:, 0]`` is ``select: [1, 0]``."""
     if not shape:

@@ -13,10 +13,13 @@ where it is used as an index. The code that computes its values is
 Made(shape=(2401,), dtype='int64', largest=168)
 >>> shifted_window_mask({"size": [56, 56], "window_size": [7, 7], "shift_size": [3, 3]})
 Made(shape=(64, 49, 49), dtype='float32', largest=None)
+>>> relative_distance({"size": [56, 7]})
+Made(shape=(56, 7), dtype='int64', largest=103)
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -36,7 +39,9 @@ class Made(NamedTuple):
 
 
 def _window(args: dict[str, Any]) -> tuple[int, int]:
-    window = args["window_size"]
+    window = args.get("window_size")
+    if window is None:
+        raise InvalidLayerError(f"{args.get('kind', 'this kind')} needs window_size")
     height, width = (window, window) if isinstance(window, int) else tuple(window)
     if min(height, width) < 1:
         raise InvalidLayerError(f"window_size must be at least 1 on both axes, got {list((height, width))}")
@@ -81,6 +86,29 @@ def shifted_window_mask(args: dict[str, Any]) -> Made:
     return Made((windows, height * width, height * width), "float32")
 
 
+def _float32(value: float) -> float:
+    return struct.unpack("f", struct.pack("f", value))[0]
+
+
+def relative_distance(args: dict[str, Any]) -> Made:
+    """For each query position and each key position along one axis, the row of MViT's relative position table
+    that their distance reads (torchvision's ``_add_rel_pos``: ``dist_h``), ``(q, k)`` integers from ``size: [q,
+    k]``. Where q and k differ, the shorter axis's steps are scaled up to the longer's. The largest, at the last
+    query and the first key, is worked out in float32 and truncated, as torch works it out."""
+    size = args["size"]
+    if len(size) != 2 or min(size) < 1:
+        raise InvalidLayerError(f"relative_distance's size is [query positions, key positions], each at least 1, "
+                                f"got {list(size)}")  # fmt: skip
+    if args.get("window_size") is not None or args.get("shift_size"):
+        raise InvalidLayerError("relative_distance takes size alone: drop window_size and shift_size")
+    queries, keys = size
+    # float32(i) * float32(ratio), each step rounded to float32 as torch's float32 tensors round it
+    q_ratio, k_ratio = _float32(max(keys / queries, 1.0)), _float32(max(queries / keys, 1.0))
+    last = _float32(_float32(queries - 1) * q_ratio)
+    first = _float32(_float32(0 + _float32(1.0 - keys)) * k_ratio)
+    return Made((queries, keys), "int64", int(_float32(last - first)))
+
+
 BUFFERS: dict[str, Callable[[dict[str, Any]], Made]] = {
     "relative_position_index": relative_position_index,
     "relative_coords_table": relative_coords_table,
@@ -89,5 +117,6 @@ BUFFERS: dict[str, Callable[[dict[str, Any]], Made]] = {
 
 CONSTANTS: dict[str, Callable[[dict[str, Any]], Made]] = {
     "shifted_window_mask": shifted_window_mask,
+    "relative_distance": relative_distance,
 }
 """What a ``Constant`` step can compute on each forward pass, by kind."""

@@ -186,6 +186,16 @@ HELPERS = {
     differ = regions.unsqueeze(1) - regions.unsqueeze(2)
     return differ.masked_fill(differ != 0, -100.0).masked_fill(differ == 0, 0.0)
 ''',
+    "relative_distance": '''def relative_distance(size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """For each query and key position along one axis, the row of MViT's relative position table that their
+    distance reads (torchvision's _add_rel_pos), the shorter axis's steps scaled up to the longer's."""
+    queries, keys = size
+    q_ratio = max(keys / queries, 1.0)
+    k_ratio = max(queries / keys, 1.0)
+    rows = torch.arange(queries, device=like.device)[:, None] * q_ratio
+    columns = (torch.arange(keys, device=like.device)[None, :] + (1.0 - keys)) * k_ratio
+    return (rows - columns).long()
+''',
     "center_crop": '''def center_crop(saved: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """The middle of ``saved``, as large as ``like`` along every spatial axis (none below 3-D)."""
     if any(s < n for s, n in zip(saved.shape[2:], like.shape[2:])):
@@ -198,6 +208,14 @@ HELPERS = {
 }
 """The source of convcalc's small modules for learned tensors that are no torch.nn class, by name, and of the
 function that centre-crops a saved tensor for a Concat."""
+
+
+_CONSTANT_ARGUMENTS = {
+    "shifted_window_mask": ("size", "window_size", "shift_size"),
+    "relative_distance": ("size",),
+}
+"""The arguments each Constant kind's helper takes, in order, before the tensor whose device (and dtype) it
+follows."""
 
 
 def helpers(nodes: Sequence[Any]) -> list[str]:
@@ -301,7 +319,7 @@ def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | 
     if node.type in ("Parameter", "Buffer"):
         return attribute
     if node.type == "Constant":
-        shown = [_argument(node, name, sizes) for name in ("size", "window_size", "shift_size")]
+        shown = [_argument(node, name, sizes) for name in _CONSTANT_ARGUMENTS[node.arguments["kind"]]]
         return f"{node.arguments['kind']}({', '.join(shown)}, {first})"
     if node.type == "Part":
         parent = node.parent.arguments

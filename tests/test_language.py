@@ -120,6 +120,52 @@ def test_split_parts_are_torchs(shape: tuple[int, ...], how: str, dim: int, coun
     assert got == expected, (shape, how, dim, argument)
 
 
+@settings(max_examples=scaled(600))
+@given(shape=shapes, sizes=st.lists(st.integers(-3, 4), min_size=0, max_size=6),
+       after=st.sampled_from([None, "ReLU", "Threshold", "contiguous", "view"]))  # fmt: skip
+def test_expand_is_torchs_and_so_is_writing_into_it(shape: tuple[int, ...], sizes: list[int],
+                                                     after: str | None) -> None:  # fmt: skip
+    """``x.expand(*sizes)``, then (sometimes) a layer that writes into it in place: torch refuses ReLU's write into
+    elements that share memory, and Threshold's it lets through; a view of an expanded tensor follows its strides."""
+
+    def compute() -> torch.Tensor:
+        out = torch.zeros(shape).expand(*sizes)
+        if after == "ReLU":
+            return torch.nn.ReLU(inplace=True)(out)
+        if after == "Threshold":
+            return torch.nn.Threshold(0.5, 0.0, inplace=True)(out)
+        return out.contiguous() if after == "contiguous" else out.view(-1) if after == "view" else out
+
+    expected = theirs(compute)
+    assume(expected is None or 0 not in expected)
+    steps = {"ReLU": [("ReLU", {"inplace": True})], "Threshold": [("Threshold", {"threshold": 0.5, "value": 0.0,
+             "inplace": True})], "contiguous": [("contiguous", {})], "view": [("view", {"shape": [-1]})]}  # fmt: skip
+    items = [("expand", {"shape": sizes}), *steps.get(after or "", [])]
+    assert ours(shape, items) == expected, (shape, sizes, after)
+
+
+@settings(max_examples=scaled(300))
+@given(queries=st.integers(1, 70), keys=st.integers(1, 70), width=st.integers(1, 3), spare=st.integers(-2, 2))
+def test_mvit_relative_distances_index_the_table_as_torchvision_does(queries: int, keys: int, width: int,
+                                                                     spare: int) -> None:  # fmt: skip
+    """MViT's ``rel_pos_h[dist_h.long()]``: the distances torchvision's ``_add_rel_pos`` computes (written here
+    from its code), indexing a table of ``2 * max(q, k) - 1`` rows, give or take a few (refused where one is
+    missing, as torch refuses an index out of bounds). The emitted helper computes the same values."""
+    q_ratio, k_ratio = max(keys / queries, 1.0), max(queries / keys, 1.0)
+    dist = (torch.arange(queries)[:, None] * q_ratio - (torch.arange(keys)[None, :] + (1.0 - keys)) * k_ratio).long()
+    rows = max(2 * max(queries, keys) - 1 + spare, 1)
+    expected = theirs(lambda: torch.zeros(rows, width)[dist])
+    items = [("Parameter", {"name": "t", "shape": [rows, width]}),
+             ("Constant", {"name": "d", "kind": "relative_distance", "size": [queries, keys]}),
+             ("From", {"name": "t"}), ("index", {"with": "d"})]  # fmt: skip
+    assert ours((1,), items) == expected, (queries, keys, rows)
+    from convcalc.torch_code import HELPERS
+
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(HELPERS["relative_distance"], namespace)
+    assert torch.equal(namespace["relative_distance"]((queries, keys), torch.zeros(1)), dist)
+
+
 # --- functions along the way --------------------------------------------------------------------------------------
 
 

@@ -280,6 +280,10 @@ def method_arguments(draw: st.DrawFn, name: str, shape: Shape) -> dict[str, Any]
     if name == "select":
         d = draw(dim)
         return {"dim": d, "index": draw(st.integers(-shape[d], shape[d] - 1))}
+    if name == "expand":  # new leading dims, and -1, the same size or (for a dim of size 1) a new one
+        lead = draw(st.lists(st.integers(1, 3), max_size=2))
+        kept = [draw(st.sampled_from([-1, n] + ([1, 2, 3] if n == 1 else []))) for n in shape]
+        return {"shape": lead + kept}
     assert name == "mean"
     return {"dim": draw(st.sampled_from([None, draw(dim)])), "keepdim": draw(st.booleans())}
 
@@ -421,7 +425,7 @@ def test_joins_and_blocks_save_what_torch_saves(case: tuple[Shape, Items, str]) 
 
 # --- strided inputs ----------------------------------------------------------------------------------------------
 
-VIEWS = ("permute", "transpose", "select", "unsqueeze", "squeeze", "flatten", "reshape")
+VIEWS = ("permute", "transpose", "select", "unsqueeze", "squeeze", "flatten", "reshape", "expand")
 LAYOUT = ("Linear", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
           "Flatten", "Unflatten", "reshape", "flatten", "view", "Conv1d", "Conv2d", "MaxPool1d", "AvgPool2d",
           "Softmax", "GELU", "Hardswish", "Dropout", "Dropout1d", "mean", "select", "LayerScale", "PReLU",
@@ -704,6 +708,7 @@ SMALLER: dict[str, Shape] = {
     "lenet5": (2, 1, 32, 32),
     "maxvit_t": (1, 3, 224, 224),  # its own: the grid sizes it puts windows back together with are fixed when built
     "mobilenet_v3_large": (2, 3, 32, 32),
+    "mvit_v2_s": (1, 3, 15, 221, 221),  # its own: its token grid is fixed when built (8x56x56)
     "notes_cnn": (2, 1, 28, 28),
     "resnet18": (2, 3, 32, 32),
     "resnet50": (2, 3, 32, 32),

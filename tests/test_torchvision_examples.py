@@ -46,6 +46,8 @@ EXAMPLES: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], tuple[int, .
     "fasterrcnn_resnet50_fpn_backbone": (_fpn_backbone, (1, 3, 800, 1216), (1, 3, 96, 160)),
     # MaxViT's partitions take 221 to 224 only (torch and the file refuse the rest alike)
     "maxvit_t": (lambda: models().maxvit_t(), (2, 3, 221, 221), (1, 3, 224, 224)),
+    # MViT's grid is the one it was built for (8x56x56 tokens): 15 or 16 frames of 221 to 224 pixels a side
+    "mvit_v2_s": (lambda: models().video.mvit_v2_s(), (2, 3, 15, 221, 223), (1, 3, 15, 221, 221)),
 }
 
 

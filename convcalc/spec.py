@@ -393,6 +393,10 @@ def _block(item: Item, label: str, where: str, seen: dict[Any, tuple[dict[str, A
     branch_args = tuple(Arg(name, Type.BRANCH, REQUIRED if name in block.required else None)
                         for name in block.branches)  # fmt: skip
     arguments = _keywords(item, (*branch_args, *block.args), label, scope.constants)
+    if isinstance(arguments.get("times"), str):  # a name no defined block's argument binds: the graph rests on it
+        raise StackSpecError(f"{label}: times must be an integer (or a defined block's argument), got "
+                             f"{arguments['times']!r}: a Repeat's copies cannot follow the input",
+                             line=item.line)  # fmt: skip
     for key in block.required:
         if not arguments.get(key):
             what = "a list of branches, each a list of layers" if key == "branches" else "a list of layers"

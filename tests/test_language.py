@@ -351,6 +351,22 @@ def test_torchvisions_layers_are_torchvisions(shape: tuple[int, ...], channels: 
     assert ours(shape, [("Permute", {"dims": dims})]) == theirs(lambda: Permute(dims)(x))
 
 
+@pytest.mark.parametrize("times", ["B", "n + B", "1 + 1"])
+def test_a_repeat_count_that_is_no_integer_is_refused_at_load(times: str) -> None:
+    """A Repeat's ``times`` is the graph's shape: a name no defined block binds is refused in one error, not a
+    TypeError while the layers are counted (found by test_fuzz's numbers of every size)."""
+    text = f"input: [1, 1, 4]\nlayers:\n- Repeat:\n    times: {times}\n    layers: [ReLU]\n"
+    with pytest.raises(StackFileError, match="times must be an integer"):
+        load_stack(text, "net")
+
+
+def test_a_repeat_count_from_a_defined_blocks_argument_is_that_number() -> None:
+    text = ("input: [1, 1, 4]\ndefine:\n  R:\n    arguments: {n: 2}\n    layers:\n"
+            "      - Repeat: {times: \"2 * n\", layers: [ReLU]}\nlayers:\n- R: {n: 3}\n")  # fmt: skip
+    shape, specs = load_stack(text, "net")
+    assert sum(node.type == "ReLU" for node in run_stack(shape, specs).walk()) == 6
+
+
 def test_a_defined_block_is_its_layers_with_its_arguments_put_in() -> None:
     text = """
 input: [1, 8, 16, 16]

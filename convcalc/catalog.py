@@ -901,8 +901,12 @@ IN_PLACE_NO_OVERLAP = frozenset(
 location"). Threshold writes anyway; the dropouts write only in training (:mod:`convcalc.saved`)."""
 
 
-def overlaps(shape: Shape, strides: tuple[int, ...] | None) -> int | None:
-    """The first dim along which elements of a tensor share memory (stride 0, size above 1), or None."""
+def overlaps(shape: Shape, strides: tuple[int, ...] | None) -> str | None:
+    """Why torch refuses to write in place into a tensor of these strides, where elements share memory (stride 0
+    along a dim of size above 1, after ``expand``), or None."""
     if strides is None:
         return None
-    return next((dim for dim, (size, stride) in enumerate(zip(shape, strides)) if stride == 0 and size > 1), None)
+    dim = next((dim for dim, (size, stride) in enumerate(zip(shape, strides)) if stride == 0 and size > 1), None)
+    if dim is None:
+        return None
+    return f"an expand made its elements share memory along dim {dim}, and torch refuses to write there"

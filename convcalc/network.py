@@ -674,10 +674,9 @@ class _Run:
 
 def _refuse_overlap(name: str, shape: Shape, strides: tuple[int, ...] | None) -> None:
     """Refuse to write in place into a tensor whose elements share memory, as torch does."""
-    dim = overlaps(shape, strides)
-    if dim is not None:
-        raise InvalidLayerError(f"{name} with inplace: true cannot write into its input {_text(shape)}: an expand "
-                                f"made its elements share memory along dim {dim}, and torch refuses to write there; "
+    problem = overlaps(shape, strides)
+    if problem is not None:
+        raise InvalidLayerError(f"{name} with inplace: true cannot write into its input {_text(shape)}: {problem}; "
                                 "drop inplace, or add a contiguous step first")  # fmt: skip
 
 

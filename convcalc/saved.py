@@ -334,11 +334,10 @@ class _Pass:
         in_place = rule.in_place is not None and layer.arguments.get("inplace") is True
         how = rule.output(layer) if callable(rule.output) else rule.output
         if in_place and how is not Out.SAME and layer.type.startswith("Dropout"):
-            dim = overlaps(x.shape, x.strides)  # eval mode writes nothing; training does (and the rest refuse in eval)
-            if dim is not None:
+            problem = overlaps(x.shape, x.strides)  # eval writes nothing; training does (the rest refuse in eval)
+            if problem is not None:
                 raise SavedBytesError(f"{layer.type} with inplace: true cannot train on input {_text(layer.input)}: "
-                                      f"an expand made its elements share memory along dim {dim}, and torch "
-                                      "refuses to write there")  # fmt: skip
+                                      f"{problem}")  # fmt: skip
         if how is Out.SAME:
             out = x
         elif in_place:

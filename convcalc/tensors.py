@@ -105,7 +105,7 @@ def relative_distance(args: dict[str, Any]) -> Made:
     # float32(i) * float32(ratio), each step rounded to float32 as torch's float32 tensors round it
     q_ratio, k_ratio = _float32(max(keys / queries, 1.0)), _float32(max(queries / keys, 1.0))
     last = _float32(_float32(queries - 1) * q_ratio)
-    first = _float32(_float32(0 + _float32(1.0 - keys)) * k_ratio)
+    first = _float32(_float32(1.0 - keys) * k_ratio)  # (arange(k)[0] + (1 - k)) * k_ratio
     return Made((queries, keys), "int64", int(_float32(last - first)))
 
 

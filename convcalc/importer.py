@@ -519,6 +519,8 @@ _POOL_PARAMETERS = {
 _METHODS = {
     "permute": ("input", "*dims"),
     "transpose": ("input", "dim0", "dim1"),
+    "swapaxes": ("input", "axis0", "axis1"),
+    "swapdims": ("input", "dim0", "dim1"),
     "reshape": ("input", "*shape"),
     "view": ("input", "*shape"),
     "flatten": ("input", "start_dim", "end_dim"),
@@ -925,17 +927,24 @@ class _Convert:
         owner_path, _, leaf = target.rpartition(".")
         owner = self.root.get_submodule(owner_path) if owner_path else self.root
         window = getattr(owner, "window_size", None)
+        if window is None and isinstance(getattr(owner, "size", None), int):  # MaxViT's square partition
+            window = [owner.size, owner.size]
         if leaf in ("relative_position_index", "relative_coords_table") and window is not None and len(window) == 2:
             window = [int(size) for size in window]
             from convcalc.tensors import BUFFERS
 
-            made = BUFFERS[leaf]({"window_size": window})
-            if made.shape == tuple(value.shape):
-                name = self.fresh(target.replace(".", "_"))
-                self.saved[node] = name
-                line = _Line("Buffer", {"name": name, "kind": leaf, "window_size": window}, module=target)
-                self.add(node, [line], None, names={node: name})
-                return
+            for flat in (True, False):
+                arguments = {"window_size": window} if flat else {"window_size": window, "flat": False}
+                try:
+                    made = BUFFERS[leaf](arguments)
+                except ConvcalcError:
+                    continue
+                if made.shape == tuple(value.shape):
+                    name = self.fresh(target.replace(".", "_"))
+                    self.saved[node] = name
+                    line = _Line("Buffer", {"name": name, "kind": leaf, **arguments}, module=target)
+                    self.add(node, [line], None, names={node: name})
+                    return
         self.refuse(
             node,
             f"the buffer {target} {list(value.shape)} read in forward",
@@ -1140,8 +1149,7 @@ class _Convert:
 
         items = list(index) if isinstance(index, tuple) else [index]
         rank = source.meta["value"].dim()
-        if len(items) == 1 and isinstance(items[0], torch.fx.Node) and items[0].op == "get_attr" and \
-                isinstance(items[0].meta.get("value"), torch.Tensor):  # fmt: skip
+        if len(items) == 1 and isinstance(items[0], torch.fx.Node) and _index_table(items[0]):
             self.add(node, [_Line("index", {"with": self.name(items[0])})], source, [items[0]])
             return
         if any(isinstance(item, torch.fx.Node) and isinstance(item.meta.get("value"), torch.Tensor)
@@ -1258,6 +1266,10 @@ class _Convert:
         elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "exp", "clamp", "roll",
                       "narrow", "normalize", "pad"):  # fmt: skip
             self.method(node, name)
+        elif name in ("swapaxes", "swapdims"):  # torch's other names of transpose (MaxViT's SwapAxes)
+            bound = _bind(name, _METHODS[name], {}, args, kwargs)
+            dims = [self.expression(self.size(bound[key])) for key in _METHODS[name][1:]]
+            self.add(node, [_Line("transpose", {"dim0": dims[0], "dim1": dims[1]})], bound["input"])
         elif name == "interpolate":
             self.interpolate(node)
         elif name in ("linear", "layer_norm", "group_norm", "batch_norm", "conv1d", "conv2d", "conv3d"):
@@ -1727,6 +1739,22 @@ class _LazySizes(list):  # type: ignore[type-arg]
 @dataclass(frozen=True)
 class _Unnamed:
     axis: int
+
+
+_KEEPS_VALUES = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze"}
+"""Ops that move an index tensor's values without changing them (the language's ``index`` follows an index kind's
+largest value through them)."""
+
+
+def _index_table(node: Any) -> bool:
+    """Whether ``node`` is a registered tensor, or one reshaped from it (MaxViT's ``relative_position_index.view(-1)``):
+    what the language's ``index`` step takes (a Buffer of an index kind; other buffers are refused where read)."""
+    import torch
+
+    while node.op in ("call_method", "call_function") and _name(node) in _KEEPS_VALUES and node.args and \
+            isinstance(node.args[0], torch.fx.Node):  # fmt: skip
+        node = node.args[0]
+    return node.op == "get_attr" and isinstance(node.meta.get("value"), torch.Tensor)
 
 
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:

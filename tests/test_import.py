@@ -351,6 +351,15 @@ def test_swin_t_through_its_wrapped_attention() -> None:
     assert problems == [] and "outputs equal at 1x3x128x128" in checked, (problems, checked)
 
 
+def test_maxvit_t_reads_its_index_buffer_through_a_view() -> None:
+    """MaxViT's (49, 49) relative position index, a buffer of its attention module (whose square partition is
+    ``size``, not ``window_size``), read as ``index.view(-1)``; its grid swap is torch.swapaxes."""
+    result = assert_faithful(lambda: models().maxvit_t(), (1, 3, 224, 224), (1, 3, 256, 256), [(1, 3, 224, 224)])
+    assert "kind: relative_position_index, window_size: [7, 7], flat: false" in result.text
+    assert "transpose: {dim0: -2, dim1: -3}" in result.text
+    assert result.result.total_params == 30_919_624
+
+
 def test_an_in_place_update_is_refused_not_lost() -> None:
     class Bias(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -270,8 +270,9 @@ _SHAPE_KEEPING = ELEMENTWISE | {f"{norm}{d}d" for norm in ("BatchNorm", "Instanc
 traced without running them on the meta device, where BatchNorm alone cost ResNet-50's import a third."""
 
 
-def _guard(condition: Any, outcome: bool) -> None:
-    """A marker in the traced graph: the code branched on ``condition``, which was ``outcome`` at the traced shape."""
+def _guard(condition: Any, outcome: bool, why: str = "") -> None:
+    """A marker in the traced graph: the code branched on ``condition``, which was ``outcome`` at the traced shape
+    (or the file needs it to stay so, ``why``)."""
 
 
 class _Refused(Exception):
@@ -548,6 +549,7 @@ _METHODS = {
     "sub": ("input", "other", "alpha"),
     "div": ("input", "other", "rounding_mode"),
     "expand": ("input", "*size"),
+    "repeat_interleave": ("input", "repeats", "dim", "output_size"),
     "size": ("input", "dim"),
     "dim": ("input",),
     "stochastic_depth": ("input", "p", "mode", "training"),
@@ -584,6 +586,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "div": {"rounding_mode": None},
     "size": {"dim": None},
     "stochastic_depth": {"training": True},
+    "repeat_interleave": {"dim": None, "output_size": None},
     "_assert": {"message": ""},
     "linear": {"bias": None},
     "layer_norm": {"weight": None, "bias": None, "eps": 1e-5},
@@ -657,6 +660,8 @@ class _Convert:
         self.dims_count = 0
         self.parameters: set[str] | None = None
         self.skip: set[Any] = set()
+        self.constants: set[Any] = set()
+        """Nodes a Constant step of an index kind makes (MViT's relative distances)."""
         """Nodes another step stands for (the ops that build Swin's shifted window mask: one Constant step)."""
 
     # -- naming -----------------------------------------------------------------------------------------------
@@ -742,6 +747,17 @@ class _Convert:
         if isinstance(value, torch.Tensor):
             self.refuse(node, "a tensor used as a size", "sizes read from a tensor's values, which depend on the data")
         target = node.target
+        read = node.args[0] if node.args and _is_tensor(node.args[0]) else None
+        if read is not None and self.real(read).op == "get_attr" and (
+                (node.op == "call_function" and target is getattr and node.args[1] == "shape")
+                or (node.op == "call_method" and target in ("size", "numel"))):  # fmt: skip
+            return list(value) if isinstance(value, tuple) else value  # a parameter's sizes: the same at every input
+        if node.op == "call_method" and target == "numel":
+            sizes = [_Expr(self.size_name(read, dim), _ATOM) for dim in range(self.real(read).meta["value"].dim())]
+            product: Any = 1
+            for size in sizes:
+                product = size if product == 1 else _binary("*", _PRODUCT, product, size)
+            return product
         if node.op == "call_function" and target is getattr and node.args[1] == "shape":
             return [_Expr(self.size_name(node.args[0], dim), _ATOM) for dim in range(len(value))]
         if node.op == "call_method" and target == "size":
@@ -829,6 +845,8 @@ class _Convert:
     def convert(self) -> None:
         import torch
 
+        self.functionalize()
+        self.unfuse_linear()
         live = self.live()
         for node in self.graph.nodes:
             if node not in live or node.op in ("placeholder", "output"):
@@ -844,6 +862,8 @@ class _Convert:
                 continue
             if node.op == "call_method" and node.target == "new_zeros" and self.mask(node):
                 continue
+            if node.op == "call_function" and _name(node) == "arange" and self.distance(node):
+                continue
             if node.op == "call_function" and node.target is _guard:
                 self.guard(node)
                 continue
@@ -856,6 +876,178 @@ class _Convert:
             # parts are converted where they are taken)
         self.mutations()
 
+    def functionalize(self) -> None:
+        """In-place updates rewritten as the values they make, where no other name sees the tensor change: ``y =
+        x.clone(); y[a:b].zero_()`` (Swin V2's qkv bias), ``attn[:, :, 1:, 1:] += rel_pos`` (MViT), ``t.add_(u)``
+        with ``t`` read again later. The update becomes its out-of-place op; an assignment into a slice becomes the
+        tensor put back together around the new slice (``torch.cat`` of the parts before it, the slice, the parts
+        after it: the same values); and each later reader of the tensor reads the new one. Updates that another
+        view would see are left for :meth:`mutations` to refuse."""
+        for node in list(self.graph.nodes):
+            if node.op == "call_function" and node.target is operator.setitem:
+                base, index, value = node.args
+                if _is_tensor(base) and _is_tensor(value) and self.fresh_tensor(base, node):
+                    made = self.scatter(node, base, index, value)
+                    if made is not None:
+                        self.graph.erase_node(node)
+                continue
+            name = _name(node)
+            functional = _IN_PLACE.get(name) if node.op == "call_function" else None
+            if node.op == "call_method" and name in ("add_", "sub_", "mul_", "div_", "zero_"):
+                functional = name[:-1]
+            if functional is None or not node.args or not _is_tensor(node.args[0]):
+                continue
+            target = node.args[0]
+            order = self.order()
+            later = [user for user in target.users if order[user] > order[node] and user.target is not _guard]
+            viewed = target.op == "call_function" and target.target is operator.getitem and \
+                _is_tensor(target.args[0])  # fmt: skip
+            if not later and not viewed and _name(target) not in _VIEWS:
+                continue  # out += identity: nothing reads the old tensor, an Add as it stands
+            base = target.args[0] if viewed else target
+            if (viewed and _name(base) in _VIEWS) or (not viewed and _name(target) in _VIEWS):
+                continue
+            if not self.fresh_tensor(base, node, target if viewed else None):
+                continue
+            if functional == "zero":
+                node.op, node.target, node.args, node.kwargs = "call_method", "mul", (target, 0), {}
+            elif node.op == "call_method":
+                node.target = functional
+            else:
+                node.target = getattr(operator, functional)
+            self.reread(target, node, node)
+            if viewed and not any(user.target is operator.setitem and user.args[0] is base and user.args[2] is node
+                                  for user in node.users):  # fmt: skip
+                self.scatter(node, base, target.args[1], node)
+
+    def unfuse_linear(self) -> None:
+        """``F.linear(x, self.weight, bias)`` with a bias computed in forward (Swin V2's qkv bias, its key part
+        zeroed): ``x @ weight.T + bias``, the weight a Parameter under its own name (a Linear step would hold a bias
+        of its own under the same key)."""
+        import torch
+
+        for node in list(self.graph.nodes):
+            if node.op != "call_function" or _name(node) != "linear":
+                continue
+            bound = _bind("linear", _METHODS["linear"], _DEFAULTS["linear"], node.args, node.kwargs)
+            bias, weight = bound["bias"], bound["weight"]
+            if not _is_tensor(bias) or bias.op == "get_attr" or not _is_tensor(weight) or weight.op != "get_attr":
+                continue
+            made = []
+            for target, args in ((torch.t, (weight,)), (torch.matmul, (bound["input"], None)),
+                                 (operator.add, (None, bias))):  # fmt: skip
+                args = tuple(made[-1] if item is None else item for item in args)
+                with self.graph.inserting_before(node):
+                    made.append(self.graph.call_function(target, args, {}))
+                made[-1].meta.update({key: item for key, item in node.meta.items() if key != "value"})
+                made[-1].meta["value"] = target(*_concrete(args))
+            node.replace_all_uses_with(made[-1])
+            self.graph.erase_node(node)
+
+    def order(self) -> dict[Any, int]:
+        return {node: index for index, node in enumerate(self.graph.nodes)}
+
+    def fresh_tensor(self, base: Any, at: Any, view: Any = None) -> bool:
+        """Whether an update of ``base`` at ``at`` changes only what the file can follow: ``base`` is not a
+        parameter, a buffer or a view of another tensor, and no other view of it (one taken before ``at``) is read
+        after ``at``."""
+        if base.op == "get_attr" or _name(base) in _VIEWS:
+            return False
+        order = self.order()
+        for user in base.users:
+            if user is view or order[user] > order[at] or _name(user) not in _VIEWS:
+                continue
+            if any(order[reader] > order[at] for reader in user.users):
+                return False
+        return True
+
+    def reread(self, old: Any, new: Any, at: Any, made: Sequence[Any] = ()) -> None:
+        """Each reader of ``old`` after ``at`` reads ``new`` instead (but ``new`` and the nodes ``made`` for it)."""
+        order = self.order()
+        kept = {new, *made}
+        old.replace_all_uses_with(new, delete_user_cb=lambda user: user not in kept and order[user] > order[at])
+
+    def scatter(self, at: Any, base: Any, index: Any, value: Any) -> Any:
+        """``base`` with ``base[index]`` replaced by ``value``, built after ``at`` as the parts of ``base`` around
+        the slice and the slice, concatenated along each sliced dim; later readers of ``base`` read it. None where
+        the index is not slices of step 1 (left for :meth:`mutations` to refuse)."""
+        import torch
+
+        rank = base.meta["value"].dim()
+        items = list(index) if isinstance(index, tuple) else [index]
+        if items.count(...) == 1:
+            at_ellipsis = items.index(...)
+            items[at_ellipsis : at_ellipsis + 1] = [slice(None)] * (rank - len(items) + 1)
+        if len(items) > rank or not all(isinstance(item, slice) and item.step in (None, 1) for item in items):
+            return None
+        sliced = [dim for dim, item in enumerate(items) if not (item.start in (None, 0) and item.stop is None)]
+        if not sliced:  # x[:] = y: the whole of it
+            if tuple(value.meta["value"].shape) != tuple(base.meta["value"].shape):
+                return None
+            self.reread(base, value, at)
+            return value
+        cursor = [at]
+        created: list[Any] = []
+
+        def make(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
+            with self.graph.inserting_after(cursor[0]):
+                made = self.graph.call_function(target, args, kwargs or {})
+            made.meta.update({key: item for key, item in at.meta.items() if key != "value"})
+            made.meta["value"] = target(*_concrete(args), **_concrete(kwargs or {}))
+            cursor[0] = made
+            created.append(made)
+            return made
+
+        def part(whole: Any, dim: int, item: slice) -> Any | None:
+            """``whole[..., item]`` along ``dim``, or None where that is empty at the traced input (the file then
+            checks that it stays empty: convcalc makes no empty tensor)."""
+            if not _concrete(whole).shape[dim] or not len(range(_concrete(whole).shape[dim])[_concrete(item)]):
+                return None
+            return make(operator.getitem, (whole, (*(slice(None),) * dim, item)))
+
+        def empty(dim: int, bound: Any, at_start: bool) -> None:
+            size = make(getattr, (base, "shape"))
+            size = make(operator.getitem, (size, dim))
+            if at_start:  # x[:start] stays empty: start <= 0, or -start >= the size
+                condition = make(operator.le, (bound, 0)) if not isinstance(bound, int) or bound >= 0 else \
+                    make(operator.le, (size, -bound))  # fmt: skip
+            else:  # x[stop:] stays empty: the size <= stop
+                condition = make(operator.le, (size, bound)) if not isinstance(bound, int) or bound >= 0 else \
+                    make(operator.eq, (size, 0))  # fmt: skip
+            make(_guard, (condition, True, "the update of a slice is written as the parts around it, and a part "
+                                           "that is empty at the traced input is left out: this file takes sizes "
+                                           "where it stays empty"))  # fmt: skip
+
+        def build(whole: Any, position: int) -> Any:
+            dim = sliced[position]
+            item = items[dim]
+            parts = []
+            if item.start not in (None, 0):
+                head = part(whole, dim, slice(None, item.start))
+                parts += [head] if head is not None else []
+                if head is None:
+                    empty(dim, item.start, True)
+            if position + 1 < len(sliced):
+                middle = part(whole, dim, slice(item.start, item.stop))
+                if middle is None:
+                    return None
+                parts.append(build(middle, position + 1))
+            else:
+                parts.append(value)
+            if item.stop is not None:
+                tail = part(whole, dim, slice(item.stop, None))
+                parts += [tail] if tail is not None else []
+                if tail is None:
+                    empty(dim, item.stop, False)
+            return make(torch.cat, (parts,), {"dim": dim}) if len(parts) > 1 else parts[0]
+
+        start = at
+        made = build(base, 0)
+        if made is None or tuple(made.meta["value"].shape) != tuple(base.meta["value"].shape):
+            return None  # the value broadcast into the slice: not said here
+        self.reread(base, made, start, created)
+        return made
+
     def mutations(self) -> None:
         """Refuse an in-place update that a step-by-step file would lose: an assignment into a tensor
         (``attn[:, 1:] += bias``, MViT's relative positions), or an in-place op on a view or on a tensor read again
@@ -863,8 +1055,7 @@ class _Convert:
         import torch
 
         order = {node: index for index, node in enumerate(self.graph.nodes)}
-        views = {"view", "reshape", "permute", "transpose", "narrow", "select", "squeeze", "unsqueeze", "flatten",
-                 "expand", "getitem", "contiguous"}  # fmt: skip
+        views = _VIEWS
         for node in self.graph.nodes:
             if node in self.skip or node.op not in ("call_function", "call_method"):
                 continue
@@ -1004,8 +1195,78 @@ class _Convert:
         self.add(end, [line], None, names={end: name})
         return True
 
+    def distance(self, node: Any) -> bool:
+        """MViT's ``dist_h`` (``_add_rel_pos``): ``(arange(q)[:, None] * q_ratio - (arange(k)[None, :] + (1.0 -
+        k)) * k_ratio).long()``, the row of the relative position table each query and key position reads: one
+        Constant step (``relative_distance``) whose size follows q and k. The ops are recognized by what they
+        compute: run on the CPU at the traced sizes, they must give the kind's values. False where they do not."""
+        import torch
+
+        position = self.order()
+        ends, frontier, seen = set(), [node], {node}
+        while frontier:  # the .long() this arange leads to, not going past it
+            for user in frontier.pop().users:
+                if user in seen or not _is_tensor(user):
+                    continue
+                seen.add(user)
+                if user.op == "call_method" and user.target == "long":
+                    ends.add(user)
+                else:
+                    frontier.append(user)
+        if len(ends) != 1:
+            return False
+        end = ends.pop()
+        closure, stack = set(), [end]
+        while stack:  # what the .long() is computed from: tensors made from aranges alone
+            item = stack.pop()
+            if item in closure:
+                continue
+            closure.add(item)
+            stack += [source for source in item.all_input_nodes if _is_tensor(source)]
+        aranges = sorted((item for item in closure if _name(item) == "arange"), key=position.__getitem__)
+        read_elsewhere = any(user not in closure for item in closure - {end} for user in item.users
+                             if _is_tensor(user))  # fmt: skip
+        if len(aranges) != 2 or read_elsewhere or any(item.op not in ("call_function", "call_method")
+                                                      for item in closure):  # fmt: skip
+            return False
+        rows = [item for item in closure if item.op == "call_function" and item.target is operator.getitem
+                and item.args[0] in aranges and tuple(item.meta["value"].shape)[1:] == (1,)]  # fmt: skip
+        if len(rows) != 1:
+            return False
+        query = rows[0].args[0]
+        key = aranges[1] if query is aranges[0] else aranges[0]
+        sizes = []
+        for arange in (query, key):
+            if len(arange.args) != 1 or arange.kwargs.get("dtype") is not None:
+                return False
+            sizes.append(self.size(arange.args[0]))
+        computed: dict[Any, Any] = {}
+        for item in sorted(closure, key=position.__getitem__):
+            args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, _concrete(source)))
+            kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, _concrete(source)))
+            if item.op == "call_method":
+                computed[item] = getattr(args[0], item.target)(*args[1:], **kwargs)
+            else:
+                computed[item] = item.target(*args, **{**kwargs, "device": "cpu"} if item in aranges else kwargs)
+        from convcalc.torch_code import HELPERS
+
+        namespace: dict[str, Any] = {"torch": torch}
+        exec(HELPERS["relative_distance"], namespace)  # convcalc's own helper, the code --emit torch writes
+        traced = [len(computed[query]), len(computed[key])]
+        expected = namespace["relative_distance"](traced, torch.empty(0))
+        if not torch.equal(computed[end], expected):
+            return False
+        self.skip |= closure
+        name = self.fresh(end.name)
+        self.saved[end] = name
+        self.constants.add(end)
+        line = _Line("Constant", {"name": name, "kind": "relative_distance", "size": self.expression(sizes)},
+                     comment="the relative distances torchvision computes in forward")  # fmt: skip
+        self.add(end, [line], None, names={end: name})
+        return True
+
     def guard(self, node: Any) -> None:
-        condition, outcome = node.args
+        condition, outcome, *why = node.args
         expression = self.size(condition)
         if not isinstance(expression, _Expr):
             return  # a rank or a constant: the same for every input the file takes
@@ -1016,6 +1277,8 @@ class _Convert:
         message = (f"the model's code takes another path at sizes where this is false"
                    f"{f' ({source})' if source else ''}; this file follows the path taken at "
                    f"{'x'.join(map(str, self.shape))}")  # fmt: skip
+        if why:
+            message = f"{why[0]}{f' ({source})' if source else ''}"
         self.add(node, [_Line("Check", {"condition": text, "message": message})], None)
         self.steps[-1].primary = "keep"
 
@@ -1149,7 +1412,11 @@ class _Convert:
 
         items = list(index) if isinstance(index, tuple) else [index]
         rank = source.meta["value"].dim()
-        if len(items) == 1 and isinstance(items[0], torch.fx.Node) and _index_table(items[0]):
+        if (
+            len(items) == 1
+            and isinstance(items[0], torch.fx.Node)
+            and (_index_table(items[0]) or self.real(items[0]) in self.constants)
+        ):
             self.add(node, [_Line("index", {"with": self.name(items[0])})], source, [items[0]])
             return
         if any(isinstance(item, torch.fx.Node) and isinstance(item.meta.get("value"), torch.Tensor)
@@ -1164,6 +1431,8 @@ class _Convert:
             items = items[:at] + [slice(None)] * fill + items[at + 1 :]
         lines: list[_Line] = []
         sizes = _LazySizes(lambda axis: _Expr(self.size_name(source, axis), _ATOM), rank)
+        if self.real(source).op == "get_attr":  # a parameter's sizes: the same at every input
+            sizes = _LazySizes(lambda axis: int(source.meta["value"].shape[axis]), rank)
         """The sizes of the tensor as the index goes along: each as an expression over the source's Dims (named
         only where one is needed)."""
         traced = list(source.meta["value"].shape)
@@ -1251,6 +1520,8 @@ class _Convert:
                 self.alias[node] = first  # torch.cat of one tensor: a copy of it
                 return
             self.add(node, [_Line("Concat", arguments)], first, rest)
+        elif name == "clone" and node.op == "call_method" and not node.kwargs:
+            self.alias[node] = args[0]  # a copy, the same values: its updates are rewritten out of place
         elif name in ("contiguous",):
             self.add(node, [_Line("contiguous")], args[0])
         elif name == "stochastic_depth":
@@ -1266,6 +1537,10 @@ class _Convert:
         elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "exp", "clamp", "roll",
                       "narrow", "normalize", "pad"):  # fmt: skip
             self.method(node, name)
+        elif name == "repeat_interleave":
+            self.repeat_interleave(node)
+        elif name == "t" and node.args[0].meta["value"].dim() == 2:
+            self.add(node, [_Line("transpose", {"dim0": 0, "dim1": 1})], args[0])
         elif name in ("swapaxes", "swapdims"):  # torch's other names of transpose (MaxViT's SwapAxes)
             bound = _bind(name, _METHODS[name], {}, args, kwargs)
             dims = [self.expression(self.size(bound[key])) for key in _METHODS[name][1:]]
@@ -1382,6 +1657,23 @@ class _Convert:
             arguments.pop("value")
         self.add(node, [_Line(name, arguments or None)], tensor)
 
+    def repeat_interleave(self, node: Any) -> None:
+        """``x.repeat_interleave(r, dim)`` with one count for every row (MViT V1's temporal position embedding): a
+        new dim after ``dim`` expanded to ``r`` and flattened into it, the same values in the same order."""
+        bound = _bind("repeat_interleave", _METHODS["repeat_interleave"], _DEFAULTS["repeat_interleave"], node.args,
+                      node.kwargs)  # fmt: skip
+        repeats, dim = self.size(bound["repeats"]), bound["dim"]
+        if dim is None or _is_tensor(bound["repeats"]) or bound.get("output_size") is not None:
+            self.refuse(node, "repeat_interleave with a tensor of counts or no dim",
+                        "repeat_interleave in the language (it is written with one count along one dim)")  # fmt: skip
+        rank = node.meta["value"].dim()
+        dim %= rank
+        sizes = [-1] * (rank + 1)
+        sizes[dim + 1] = self.expression(repeats)
+        lines = [_Line("unsqueeze", {"dim": dim + 1}), _Line("expand", sizes),
+                 _Line("flatten", {"start_dim": dim, "end_dim": dim + 1})]  # fmt: skip
+        self.add(node, lines, bound["input"])
+
     def interpolate(self, node: Any) -> None:
         bound = _bind("interpolate", _METHODS["interpolate"], _DEFAULTS["interpolate"], node.args, node.kwargs)
         tensor = bound.pop("input")
@@ -1433,42 +1725,45 @@ class _Convert:
         self.steps = [step for step in self.steps if step.node is not node]
 
     def einsum(self, node: Any) -> None:
-        """``torch.einsum`` of two tensors that is a batched matrix product (MaxViT's attention): a matmul, the
-        second operand transposed first where the equation contracts its last dim."""
+        """``torch.einsum`` of two tensors that contracts one index: a matmul, each operand permuted (and given
+        dims of 1 where it lacks an index the other keeps) so that the kept indices lead and the contracted one
+        meets; the product permuted to the equation's order. MaxViT's attention (``bhid,bhjd->bhij``) and MViT's
+        relative position terms (``bythwc,hkc->bythwk``, with ``h`` kept in both) are of this form."""
         equation, *operands = node.args
         if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
             operands = list(operands[0])
         text = str(equation).replace(" ", "")
         match = re.fullmatch(r"([a-zA-Z]*),([a-zA-Z]*)->([a-zA-Z]*)", text)
+        refusal = (f"torch.einsum({equation!r})", "an einsum step (only products that contract one index map)")
         if not match or len(operands) != 2 or not all(map(_is_tensor, operands)):
-            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
+            self.refuse(node, *refusal)
             raise AssertionError
         left, right, out = match.groups()
-        batch = out[:-2]
-        if len(left) < 2 or not (left[:-2] == right[:-2] == batch) or len(set(left)) != len(left):
-            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
-        i, k = left[-2:]
+        contracted = [label for label in left if label in right and label not in out]
+        if (any(len(set(labels)) != len(labels) for labels in (left, right, out)) or len(contracted) != 1
+                or any(label not in out and label not in contracted for label in left + right)
+                or any(label not in left + right for label in out)):  # fmt: skip
+            self.refuse(node, *refusal)
+        index = contracted[0]
+        rows = [label for label in out if label in left and label not in right]
+        columns = [label for label in out if label in right and label not in left]
+        row, column = (rows[-1] if rows else None), (columns[-1] if columns else None)
+        leading: list[str | None] = [label for label in out if label not in (row, column)]
         first, second = operands
-        if right[-2:] == k + out[-1] and out[-2:] == i + right[-1]:
-            self.add(node, [_Line("matmul", {"with": self.name(second)})], first, [second])
-        elif right[-2:] == out[-1] + k and out[-2:] == i + right[-2]:
-            rank = len(right)
-            self.add(
-                node,
-                [
-                    _Line("transpose", {"dim0": rank - 2, "dim1": rank - 1}),
-                    _Line("Save", None),
-                    _Line("From", self.name(first)),
-                    _Line("matmul", {"with": None}),
-                ],
-                second,
-                [first],
-            )
-            transposed = self.fresh(f"{node.name}_t")
-            self.steps[-1].lines[1].arguments = transposed
-            self.steps[-1].lines[3].arguments = {"with": transposed}
+        matrix = self.fresh(f"{node.name}_b")
+        second_lines = _arranged(right, [*leading, index, column])
+        first_lines = _arranged(left, [*leading, row, index])
+        product: list[str | None] = [*leading, row, column]
+        after = [_Line("squeeze", {"dim": at}) for at in reversed(range(len(product))) if product[at] is None]
+        kept = [label for label in product if label is not None]
+        if kept != list(out):
+            after.append(_Line("permute", [kept.index(label) for label in out]))
+        if second_lines:
+            lines = [*second_lines, _Line("Save", matrix), _Line("From", self.name(first)), *first_lines,
+                     _Line("matmul", {"with": matrix}), *after]  # fmt: skip
+            self.add(node, lines, second, [first])
         else:
-            self.refuse(node, f"torch.einsum({equation!r})", "an einsum step (only batched matrix products map)")
+            self.add(node, [*first_lines, _Line("matmul", {"with": self.name(second)}), *after], first, [second])
 
     # -- writing ----------------------------------------------------------------------------------------------
 
@@ -1757,8 +2052,32 @@ def _index_table(node: Any) -> bool:
     return node.op == "get_attr" and isinstance(node.meta.get("value"), torch.Tensor)
 
 
+_IN_PLACE = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv"}
+"""Python's augmented assignments on tensors, and the ops they do out of place."""
+
+_VIEWS = {"view", "reshape", "permute", "transpose", "narrow", "select", "squeeze", "unsqueeze", "flatten", "expand",
+          "getitem", "contiguous", "swapaxes", "swapdims", "unflatten", "t", "as_strided", "unbind", "split", "chunk",
+          "tensor_split", "view_as", "expand_as", "movedim", "diagonal", "unfold", "detach"}  # fmt: skip
+"""Ops whose result may share memory with their input: an update of one changes the other."""
+
+
+def _arranged(labels: str, layout: list[str | None]) -> list[_Line]:
+    """The steps that lay a tensor with these einsum ``labels`` out as ``layout``: its dims in that order, a new
+    dim of 1 where the layout has a label it lacks (or None), which matmul broadcasts."""
+    present = [label for label in layout if label is not None and label in labels]
+    lines = []
+    if present != list(labels):
+        lines.append(_Line("permute", [labels.index(label) for label in present]))
+    missing = [at for at, label in enumerate(layout) if label is None or label not in labels]
+    if missing != list(range(len(missing))) or len(layout) - 2 in missing or len(layout) - 1 in missing:
+        lines += [_Line("unsqueeze", {"dim": at}) for at in missing]  # (leading dims it lacks broadcast as they are)
+    return lines
+
+
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:
     """The length of ``x[start:stop]`` along a dim of ``size`` (``traced`` at the traced input)."""
+    if all(isinstance(item, int) or item is None for item in (size, start, stop)):
+        return len(range(size)[start:stop])
     if stop is None:
         stop = size
     elif isinstance(stop, int) and stop < 0:

@@ -360,6 +360,27 @@ def test_maxvit_t_reads_its_index_buffer_through_a_view() -> None:
     assert result.result.total_params == 30_919_624
 
 
+def test_swin_v2_t_zeroes_its_key_bias_out_of_place() -> None:
+    """Swin V2's ``qkv_bias.clone()`` with its key part zeroed in place, then ``F.linear`` with that bias: the
+    bias put back together around the zeroed part, and ``x @ weight.T + bias``."""
+    build = lambda: models().swin_v2_t()  # noqa: E731
+    model, result = imported(build, (1, 3, 256, 256))
+    assert zoo.check_counts(model, result, (1, 3, 256, 256), (2, 3, 224, 192)) == []
+    assert "kind: relative_coords_table" in result.text and "mul: 0.0" in result.text
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 256, 256)], run=True)
+    assert problems == [] and "outputs equal at 1x3x256x256" in checked, (problems, checked)
+
+
+def test_mvit_v2_s_adds_its_relative_positions_into_a_slice() -> None:
+    """MViT V2: ``attn[:, :, 1:, 1:] += rel_pos`` and ``x[:, :, 1:, :] += shortcut[:, :, 1:, :]`` in
+    fx-wrapped helpers, the distances ``_add_rel_pos`` computes from ``torch.arange`` (one Constant each), and
+    its einsums that keep an index in both operands."""
+    build = lambda: models().video.mvit_v2_s()  # noqa: E731
+    result = assert_faithful(build, (1, 3, 16, 224, 224), (1, 3, 8, 256, 256), [(1, 3, 16, 224, 224)])
+    assert "kind: relative_distance" in result.text and "Concat" in result.text
+    assert result.result.total_params == 34_537_744
+
+
 def test_an_in_place_update_is_refused_not_lost() -> None:
     class Bias(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -369,3 +390,144 @@ def test_an_in_place_update_is_refused_not_lost() -> None:
 
     with pytest.raises(ImportRefused, match=r"an assignment into a tensor .*line \d+: x\[:, :, 1:\] \+= 1\.0"):
         import_module(Bias(), (1, 3, 4, 4))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-place updates, einsum and repeat_interleave, against torch running the module itself
+
+
+_INDEX_ITEMS = st.one_of(
+    st.just(slice(None)),
+    st.builds(slice, st.integers(0, 3), st.none()),
+    st.builds(slice, st.integers(-3, -1), st.none()),
+    st.builds(slice, st.none(), st.integers(-3, -1)),
+    st.builds(lambda start, extra: slice(start, start + extra), st.integers(0, 2), st.integers(1, 3)),
+)
+"""Slices of a dim of 6 or more that are not empty at any larger size (the parts around them follow the size)."""
+
+
+class _Update(nn.Module):
+    """An in-place update of a tensor that is read again after it: as torch computes it, the file must too."""
+
+    def __init__(self, form: str, index: tuple[Any, ...], viewed: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.form, self.index, self.viewed = form, index, viewed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        z = torch.tanh(y)
+        seen = y.view(y.size(0), -1) if self.viewed else None  # a view taken before the update sees it
+        if self.form == "iadd":
+            y[self.index] += z[self.index]
+        elif self.form == "assign":
+            y[self.index] = z[self.index] * 3
+        elif self.form == "zero":
+            y[self.index].zero_()
+        elif self.form == "mul_":
+            y[self.index].mul_(-2.0)
+        elif self.form == "clone":
+            y = z.clone()
+            y[self.index].sub_(1.0)
+        else:  # a whole tensor, read again after its update
+            y.add_(z)
+        out = y * 2 + z
+        return out + seen.view(out.shape) if seen is not None else out
+
+
+@settings(max_examples=scaled(60))
+@given(st.sampled_from(["iadd", "assign", "zero", "mul_", "clone", "add_"]),
+       st.lists(_INDEX_ITEMS, min_size=1, max_size=3), st.booleans(), st.booleans())  # fmt: skip
+def test_in_place_updates_compute_what_torch_computes(form: str, items: list[Any], ellipsis: bool,
+                                                       viewed: bool) -> None:  # fmt: skip
+    index = (..., *items) if ellipsis else (slice(None), *items)  # the batch of 1 is left whole
+    build = lambda: _Update(form, index, viewed)  # noqa: E731
+    model = build()
+    seen = viewed and form != "clone"  # the view is of the tensor updated (not of the one a clone leaves behind)
+    try:
+        result = import_module(model, (1, 3, 6, 7))
+    except ImportRefused as refused:
+        assert seen, refused  # the one refusal: a view taken before the update, read after it, would see it
+        assert "in-place op" in str(refused) or "assignment into a tensor" in str(refused), refused
+        return
+    assert not seen, "an update a view would see was written as steps"
+    assert zoo.check_counts(model, result, (1, 3, 6, 7), (2, 3, 9, 11)) == []
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 6, 7), (2, 3, 9, 11)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+_EINSUM_SIZES = {"a": 2, "b": 3, "c": 4, "d": 5, "e": 2, "f": 3}
+
+
+@st.composite
+def _equations(draw: st.DrawFn) -> str:
+    """Two-operand einsum equations, with any number of contracted, kept and shared indices (and so some that
+    contract none or several, which convcalc refuses)."""
+    labels = draw(st.permutations("abcdef"))
+    count = draw(st.integers(2, 6))
+    left, right, out = [], [], []
+    for label in labels[:count]:
+        where = draw(st.sampled_from(["both-kept", "both-contracted", "left", "right"]))
+        if where != "right":
+            left.append(label)
+        if where != "left":
+            right.append(label)
+        if where != "both-contracted":
+            out.append(label)
+    if not left or not right:
+        left.append("z"), right.append("z")
+    left, right = draw(st.permutations(left)), draw(st.permutations(right))
+    out = draw(st.permutations(out))
+    return f"{''.join(left)},{''.join(right)}->{''.join(out)}"
+
+
+class _Einsum(nn.Module):
+    def __init__(self, equation: str) -> None:
+        super().__init__()
+        self.equation = equation
+        right = equation.split(",")[1].split("->")[0]
+        self.weight = nn.Parameter(torch.randn([_EINSUM_SIZES.get(label, 2) for label in right]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum(self.equation, x, self.weight)
+
+
+@settings(max_examples=scaled(80))
+@given(_equations())
+def test_einsum_of_two_tensors_is_torchs(equation: str) -> None:
+    left, rest = equation.split(",")
+    right, out = rest.split("->")
+    shape = tuple(_EINSUM_SIZES.get(label, 2) for label in left)
+    build = lambda: _Einsum(equation)  # noqa: E731
+    contracted = [label for label in left if label in right and label not in out]
+    try:
+        result = import_module(build(), shape)
+    except ImportRefused as refused:
+        assert len(contracted) != 1, (equation, refused)  # refused exactly where no matmul says it
+        assert "torch.einsum" in str(refused) and "contract one index" in str(refused)
+        return
+    assert len(contracted) == 1, equation
+    problems, checked = zoo.check_outputs(build, result, [shape], run=True)
+    assert problems == [] and "outputs equal" in checked, (equation, problems, checked)
+    assert result.result.total_macs == zoo.meta_run(build(), shape)[1]
+
+
+class _Repeated(nn.Module):
+    def __init__(self, repeats: int, dim: int) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.randn(3, 4, 2))
+        self.repeats, self.dim = repeats, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.repeat_interleave(self.table, self.repeats, dim=self.dim)
+
+
+@settings(max_examples=scaled(15))
+@given(st.integers(1, 4), st.integers(-3, 2))
+def test_repeat_interleave_with_one_count_is_torchs(repeats: int, dim: int) -> None:
+    build = lambda: _Repeated(repeats, dim)  # noqa: E731
+    shape = [3, 4, 2]
+    shape[dim] *= repeats
+    result = import_module(build(), tuple(shape))
+    problems, checked = zoo.check_outputs(build, result, [tuple(shape)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)

@@ -849,6 +849,8 @@ class _Convert:
         self.unfuse_linear()
         live = self.live()
         for node in self.graph.nodes:
+            if "frozen" in node.meta and node not in self.skip:
+                self.fixed(node)
             if node not in live or node.op in ("placeholder", "output"):
                 continue
             value = node.meta.get("value")
@@ -1061,7 +1063,9 @@ class _Convert:
                 continue
             name = _name(node)
             if name == "setitem" and _is_tensor(node.args[0]):
-                self.refuse(node, "an assignment into a tensor (x[...] = y)", "in-place updates in the language")
+                self.refuse(node, "an assignment into a tensor (x[...] = y) that is not written out of place",
+                            "slices of step 1 of a tensor that no view taken before reads after, and a value of "
+                            "the slice's shape (such an update is written as the parts around the slice)")  # fmt: skip
             inplace = name in ("iadd", "isub", "imul", "itruediv") or (
                 node.op == "call_method" and name.endswith("_") and not name.startswith("_")
             )
@@ -1075,7 +1079,10 @@ class _Convert:
             ]
             if later or (_name(base) in views and isinstance(base.meta.get("value"), torch.Tensor)):
                 self.refuse(
-                    node, f"the in-place op {name} on a tensor read elsewhere too", "in-place updates in the language"
+                    node,
+                    f"the in-place op {name} on a tensor read elsewhere too",
+                    "an update that no view taken before it reads after it, of a tensor that is no parameter or "
+                    "buffer (such an update is written out of place)",
                 )
 
     def is_param(self, node: Any) -> bool:
@@ -1120,7 +1127,11 @@ class _Convert:
         window = getattr(owner, "window_size", None)
         if window is None and isinstance(getattr(owner, "size", None), int):  # MaxViT's square partition
             window = [owner.size, owner.size]
-        if leaf in ("relative_position_index", "relative_coords_table") and window is not None and len(window) == 2:
+        if (
+            leaf in ("relative_position_index", "relative_coords_table")
+            and window is not None
+            and len(window) in (2, 3)
+        ):
             window = [int(size) for size in window]
             from convcalc.tensors import BUFFERS
 
@@ -1159,41 +1170,80 @@ class _Convert:
                 closure.add(item)
         fills = [item for item in closure if item.op == "call_method" and item.target == "masked_fill"]
         assignments = [item for item in closure if item.op == "call_function" and item.target is operator.setitem]
-        if not fills or len(assignments) != 9:
+        if not fills or len(assignments) not in (9, 27):
             return False
         end = max(fills, key=position.__getitem__)
         closure = {item for item in closure if position[item] <= position[end]}
         if any(user not in closure for item in closure - {end} for user in item.users):
             return False
-        rows, columns = set(), set()
+        rank = node.meta["value"].dim()
+        if rank not in (2, 3) or len(assignments) != 3**rank:
+            return False
+        bands: list[dict[tuple[Any, Any], slice]] = [{} for _ in range(rank)]
         for item in assignments:
             index = item.args[1]
-            if not (isinstance(index, tuple) and len(index) == 2 and all(isinstance(i, slice) for i in index)):
+            if not (isinstance(index, tuple) and len(index) == rank and all(isinstance(i, slice) for i in index)):
                 return False
-            rows.add((index[0].start, index[0].stop))
-            columns.add((index[1].start, index[1].stop))
-        try:
-            window = [-next(stop for start, stop in axis if start == 0) for axis in (rows, columns)]
-            shift = [-next(stop for start, stop in axis if start == -w) for axis, w in zip((rows, columns), window)]
-        except (StopIteration, TypeError):
-            return False
-        size = self.size(node.args[1] if len(node.args) > 1 else node.kwargs.get("size"))
-        if not isinstance(size, list) or len(size) != 2:
+            for axis, part in enumerate(index):
+                bands[axis][(_concrete(part.start), _concrete(part.stop))] = part
+        window, shift, traced = [], [], [[], []]
+        for axis in bands:  # (0, -window), (-window, -shift), (-shift, None), as torchvision slices each axis
+            first = [(stop, part) for (start, stop), part in axis.items() if start == 0 and stop is not None]
+            last = [(start, part) for (start, stop), part in axis.items() if stop is None]
+            if len(axis) != 3 or len(first) != 1 or len(last) != 1:
+                return False
+            window.append(self.size(first[0][1].stop))
+            shift.append(self.size(last[0][1].start))
+            traced[0].append(-int(first[0][0]))
+            traced[1].append(-int(last[0][0]))
+        window, shift = [[_minus(item) for item in axis] for axis in (window, shift)]
+        sizes = node.args[1] if len(node.args) == 2 and isinstance(node.args[1], (tuple, list)) else node.args[1:]
+        size = self.size(list(sizes) if sizes else node.kwargs.get("size"))
+        if not isinstance(size, list) or len(size) != rank:
             return False
         from convcalc.tensors import shifted_window_mask
+        from convcalc.torch_code import HELPERS
 
         concrete = [int(item) for item in node.meta["value"].shape]
-        made = shifted_window_mask({"size": concrete, "window_size": window, "shift_size": shift})
+        try:
+            made = shifted_window_mask({"size": concrete, "window_size": traced[0], "shift_size": traced[1]})
+        except ConvcalcError:
+            return False
         if made.shape != tuple(end.meta["value"].shape):
+            return False
+        namespace: dict[str, Any] = {"torch": torch}
+        exec(HELPERS["shifted_window_mask"], namespace)  # convcalc's own helper, the code --emit torch writes
+        expected = namespace["shifted_window_mask"](concrete, *traced, torch.zeros(1))
+        if not torch.equal(self.on_cpu(closure, end), expected):
             return False
         self.skip |= closure
         name = self.fresh(end.name)
         self.saved[end] = name
         arguments = {"name": name, "kind": "shifted_window_mask", "size": self.expression(size),
-                     "window_size": window, "shift_size": shift}  # fmt: skip
+                     "window_size": self.expression(window), "shift_size": self.expression(shift)}  # fmt: skip
         line = _Line("Constant", arguments, comment="torchvision's attention mask, built in forward")
         self.add(end, [line], None, names={end: name})
         return True
+
+    def on_cpu(self, closure: set[Any], end: Any) -> Any:
+        """The value ``end`` has, computed by the ops of ``closure`` (tensors made from nothing: ``arange``,
+        ``new_zeros``, and what is done with them) on the CPU at the traced sizes."""
+        import torch
+
+        position = self.order()
+        computed: dict[Any, Any] = {}
+        for item in sorted(closure, key=position.__getitem__):
+            args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, _concrete(source)))
+            kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, _concrete(source)))
+            if item.op == "call_method" and item.target == "new_zeros":
+                computed[item] = torch.zeros(*args[1:], **{**kwargs, "device": "cpu"})
+            elif item.op == "call_method":
+                computed[item] = getattr(args[0], item.target)(*args[1:], **kwargs)
+            elif _name(item) == "arange":
+                computed[item] = item.target(*args, **{**kwargs, "device": "cpu"})
+            else:
+                computed[item] = item.target(*args, **kwargs)
+        return computed[end]
 
     def distance(self, node: Any) -> bool:
         """MViT's ``dist_h`` (``_add_rel_pos``): ``(arange(q)[:, None] * q_ratio - (arange(k)[None, :] + (1.0 -
@@ -1240,21 +1290,13 @@ class _Convert:
             if len(arange.args) != 1 or arange.kwargs.get("dtype") is not None:
                 return False
             sizes.append(self.size(arange.args[0]))
-        computed: dict[Any, Any] = {}
-        for item in sorted(closure, key=position.__getitem__):
-            args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, _concrete(source)))
-            kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, _concrete(source)))
-            if item.op == "call_method":
-                computed[item] = getattr(args[0], item.target)(*args[1:], **kwargs)
-            else:
-                computed[item] = item.target(*args, **{**kwargs, "device": "cpu"} if item in aranges else kwargs)
         from convcalc.torch_code import HELPERS
 
         namespace: dict[str, Any] = {"torch": torch}
         exec(HELPERS["relative_distance"], namespace)  # convcalc's own helper, the code --emit torch writes
-        traced = [len(computed[query]), len(computed[key])]
+        traced = [int(_concrete(arange.args[0])) for arange in (query, key)]
         expected = namespace["relative_distance"](traced, torch.empty(0))
-        if not torch.equal(computed[end], expected):
+        if not torch.equal(self.on_cpu(closure, end), expected):
             return False
         self.skip |= closure
         name = self.fresh(end.name)
@@ -1264,6 +1306,25 @@ class _Convert:
                      comment="the relative distances torchvision computes in forward")  # fmt: skip
         self.add(end, [line], None, names={end: name})
         return True
+
+    def fixed(self, node: Any) -> None:
+        """A size the model's code turned into a Python number (``int(2 * max(q_h, k_h) - 1)``): fixed at its traced
+        value, as the header notes; where it is an expression over the input's sizes, a Check that it keeps that
+        value, so that at a size where it would not the file says so rather than compute something else."""
+        value, source = node.meta["frozen"]
+        named = {item: set(names) for item, names in self.dims.items()}
+        try:
+            expression = self.size_of(node)
+        except ImportRefused:
+            return
+        hidden = any(item in self.skip and set(names) != named.get(item, set()) for item, names in self.dims.items())
+        if not isinstance(expression, _Expr) or isinstance(value, bool) or hidden:
+            return  # a constant, or sizes of tensors that one step stands for (no Dims names them)
+        message = (f"the model's code turns this size into a Python number{f' ({source})' if source else ''}; this "
+                   f"file keeps its value at {'x'.join(map(str, self.shape))}, {value}")  # fmt: skip
+        condition = f"{_wrap(expression, _COMPARE + 1)} == {_number(value)}"
+        self.add(node, [_Line("Check", {"condition": condition, "message": message})], None)
+        self.steps[-1].primary = "keep"
 
     def guard(self, node: Any) -> None:
         condition, outcome, *why = node.args
@@ -2036,9 +2097,10 @@ class _Unnamed:
     axis: int
 
 
-_KEEPS_VALUES = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze"}
-"""Ops that move an index tensor's values without changing them (the language's ``index`` follows an index kind's
-largest value through them)."""
+_KEEPS_VALUES = {"view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze", "unsqueeze",
+                 "getitem"}  # fmt: skip
+"""Ops that move an index tensor's values, or keep some of them, without changing them (the language's ``index``
+follows an index kind's largest value through them: Swin3D's ``index[:volume, :volume].flatten()``)."""
 
 
 def _index_table(node: Any) -> bool:
@@ -2072,6 +2134,15 @@ def _arranged(labels: str, layout: list[str | None]) -> list[_Line]:
     if missing != list(range(len(missing))) or len(layout) - 2 in missing or len(layout) - 1 in missing:
         lines += [_Line("unsqueeze", {"dim": at}) for at in missing]  # (leading dims it lacks broadcast as they are)
     return lines
+
+
+def _minus(value: Any) -> Any:
+    """``-value`` for a size: an int, or an expression (``-(-a)`` written ``a``)."""
+    if not isinstance(value, _Expr):
+        return -value
+    if value.strength == _UNARY and value.text.startswith("-"):
+        return _Expr(value.text[1:], _UNARY)
+    return _Expr(f"-{_wrap(value, _UNARY)}", _UNARY)
 
 
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:

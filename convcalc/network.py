@@ -225,8 +225,9 @@ class StackResult(Shown):
 _VIEWS = frozenset({"permute", "transpose", "view", "squeeze", "unsqueeze", "select", "narrow", "Part"})
 """Tensor methods whose output is always a view of their input: no new memory."""
 _SAME_VALUES = frozenset({"Save", "From", "view", "reshape", "flatten", "permute", "transpose", "contiguous", "squeeze",
-                          "unsqueeze"})  # fmt: skip
-"""Steps that keep a tensor's values (only their places change): an index tensor stays one through them."""
+                          "unsqueeze", "narrow", "select"})  # fmt: skip
+"""Steps that keep a tensor's values, or some of them (only their places change): an index tensor stays one through
+them, its largest value still a bound (Swin3D indexes with ``index[:volume, :volume].flatten()``)."""
 _PASSES = frozenset({"Save", "Repeat", "Sequential", "From", "Output", "Dims", "Check", "chunk", "split",
                      "tensor_split", "unbind"})  # fmt: skip
 """Steps whose output is a tensor another node made: no new memory."""

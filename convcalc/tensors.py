@@ -38,30 +38,42 @@ class Made(NamedTuple):
     largest: int | None = None
 
 
-def _window(args: dict[str, Any]) -> tuple[int, int]:
+def _window(args: dict[str, Any], axes: tuple[int, ...] = (2, 3)) -> tuple[int, ...]:
+    """The window's size along each axis: one int for a square window, or 2 sizes (Swin, MaxViT) or 3 (Swin3D's
+    frames, height and width)."""
     window = args.get("window_size")
     if window is None:
         raise InvalidLayerError(f"{args.get('kind', 'this kind')} needs window_size")
-    height, width = (window, window) if isinstance(window, int) else tuple(window)
-    if min(height, width) < 1:
-        raise InvalidLayerError(f"window_size must be at least 1 on both axes, got {list((height, width))}")
-    return height, width
+    sizes = (window, window) if isinstance(window, int) else tuple(window)
+    if len(sizes) not in axes:
+        raise InvalidLayerError(f"window_size has {' or '.join(map(str, axes))} sizes, one per axis of the window, "
+                                f"got {list(sizes)}")  # fmt: skip
+    if min(sizes) < 1:
+        raise InvalidLayerError(f"window_size must be at least 1 on every axis, got {list(sizes)}")
+    return sizes
+
+
+def _product(sizes: Any) -> int:
+    out = 1
+    for size in sizes:
+        out *= size
+    return out
 
 
 def relative_position_index(args: dict[str, Any]) -> Made:
-    """Swin's (and MaxViT's) index of each pair of positions in a window into the relative position bias table:
-    ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1``; flat as Swin registers it, or ``(Wh*Ww, Wh*Ww)``
-    as MaxViT does (``flat: false``)."""
-    height, width = _window(args)
-    tokens = height * width
+    """Swin's (and MaxViT's, and Swin3D's) index of each pair of positions in a window into the relative position
+    bias table: ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1`` (with a third axis, ``2*Wd - 1``
+    times as many); flat as Swin registers it, or ``(Wh*Ww, Wh*Ww)`` as MaxViT and Swin3D do (``flat: false``)."""
+    window = _window(args)
+    tokens = _product(window)
     shape = (tokens * tokens,) if args.get("flat", True) else (tokens, tokens)
-    return Made(shape, "int64", (2 * height - 1) * (2 * width - 1) - 1)
+    return Made(shape, "int64", _product(2 * size - 1 for size in window) - 1)
 
 
 def relative_coords_table(args: dict[str, Any]) -> Made:
     """Swin V2's table of log-spaced relative coordinates, ``(1, 2*Wh - 1, 2*Ww - 1, 2)``, the input of its
     continuous position bias MLP."""
-    height, width = _window(args)
+    height, width = _window(args, axes=(2,))
     if not args.get("flat", True):
         raise InvalidLayerError("relative_coords_table has one shape, (1, 2*Wh - 1, 2*Ww - 1, 2): drop flat")
     if height < 2 or width < 2:
@@ -71,19 +83,25 @@ def relative_coords_table(args: dict[str, Any]) -> Made:
 
 def shifted_window_mask(args: dict[str, Any]) -> Made:
     """The mask torchvision's shifted window attention adds to its scores: ``(windows, Wh*Ww, Wh*Ww)`` of 0 and
-    -100, from the padded map's ``size`` (a multiple of the window), the window and the shift."""
-    height, width = _window(args)
+    -100, from the padded map's ``size`` (a multiple of the window), the window and the shift; with a third axis
+    (Swin3D), ``size``, ``window_size`` and ``shift_size`` each have 3."""
+    window = _window(args)
     size = args["size"]
-    padded_h, padded_w = (size, size) if isinstance(size, int) else tuple(size)
-    if padded_h % height or padded_w % width or min(padded_h, padded_w) < 1:
-        raise InvalidLayerError(f"the mask's size {[padded_h, padded_w]} must be a multiple of the window "
-                                f"{[height, width]} (pad the map first)")  # fmt: skip
+    padded = (size,) * len(window) if isinstance(size, int) else tuple(size)
     shift = args["shift_size"]
-    for value, window in zip((shift, shift) if isinstance(shift, int) else tuple(shift), (height, width)):
-        if not 0 <= value < window:
-            raise InvalidLayerError(f"shift_size {value} must lie in 0..{window - 1}, within the window")
-    windows = (padded_h // height) * (padded_w // width)
-    return Made((windows, height * width, height * width), "float32")
+    shifts = (shift,) * len(window) if isinstance(shift, int) else tuple(shift)
+    if len(padded) != len(window) or len(shifts) != len(window):
+        raise InvalidLayerError(f"the mask's size {list(padded)} and shift_size {list(shifts)} need one value per "
+                                f"axis of the window {list(window)}")  # fmt: skip
+    if any(length % side for length, side in zip(padded, window)) or min(padded) < 1:
+        raise InvalidLayerError(f"the mask's size {list(padded)} must be a multiple of the window "
+                                f"{list(window)} (pad the map first)")  # fmt: skip
+    for value, side in zip(shifts, window):
+        if not 0 <= value < side:
+            raise InvalidLayerError(f"shift_size {value} must lie in 0..{side - 1}, within the window")
+    windows = _product(length // side for length, side in zip(padded, window))
+    tokens = _product(window)
+    return Made((windows, tokens, tokens), "float32")
 
 
 def _float32(value: float) -> float:

@@ -133,16 +133,16 @@ HELPERS = {
         root.register_parameter(leaf, item)
 ''',
     "relative_position_index": '''def relative_position_index(
-    window_size: tuple[int, int], flat: bool = True
+    window_size: tuple[int, ...], flat: bool = True
 ) -> torch.Tensor:
     """For each pair of positions in a window, its row of the relative position bias table: flat (Swin), or one
-    row per position (MaxViT)."""
-    height, width = window_size
-    grid = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    row per position (MaxViT, Swin3D). A window of 2 axes (height, width) or 3 (frames first)."""
+    grid = torch.meshgrid(*(torch.arange(size) for size in window_size), indexing="ij")
     coords = torch.stack(grid).flatten(1)
     relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
-    rows = (relative[:, :, 0] + height - 1) * (2 * width - 1)
-    index = rows + relative[:, :, 1] + width - 1
+    index = torch.zeros_like(relative[:, :, 0])
+    for axis, size in enumerate(window_size):
+        index = index * (2 * size - 1) + relative[:, :, axis] + size - 1
     return index.flatten() if flat else index
 ''',
     "relative_coords_table": '''def relative_coords_table(window_size: tuple[int, int]) -> torch.Tensor:
@@ -159,30 +159,26 @@ HELPERS = {
     return torch.sign(table) * torch.log2(torch.abs(table) + 1.0) / 3.0
 ''',
     "shifted_window_mask": '''def shifted_window_mask(
-    size: tuple[int, int],
-    window_size: tuple[int, int],
-    shift_size: tuple[int, int],
+    size: tuple[int, ...],
+    window_size: tuple[int, ...],
+    shift_size: tuple[int, ...],
     like: torch.Tensor,
 ) -> torch.Tensor:
-    """-100 where two positions of a shifted window come from different regions, 0 elsewhere (Swin)."""
-    height, width = size
-    window_h, window_w = window_size
-    regions = like.new_zeros((height, width))
-    count = 0
-    for rows in (
-        slice(0, -window_h),
-        slice(-window_h, -shift_size[0]),
-        slice(-shift_size[0], None),
-    ):
-        for columns in (
-            slice(0, -window_w),
-            slice(-window_w, -shift_size[1]),
-            slice(-shift_size[1], None),
-        ):
-            regions[rows, columns] = count
-            count += 1
-    regions = regions.view(height // window_h, window_h, width // window_w, window_w)
-    regions = regions.permute(0, 2, 1, 3).reshape(-1, window_h * window_w)
+    """-100 where two positions of a shifted window come from different regions, 0 elsewhere (Swin; with a third
+    axis, frames first, Swin3D)."""
+    regions = like.new_zeros(tuple(size))
+    indexes: list[tuple[slice, ...]] = [()]
+    for window, shift in zip(window_size, shift_size):
+        bands = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+        indexes = [index + (band,) for index in indexes for band in bands]
+    for count, index in enumerate(indexes):
+        regions[index] = count
+    split, tokens = [], 1
+    for length, window in zip(size, window_size):
+        split += [length // window, window]
+        tokens *= window
+    order = [*range(0, 2 * len(size), 2), *range(1, 2 * len(size), 2)]
+    regions = regions.view(*split).permute(*order).reshape(-1, tokens)
     differ = regions.unsqueeze(1) - regions.unsqueeze(2)
     return differ.masked_fill(differ != 0, -100.0).masked_fill(differ == 0, 0.0)
 ''',

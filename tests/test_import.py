@@ -381,6 +381,18 @@ def test_mvit_v2_s_adds_its_relative_positions_into_a_slice() -> None:
     assert result.result.total_params == 34_537_744
 
 
+def test_swin3d_t_with_its_window_tables_of_three_axes() -> None:
+    """Swin3D: the (392, 392) relative position index of an 8x7x7 window, read as ``index[:n, :n].flatten()``, and
+    the mask its forward builds from ``new_zeros`` and 27 slice assignments, one Constant that follows the padded
+    map. Its window shrinks to the frames where there are no more than 8: the file follows the path taken."""
+    build = lambda: models().video.swin3d_t()  # noqa: E731
+    model, result = imported(build, (1, 3, 16, 224, 224))
+    assert zoo.check_counts(model, result, (1, 3, 16, 224, 224), (2, 3, 16, 192, 160)) == []
+    assert "window_size: [8, 7, 7], flat: false" in result.text and "size: [s7_1, s7_2, s7_3]" in result.text
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 16, 224, 224)], run=True)
+    assert problems == [] and "outputs equal at 1x3x16x224x224" in checked, (problems, checked)
+
+
 def test_an_in_place_update_is_refused_not_lost() -> None:
     class Bias(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,53 @@ def test_indexing_a_table_by_the_relative_position_index(rows: int, width: int, 
     assert index.numel() == tokens * tokens
 
 
+@settings(max_examples=scaled(150))
+@given(window=st.lists(st.integers(1, 4), min_size=2, max_size=3), counts=st.lists(st.integers(1, 3), min_size=3,
+       max_size=3), shifts=st.lists(st.integers(0, 4), min_size=3, max_size=3), extra=st.integers(0, 1))  # fmt: skip
+def test_window_tables_of_two_and_three_axes_are_torchvisions(window: list[int], counts: list[int],
+                                                               shifts: list[int], extra: int) -> None:  # fmt: skip
+    """The relative position index torchvision's Swin (2 axes) and Swin3D (3) register, and the mask Swin3D
+    computes in forward: convcalc's shapes and largest index, and the values of the code ``--emit torch`` writes,
+    against torchvision's own modules and function. A size that is no multiple of the window is refused (torch's
+    view refuses it), and so is a shift outside the window (torchvision never makes one)."""
+    from convcalc.torch_code import HELPERS
+    from tests.torchvision_models import models
+
+    swin = models().swin_transformer
+    swin3d = models().video.swin_transformer
+    helpers: dict[str, Any] = {"torch": torch}
+    exec(HELPERS["relative_position_index"], helpers)
+    exec(HELPERS["shifted_window_mask"], helpers)
+    axes = len(window)
+    if axes == 2:
+        registered = swin.ShiftedWindowAttention(4, window, [0, 0], 1).relative_position_index
+    else:
+        registered = swin3d.ShiftedWindowAttention3d(4, window, [0, 0, 0], 1).relative_position_index
+    flat = axes == 2
+    items = [("Buffer", {"name": "i", "kind": "relative_position_index", "window_size": window, "flat": flat})]
+    assert ours((1,), items) == tuple(registered.shape)
+    assert torch.equal(helpers["relative_position_index"](tuple(window), flat), registered)
+    table = int(registered.max()) + 1  # a table one row short of the largest index is refused, as torch refuses it
+    for rows, ok in ((table, True), (table - 1, False)):
+        if rows:
+            indexed = [*items, ("Parameter", {"name": "t", "shape": [rows, 2]}), ("index", {"with": "i"})]
+            assert (ours((1,), indexed) is not None) == ok, (window, rows)
+    if axes == 2:
+        return
+    size = [side * count + extra for side, count in zip(window, counts)]
+    constant = [("Constant", {"name": "m", "kind": "shifted_window_mask", "size": size, "window_size": window,
+                              "shift_size": shifts})]  # fmt: skip
+    got = ours((1,), constant)
+    if any(shift >= side for shift, side in zip(shifts, window)):
+        assert got is None
+        return
+    expected = theirs(lambda: swin3d._compute_attention_mask_3d(torch.zeros(1), size, window, shifts))
+    assert got == expected, (size, window, shifts)
+    if expected is not None:
+        made = helpers["shifted_window_mask"](tuple(size), tuple(window), tuple(shifts), torch.zeros(1))
+        assert torch.equal(made, swin3d._compute_attention_mask_3d(torch.zeros(1), size, window, shifts))
+
+
 @settings(max_examples=scaled(400))
 @given(shape=shapes.filter(bool), how=st.sampled_from(["chunk", "split", "tensor_split", "unbind"]),
        dim=st.integers(-5, 4), count=st.integers(-1, 7), sections=st.lists(st.integers(-2, 6), max_size=3),

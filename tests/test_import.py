@@ -393,6 +393,28 @@ def test_swin3d_t_with_its_window_tables_of_three_axes() -> None:
     assert problems == [] and "outputs equal at 1x3x16x224x224" in checked, (problems, checked)
 
 
+def test_a_size_turned_into_a_number_is_checked_at_other_sizes() -> None:
+    """``int(x.shape[-1] * 1.5)`` is a Python number once traced: the file keeps it, and refuses a size where the
+    model's code would compute another (torch gives 60 wide at 40; a file that kept 48 would be wrong)."""
+
+    class Scaled(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.interpolate(x, size=(int(x.shape[-1] * 1.5), 8))
+
+    result = import_module(Scaled(), (1, 2, 8, 32))
+    assert result.result.output == (1, 2, 48, 8)
+    assert 'Check: {condition: "W * 1.5 == 48"' in result.text
+    from convcalc.fitting import run_network
+    from convcalc.stackfile import load_stack
+
+    shape, specs = load_stack(result.text, "scaled")
+    assert run_network(shape, specs, (3, 2, 5, 32), suggest=False).output == (3, 2, 48, 8)  # the same number
+    other = run_network(shape, specs, (1, 2, 8, 40), suggest=False)
+    assert zoo.meta_run(Scaled(), (1, 2, 8, 40))[0].shape == (1, 2, 60, 8)
+    assert other.error is not None and "turns this size into a Python number" in str(other.error)
+    assert "keeps its value at 1x2x8x32, 48" in str(other.error)
+
+
 def test_an_in_place_update_is_refused_not_lost() -> None:
     class Bias(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

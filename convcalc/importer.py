@@ -16,6 +16,7 @@ output that imports torch, and only inside its functions.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import json
@@ -660,9 +661,11 @@ class _Convert:
         self.dims_count = 0
         self.parameters: set[str] | None = None
         self.skip: set[Any] = set()
+        """Nodes another step stands for (the ops that build Swin's shifted window mask: one Constant step)."""
         self.constants: set[Any] = set()
         """Nodes a Constant step of an index kind makes (MViT's relative distances)."""
-        """Nodes another step stands for (the ops that build Swin's shifted window mask: one Constant step)."""
+        self.following: dict[Any, bool] = {}
+        """Whether each node's value depends on the input's sizes (see :meth:`follows_input`)."""
 
     # -- naming -----------------------------------------------------------------------------------------------
 
@@ -796,12 +799,13 @@ class _Convert:
             if all(not isinstance(part, _Expr) for part in parts):
                 return value
             return _Expr(f"{target.__name__}({', '.join(_wrap(part, 0) for part in parts)})", _ATOM)
-        if isinstance(value, (int, float, bool)) and not isinstance(value, torch.Tensor):
-            self.frozen(node, value)
-            return value
-        if isinstance(value, (tuple, list)) and all(isinstance(item, int) for item in value):
-            self.frozen(node, value)
-            return list(value)
+        plain = isinstance(value, (int, float, bool)) or (
+            isinstance(value, (tuple, list)) and all(isinstance(item, int) for item in value))  # fmt: skip
+        if plain and self.follows_input(node):
+            self.refuse(node, f"{_describe(node)} of a size", "that size computation in the expression language "
+                        "(+ - * / // % **, comparisons, min, max, math.ceil and math.floor of a division)")  # fmt: skip
+        if plain:  # from the sizes of parameters alone: the same at every input
+            return list(value) if isinstance(value, (tuple, list)) else value
         self.refuse(node, f"{_describe(node)} used as a size", "that size computation in the expression language")
         raise AssertionError
 
@@ -815,8 +819,12 @@ class _Convert:
             if isinstance(part, _Expr) and " / " in part.text and part.strength == _PRODUCT:
                 left, right = part.text.rsplit(" / ", 1)
                 return _Expr(f"-(-({left}) // ({right}))", _UNARY)
-        if name == "floor" and len(inner) == 1:
-            return _Expr(f"{_wrap(inner[0], _PRODUCT)} // 1", _PRODUCT)
+        if name == "floor" and len(inner) == 1:  # floor(a / b) for sizes: a // b, an int where a and b are
+            part = inner[0]
+            if isinstance(part, _Expr) and " / " in part.text and part.strength == _PRODUCT:
+                left, right = part.text.rsplit(" / ", 1)
+                return _Expr(f"({left}) // ({right})", _PRODUCT)
+            return _Expr(f"{_wrap(part, _PRODUCT)} // 1", _PRODUCT)
         if name == "sqrt" and len(inner) == 1:
             return _Expr(f"{_wrap(inner[0], _POWER + 1)} ** 0.5", _POWER)
         self.refuse(node, f"math.{name} of a size", f"math.{name} in the expression language")
@@ -850,7 +858,7 @@ class _Convert:
         live = self.live()
         for node in self.graph.nodes:
             if "frozen" in node.meta and node not in self.skip:
-                self.fixed(node)
+                self.check_frozen(node)
             if node not in live or node.op in ("placeholder", "output"):
                 continue
             value = node.meta.get("value")
@@ -883,44 +891,92 @@ class _Convert:
         x.clone(); y[a:b].zero_()`` (Swin V2's qkv bias), ``attn[:, :, 1:, 1:] += rel_pos`` (MViT), ``t.add_(u)``
         with ``t`` read again later. The update becomes its out-of-place op; an assignment into a slice becomes the
         tensor put back together around the new slice (``torch.cat`` of the parts before it, the slice, the parts
-        after it: the same values); and each later reader of the tensor reads the new one. Updates that another
-        view would see are left for :meth:`mutations` to refuse."""
+        after it: the same values); and each later reader of the tensor reads the new one. An update that a view
+        taken before it (or any other alias of the memory it writes) would show after it is left for
+        :meth:`mutations` to refuse."""
         for node in list(self.graph.nodes):
             if node.op == "call_function" and node.target is operator.setitem:
                 base, index, value = node.args
-                if _is_tensor(base) and _is_tensor(value) and self.fresh_tensor(base, node):
-                    made = self.scatter(node, base, index, value)
-                    if made is not None:
-                        self.graph.erase_node(node)
+                if _is_tensor(base) and _is_tensor(value) and self.writable(node, base, index, value):
+                    self.scatter(node, base, index, value)
+                    self.graph.erase_node(node)
                 continue
-            name = _name(node)
-            functional = _IN_PLACE.get(name) if node.op == "call_function" else None
-            if node.op == "call_method" and name in ("add_", "sub_", "mul_", "div_", "zero_"):
-                functional = name[:-1]
-            if functional is None or not node.args or not _is_tensor(node.args[0]):
+            if not _in_place(node, self.root):
                 continue
             target = node.args[0]
-            order = self.order()
-            later = [user for user in target.users if order[user] > order[node] and user.target is not _guard]
-            viewed = target.op == "call_function" and target.target is operator.getitem and \
-                _is_tensor(target.args[0])  # fmt: skip
-            if not later and not viewed and _name(target) not in _VIEWS:
-                continue  # out += identity: nothing reads the old tensor, an Add as it stands
-            base = target.args[0] if viewed else target
-            if (viewed and _name(base) in _VIEWS) or (not viewed and _name(target) in _VIEWS):
+            root = _root(target, self.root)
+            if root.op == "get_attr" or self.seen(node, root, target):
                 continue
-            if not self.fresh_tensor(base, node, target if viewed else None):
-                continue
+            rest = [user for item in (root, *(self.aliases(root) - {target, node} - self.aliases(node)))
+                    for user in item.users if user > node]  # fmt: skip
+            back = [user for user in node.users if user.target is operator.setitem and user.args[0] is root
+                    and user.args[2] is node]  # fmt: skip
+            scatter = target is not root and bool(set(rest) - set(back))
+            if scatter and not (target.target is operator.getitem and target.args[0] is root and
+                                self.writable(node, root, target.args[1], node, target)):  # fmt: skip
+                continue  # the memory it writes is read after it, and the update cannot be put back there
+            functional = _OUT_OF_PLACE.get(_name(node))
             if functional == "zero":
                 node.op, node.target, node.args, node.kwargs = "call_method", "mul", (target, 0), {}
-            elif node.op == "call_method":
-                node.target = functional
-            else:
-                node.target = getattr(operator, functional)
-            self.reread(target, node, node)
-            if viewed and not any(user.target is operator.setitem and user.args[0] is base and user.args[2] is node
-                                  for user in node.users):  # fmt: skip
-                self.scatter(node, base, target.args[1], node)
+            elif functional is not None:
+                node.target = functional if node.op == "call_method" else getattr(operator, functional)
+            if not scatter or back:
+                self.reread(target, node, node)
+                continue
+            made = self.scatter(node, root, target.args[1], node)
+            with self.graph.inserting_after(made):  # later readers of the view read the same view of the new one
+                view = self.graph.call_function(operator.getitem, (made, target.args[1]))
+            view.meta.update({key: item for key, item in target.meta.items() if key != "value"})
+            view.meta["value"] = _concrete(made)[_concrete(target.args[1])]
+            self.reread(target, view, view)
+
+    def aliases(self, root: Any) -> set[Any]:
+        """The nodes whose tensors may share memory with ``root``'s: the views of it, the views of those, the parts
+        of a split, what an in-place op on any of them returns."""
+        import torch
+
+        found, stack = set(), [root]
+        while stack:
+            for user in stack.pop().users:
+                value = user.meta.get("value")
+                parts = isinstance(value, (tuple, list)) and any(isinstance(part, torch.Tensor) for part in value)
+                if user not in found and (_is_tensor(user) or parts) and not _new_memory(user, self.root):
+                    found.add(user)
+                    stack.append(user)
+        return found
+
+    def seen(self, at: Any, root: Any, target: Any) -> bool:
+        """Whether a name the update at ``at`` does not rebind shows it: an alias of ``root``'s memory (a view, a
+        split's part, a second name for it) made before ``at``, other than the one ``at`` writes, read after it."""
+        return any(alias < at and any(reader > at for reader in alias.users)
+                   for alias in self.aliases(root) - {target, at})  # fmt: skip
+
+    def writable(self, at: Any, base: Any, index: Any, value: Any, view: Any = None) -> bool:
+        """Whether ``base[index] = value`` at ``at`` can be written as ``base`` put back together around the new
+        slice: ``base`` is fresh memory no alias made before shows, the index is slices of step 1 whose parts
+        tile each sliced dim at the traced input (no empty slice but in its last sliced dim), and ``value`` has the
+        slice's shape and is not a view of ``base`` itself (an overlapping copy)."""
+        import torch
+
+        if _root(base, self.root) is not base or base.op == "get_attr" or self.seen(at, base, view or value):
+            return False
+        if value is not at and value in self.aliases(base):
+            return False
+        shape = tuple(base.meta["value"].shape)
+        items = _slices(index, len(shape))
+        if items is None:
+            return False
+        sliced = [dim for dim, item in enumerate(items) if not (item.start in (None, 0) and item.stop is None)]
+        for position, dim in enumerate(sliced):
+            size, item = shape[dim], _concrete(items[dim])
+            positions = range(size)
+            head = len(positions[: item.start]) if item.start is not None else 0
+            middle = len(positions[item.start : item.stop])
+            tail = len(positions[item.stop :]) if item.stop is not None else 0
+            if head + middle + tail != size or (not middle and position + 1 < len(sliced)):
+                return False
+        expected = torch.empty(shape, device="meta")[tuple(_concrete(item) for item in items)].shape
+        return tuple(value.meta["value"].shape) == tuple(expected)
 
     def unfuse_linear(self) -> None:
         """``F.linear(x, self.weight, bias)`` with a bias computed in forward (Swin V2's qkv bias, its key part
@@ -946,46 +1002,22 @@ class _Convert:
             node.replace_all_uses_with(made[-1])
             self.graph.erase_node(node)
 
-    def order(self) -> dict[Any, int]:
-        return {node: index for index, node in enumerate(self.graph.nodes)}
-
-    def fresh_tensor(self, base: Any, at: Any, view: Any = None) -> bool:
-        """Whether an update of ``base`` at ``at`` changes only what the file can follow: ``base`` is not a
-        parameter, a buffer or a view of another tensor, and no other view of it (one taken before ``at``) is read
-        after ``at``."""
-        if base.op == "get_attr" or _name(base) in _VIEWS:
-            return False
-        order = self.order()
-        for user in base.users:
-            if user is view or order[user] > order[at] or _name(user) not in _VIEWS:
-                continue
-            if any(order[reader] > order[at] for reader in user.users):
-                return False
-        return True
-
     def reread(self, old: Any, new: Any, at: Any, made: Sequence[Any] = ()) -> None:
-        """Each reader of ``old`` after ``at`` reads ``new`` instead (but ``new`` and the nodes ``made`` for it)."""
-        order = self.order()
+        """Each reader of ``old`` after ``at`` reads ``new`` instead (but ``new`` and the nodes ``made`` for it).
+        (torch.fx's nodes compare by their place in the graph.)"""
         kept = {new, *made}
-        old.replace_all_uses_with(new, delete_user_cb=lambda user: user not in kept and order[user] > order[at])
+        old.replace_all_uses_with(new, delete_user_cb=lambda user: user not in kept and user > at)
 
     def scatter(self, at: Any, base: Any, index: Any, value: Any) -> Any:
-        """``base`` with ``base[index]`` replaced by ``value``, built after ``at`` as the parts of ``base`` around
-        the slice and the slice, concatenated along each sliced dim; later readers of ``base`` read it. None where
-        the index is not slices of step 1 (left for :meth:`mutations` to refuse)."""
+        """``base`` with ``base[index]`` replaced by ``value`` (where :meth:`writable` says it can be), built after
+        ``at`` as the parts of ``base`` around the slice and the slice, concatenated along each sliced dim; later
+        readers of ``base`` read it."""
         import torch
 
-        rank = base.meta["value"].dim()
-        items = list(index) if isinstance(index, tuple) else [index]
-        if items.count(...) == 1:
-            at_ellipsis = items.index(...)
-            items[at_ellipsis : at_ellipsis + 1] = [slice(None)] * (rank - len(items) + 1)
-        if len(items) > rank or not all(isinstance(item, slice) and item.step in (None, 1) for item in items):
-            return None
+        items = _slices(index, base.meta["value"].dim())
+        assert items is not None  # :meth:`writable` said so
         sliced = [dim for dim, item in enumerate(items) if not (item.start in (None, 0) and item.stop is None)]
         if not sliced:  # x[:] = y: the whole of it
-            if tuple(value.meta["value"].shape) != tuple(base.meta["value"].shape):
-                return None
             self.reread(base, value, at)
             return value
         cursor = [at]
@@ -1010,12 +1042,13 @@ class _Convert:
         def empty(dim: int, bound: Any, at_start: bool) -> None:
             size = make(getattr, (base, "shape"))
             size = make(operator.getitem, (size, dim))
-            if at_start:  # x[:start] stays empty: start <= 0, or -start >= the size
-                condition = make(operator.le, (bound, 0)) if not isinstance(bound, int) or bound >= 0 else \
-                    make(operator.le, (size, -bound))  # fmt: skip
-            else:  # x[stop:] stays empty: the size <= stop
-                condition = make(operator.le, (size, bound)) if not isinstance(bound, int) or bound >= 0 else \
-                    make(operator.eq, (size, 0))  # fmt: skip
+            negative = make(operator.lt, (bound, 0))
+            if at_start:  # x[:start] stays empty: start == 0, or start < 0 and size + start <= 0
+                counted = make(operator.le, (make(operator.add, (size, bound)), 0))
+                condition = make(operator.add, (make(operator.eq, (bound, 0)),
+                                                make(operator.mul, (negative, counted))))  # fmt: skip
+            else:  # x[stop:] stays empty: stop >= 0 and size <= stop
+                condition = make(operator.mul, (make(operator.eq, (negative, 0)), make(operator.le, (size, bound))))
             make(_guard, (condition, True, "the update of a slice is written as the parts around it, and a part "
                                            "that is empty at the traced input is left out: this file takes sizes "
                                            "where it stays empty"))  # fmt: skip
@@ -1043,44 +1076,35 @@ class _Convert:
                     empty(dim, item.stop, False)
             return make(torch.cat, (parts,), {"dim": dim}) if len(parts) > 1 else parts[0]
 
-        start = at
         made = build(base, 0)
-        if made is None or tuple(made.meta["value"].shape) != tuple(base.meta["value"].shape):
-            return None  # the value broadcast into the slice: not said here
-        self.reread(base, made, start, created)
+        assert made is not None and tuple(made.meta["value"].shape) == tuple(base.meta["value"].shape)
+        self.reread(base, made, at, created)
         return made
 
     def mutations(self) -> None:
-        """Refuse an in-place update that a step-by-step file would lose: an assignment into a tensor
-        (``attn[:, 1:] += bias``, MViT's relative positions), or an in-place op on a view or on a tensor read again
-        after it. (``out += identity`` rebinds ``out``, and nothing reads the old one: that is an Add.)"""
-        import torch
-
-        order = {node: index for index, node in enumerate(self.graph.nodes)}
-        views = _VIEWS
+        """Refuse what :meth:`functionalize` left: an assignment into a tensor it could not write out of place, an
+        in-place op whose memory is read after it under another name (a view, a split's part, the tensor itself),
+        an update of a parameter or buffer, and an ``out=`` argument. (``out += identity`` rebinds ``out``, and
+        nothing reads the old one: that is an Add.)"""
         for node in self.graph.nodes:
-            if node in self.skip or node.op not in ("call_function", "call_method"):
+            if node in self.skip or node.op not in ("call_function", "call_method", "call_module"):
                 continue
-            name = _name(node)
-            if name == "setitem" and _is_tensor(node.args[0]):
+            if node.kwargs.get("out") is not None:
+                self.refuse(node, f"{_describe(node)} with out=", "the result as a new tensor (no out=)")
+            if node.op == "call_function" and node.target is operator.setitem and _is_tensor(node.args[0]):
                 self.refuse(node, "an assignment into a tensor (x[...] = y) that is not written out of place",
                             "slices of step 1 of a tensor that no view taken before reads after, and a value of "
                             "the slice's shape (such an update is written as the parts around the slice)")  # fmt: skip
-            inplace = name in ("iadd", "isub", "imul", "itruediv") or (
-                node.op == "call_method" and name.endswith("_") and not name.startswith("_")
-            )
-            if not inplace or not node.args or not _is_tensor(node.args[0]):
+            if not _in_place(node, self.root):
                 continue
-            base = node.args[0]
-            later = [
-                user
-                for user in base.users
-                if user is not node and order[user] > order[node] and user.target is not _guard
-            ]
-            if later or (_name(base) in views and isinstance(base.meta.get("value"), torch.Tensor)):
+            target = node.args[0]
+            root = _root(target, self.root)
+            others = self.aliases(root) - {node} - self.aliases(node)
+            later = any(user > node for item in (root, *others) for user in item.users if user.target is not _guard)
+            if root.op == "get_attr" or later:
                 self.refuse(
                     node,
-                    f"the in-place op {name} on a tensor read elsewhere too",
+                    f"the in-place op {_name(node)} on a tensor read elsewhere too",
                     "an update that no view taken before it reads after it, of a tensor that is no parameter or "
                     "buffer (such an update is written out of place)",
                 )
@@ -1119,7 +1143,10 @@ class _Convert:
 
     def buffer(self, node: Any) -> None:
         """A registered tensor read in forward: a Buffer step where it is one of the kinds convcalc computes
-        (Swin's relative position index, Swin V2's coordinates table), else refused."""
+        (Swin's relative position index, Swin V2's coordinates table) and holds its values (where the module holds
+        values: a model built on the meta device holds none), else refused."""
+        import torch
+
         value = node.meta["value"]
         target = str(node.target)
         owner_path, _, leaf = target.rpartition(".")
@@ -1141,7 +1168,9 @@ class _Convert:
                     made = BUFFERS[leaf](arguments)
                 except ConvcalcError:
                     continue
-                if made.shape == tuple(value.shape):
+                real = self.root.get_buffer(target)
+                if made.shape == tuple(value.shape) and (real.is_meta or torch.equal(
+                        _helper(leaf)(tuple(window), *([] if flat else [False])), real.cpu())):  # fmt: skip
                     name = self.fresh(target.replace(".", "_"))
                     self.saved[node] = name
                     line = _Line("Buffer", {"name": name, "kind": leaf, **arguments}, module=target)
@@ -1202,7 +1231,6 @@ class _Convert:
         if not isinstance(size, list) or len(size) != rank:
             return False
         from convcalc.tensors import shifted_window_mask
-        from convcalc.torch_code import HELPERS
 
         concrete = [int(item) for item in node.meta["value"].shape]
         try:
@@ -1211,18 +1239,12 @@ class _Convert:
             return False
         if made.shape != tuple(end.meta["value"].shape):
             return False
-        namespace: dict[str, Any] = {"torch": torch}
-        exec(HELPERS["shifted_window_mask"], namespace)  # convcalc's own helper, the code --emit torch writes
-        expected = namespace["shifted_window_mask"](concrete, *traced, torch.zeros(1))
+        expected = _helper("shifted_window_mask")(concrete, *traced, torch.zeros(1))
         if not torch.equal(self.on_cpu(closure, end), expected):
             return False
-        self.skip |= closure
-        name = self.fresh(end.name)
-        self.saved[end] = name
-        arguments = {"name": name, "kind": "shifted_window_mask", "size": self.expression(size),
-                     "window_size": self.expression(window), "shift_size": self.expression(shift)}  # fmt: skip
-        line = _Line("Constant", arguments, comment="torchvision's attention mask, built in forward")
-        self.add(end, [line], None, names={end: name})
+        arguments = {"size": self.expression(size), "window_size": self.expression(window),
+                     "shift_size": self.expression(shift)}  # fmt: skip
+        self.constant(end, closure, "shifted_window_mask", arguments, "torchvision's attention mask, built in forward")
         return True
 
     def on_cpu(self, closure: set[Any], end: Any) -> Any:
@@ -1230,9 +1252,8 @@ class _Convert:
         ``new_zeros``, and what is done with them) on the CPU at the traced sizes."""
         import torch
 
-        position = self.order()
         computed: dict[Any, Any] = {}
-        for item in sorted(closure, key=position.__getitem__):
+        for item in sorted(closure):  # torch.fx's nodes compare by their place in the graph
             args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, _concrete(source)))
             kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, _concrete(source)))
             if item.op == "call_method" and item.target == "new_zeros":
@@ -1252,17 +1273,17 @@ class _Convert:
         compute: run on the CPU at the traced sizes, they must give the kind's values. False where they do not."""
         import torch
 
-        position = self.order()
-        ends, frontier, seen = set(), [node], {node}
-        while frontier:  # the .long() this arange leads to, not going past it
-            for user in frontier.pop().users:
-                if user in seen or not _is_tensor(user):
+        ends, frontier, seen = set(), [(node, 0)], {node}
+        while frontier:  # the .long() this arange leads to, a few ops on, not going past it
+            item, depth = frontier.pop()
+            for user in item.users:
+                if user in seen or not _is_tensor(user) or depth > 6:
                     continue
                 seen.add(user)
                 if user.op == "call_method" and user.target == "long":
                     ends.add(user)
                 else:
-                    frontier.append(user)
+                    frontier.append((user, depth + 1))
         if len(ends) != 1:
             return False
         end = ends.pop()
@@ -1273,7 +1294,7 @@ class _Convert:
                 continue
             closure.add(item)
             stack += [source for source in item.all_input_nodes if _is_tensor(source)]
-        aranges = sorted((item for item in closure if _name(item) == "arange"), key=position.__getitem__)
+        aranges = sorted(item for item in closure if _name(item) == "arange")
         read_elsewhere = any(user not in closure for item in closure - {end} for user in item.users
                              if _is_tensor(user))  # fmt: skip
         if len(aranges) != 2 or read_elsewhere or any(item.op not in ("call_function", "call_method")
@@ -1285,29 +1306,54 @@ class _Convert:
             return False
         query = rows[0].args[0]
         key = aranges[1] if query is aranges[0] else aranges[0]
-        sizes = []
-        for arange in (query, key):
-            if len(arange.args) != 1 or arange.kwargs.get("dtype") is not None:
-                return False
-            sizes.append(self.size(arange.args[0]))
-        from convcalc.torch_code import HELPERS
-
-        namespace: dict[str, Any] = {"torch": torch}
-        exec(HELPERS["relative_distance"], namespace)  # convcalc's own helper, the code --emit torch writes
-        traced = [int(_concrete(arange.args[0])) for arange in (query, key)]
-        expected = namespace["relative_distance"](traced, torch.empty(0))
-        if not torch.equal(self.on_cpu(closure, end), expected):
+        if any(len(arange.args) != 1 or arange.kwargs.get("dtype") is not None for arange in (query, key)):
             return False
+        q, k = query.args[0], key.args[0]
+        if not (self.ratio(closure, query, k, q) and self.ratio(closure, key, q, k)):
+            return False
+        traced = [int(_concrete(q)), int(_concrete(k))]
+        if not torch.equal(self.on_cpu(closure, end), _helper("relative_distance")(traced, torch.empty(0))):
+            return False
+        self.constant(end, closure, "relative_distance", {"size": self.expression([self.size(q), self.size(k)])},
+                      "the relative distances torchvision computes in forward")  # fmt: skip
+        return True
+
+    def ratio(self, closure: set[Any], arange: Any, numerator: Any, denominator: Any) -> bool:
+        """Whether the steps of ``arange`` are scaled by ``max(numerator / denominator, 1.0)``, as MViT scales
+        them (so that the Constant, which works the ratio out at each size, computes what the code would): the
+        factor is that division, or 1.0 where the division was compared with 1.0 (``max`` took the 1.0)."""
+        factors = [argument for item in closure if _name(item) == "mul" and any(
+                       source in closure and arange in _ancestors(source, closure) for source in item.all_input_nodes)
+                   for argument in item.args if not _is_tensor(argument)]  # fmt: skip
+        if len(factors) != 1:
+            return False
+        divisions = [user for user in numerator.users if user.target is operator.truediv and
+                     tuple(user.args) == (numerator, denominator)]  # fmt: skip
+        if hasattr(factors[0], "op"):
+            return factors[0] in divisions
+        return factors[0] == 1.0 and any(
+            user.target is operator.lt and any(guard.target is _guard for guard in user.users)
+            for division in divisions for user in division.users)  # fmt: skip
+
+    def constant(self, end: Any, closure: set[Any], kind: str, arguments: dict[str, Any], comment: str) -> None:
+        """One Constant step of ``kind`` for the tensor ``end``, standing for the ops of ``closure``."""
         self.skip |= closure
         name = self.fresh(end.name)
         self.saved[end] = name
-        self.constants.add(end)
-        line = _Line("Constant", {"name": name, "kind": "relative_distance", "size": self.expression(sizes)},
-                     comment="the relative distances torchvision computes in forward")  # fmt: skip
+        if kind == "relative_distance":  # an index kind: the table it indexes checks its largest value
+            self.constants.add(end)
+        line = _Line("Constant", {"name": name, "kind": kind, **arguments}, comment=comment)
         self.add(end, [line], None, names={end: name})
-        return True
 
-    def fixed(self, node: Any) -> None:
+    def follows_input(self, node: Any) -> bool:
+        """Whether a value the code computed depends on the input's sizes (not only on parameters' shapes)."""
+        if node not in self.following:  # one pass over the graph as it stands, in its order
+            for item in self.graph.nodes:
+                self.following[item] = item is self.input or any(
+                    self.following.get(source, False) for source in item.all_input_nodes)  # fmt: skip
+        return self.following.get(node, False)
+
+    def check_frozen(self, node: Any) -> None:
         """A size the model's code turned into a Python number (``int(2 * max(q_h, k_h) - 1)``): fixed at its traced
         value, as the header notes; where it is an expression over the input's sizes, a Check that it keeps that
         value, so that at a size where it would not the file says so rather than compute something else."""
@@ -1316,13 +1362,19 @@ class _Convert:
         try:
             expression = self.size_of(node)
         except ImportRefused:
+            if self.follows_input(node):
+                raise
             return
         hidden = any(item in self.skip and set(names) != named.get(item, set()) for item, names in self.dims.items())
         if not isinstance(expression, _Expr) or isinstance(value, bool) or hidden:
             return  # a constant, or sizes of tensors that one step stands for (no Dims names them)
         message = (f"the model's code turns this size into a Python number{f' ({source})' if source else ''}; this "
                    f"file keeps its value at {'x'.join(map(str, self.shape))}, {value}")  # fmt: skip
-        condition = f"{_wrap(expression, _COMPARE + 1)} == {_number(value)}"
+        text = _wrap(expression, _COMPARE + 1)
+        condition = f"{text} == {_number(value)}"
+        if isinstance(value, int) and isinstance(node.meta.get("value"), float):  # int() truncated it
+            low, high = (value, value + 1) if value > 0 else (value - 1, value) if value < 0 else (-1, 1)
+            condition = f"({text} {'>=' if value > 0 else '>'} {low}) * ({text} {'<' if value >= 0 else '<='} {high})"
         self.add(node, [_Line("Check", {"condition": condition, "message": message})], None)
         self.steps[-1].primary = "keep"
 
@@ -1515,9 +1567,24 @@ class _Convert:
                     continue
                 start = self.size(item.start) if item.start is not None else 0
                 stop = self.size(item.stop) if item.stop is not None else None
+                counted = []
+                for bound, traced_bound in ((start, item.start), (stop, item.stop)):
+                    value = _concrete(traced_bound)
+                    if bound is None or value is None or value >= 0:
+                        counted.append(bound)
+                        continue
+                    if isinstance(bound, _Expr):  # x[..., -n:], n from a size
+                        message = (f"x[a:b] with a bound that is negative at {'x'.join(map(str, self.shape))} "
+                                   "counts it from the end; this file takes sizes where it stays negative")  # fmt: skip
+                        lines.append(_Line("Check", {"condition": f"{_wrap(bound, _COMPARE + 1)} < 0",
+                                                     "message": message}))  # fmt: skip
+                    from_end = _plus(sizes[dim], bound)
+                    if traced[dim] + value < 0:  # further back than the start: torch starts at the start
+                        from_end = _Expr(f"max({_wrap(from_end, 0)}, 0)", _ATOM) if isinstance(from_end, _Expr) \
+                            else max(from_end, 0)  # fmt: skip
+                    counted.append(from_end)
+                start, stop = counted
                 length = _slice_length(sizes[dim], traced[dim], start, stop)
-                if isinstance(start, int) and start < 0:
-                    start = _binary("+", _SUM, sizes[dim], start)
                 lines.append(_Line("narrow", {"dim": dim, "start": self.expression(start),
                                               "length": self.expression(length)}))  # fmt: skip
                 sizes[dim] = length
@@ -2114,13 +2181,23 @@ def _index_table(node: Any) -> bool:
     return node.op == "get_attr" and isinstance(node.meta.get("value"), torch.Tensor)
 
 
-_IN_PLACE = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv"}
-"""Python's augmented assignments on tensors, and the ops they do out of place."""
+_OUT_OF_PLACE = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv", "add_": "add", "sub_": "sub",
+                 "mul_": "mul", "div_": "div", "zero_": "zero"}  # fmt: skip
+"""In-place ops (Python's augmented assignments, tensor methods) and the ops they do out of place."""
 
-_VIEWS = {"view", "reshape", "permute", "transpose", "narrow", "select", "squeeze", "unsqueeze", "flatten", "expand",
-          "getitem", "contiguous", "swapaxes", "swapdims", "unflatten", "t", "as_strided", "unbind", "split", "chunk",
-          "tensor_split", "view_as", "expand_as", "movedim", "diagonal", "unfold", "detach"}  # fmt: skip
-"""Ops whose result may share memory with their input: an update of one changes the other."""
+_NEW_MEMORY = {"add", "sub", "mul", "truediv", "floordiv", "div", "neg", "pow", "matmul", "radd", "rsub", "rmul",
+               "cat", "concat", "stack", "einsum", "conv1d", "conv2d", "conv3d", "linear", "layer_norm", "group_norm",
+               "batch_norm", "softmax", "log_softmax", "sigmoid", "tanh", "exp", "normalize", "interpolate", "pad",
+               "roll", "repeat", "repeat_interleave", "clone", "mean", "sum", "masked_fill", "new_zeros", "arange",
+               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "avg_pool1d", "avg_pool2d",
+               "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d", "gelu", "silu", "mish", "hardswish",
+               "hardsigmoid", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "clamp", "long",
+               "t_matmul"}  # fmt: skip
+"""Ops whose result is new memory (an activation only when not in place): an update of it changes nothing else."""
+
+_ALIASING_LAYERS = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
+                    "FeatureAlphaDropout", "Flatten", "Unflatten"}  # fmt: skip
+"""Layers whose output may be their input (in eval mode) or a view of it."""
 
 
 def _arranged(labels: str, layout: list[str | None]) -> list[_Line]:
@@ -2143,6 +2220,90 @@ def _minus(value: Any) -> Any:
     if value.strength == _UNARY and value.text.startswith("-"):
         return _Expr(value.text[1:], _UNARY)
     return _Expr(f"-{_wrap(value, _UNARY)}", _UNARY)
+
+
+def _in_place(node: Any, root: Any) -> bool:
+    """Whether ``node`` writes into its first tensor argument: a method ending in ``_``, ``+=`` and its kin,
+    ``torch.relu_``, an activation with ``inplace=True``, or a layer module built with ``inplace=True``."""
+    if node.op == "call_module":
+        module = root.get_submodule(node.target)
+        return bool(getattr(module, "inplace", False)) and bool(node.args) and _is_tensor(node.args[0])
+    if node.op not in ("call_function", "call_method") or not node.args or not _is_tensor(node.args[0]):
+        return False
+    name = _name(node)
+    if (name.endswith("_") and not name.startswith("_")) or name in ("iadd", "isub", "imul", "itruediv"):
+        return True
+    if name in _F_ACTIVATIONS:
+        _, parameters, defaults = _F_ACTIVATIONS[name]
+        if "inplace" in parameters:
+            return bool(_bind(name, parameters, defaults, node.args, node.kwargs).get("inplace"))
+    return False
+
+
+def _new_memory(node: Any, root: Any) -> bool:
+    """Whether ``node``'s tensor is new memory, never its input's (see :data:`_NEW_MEMORY`); everything else may
+    be a view or the input itself, and is followed as an alias of it."""
+    if node.op == "call_module":
+        module = root.get_submodule(node.target)
+        kind = _layer_kind(module)
+        return kind is not None and kind not in _ALIASING_LAYERS and not getattr(module, "inplace", False)
+    if node.op not in ("call_function", "call_method"):
+        return node.op != "output"
+    return _name(node) in _NEW_MEMORY and not _in_place(node, root)
+
+
+def _root(node: Any, root: Any) -> Any:
+    """The node that made the memory ``node``'s tensor lives in: up through views and other aliases (the first
+    tensor argument of each) to new memory, a parameter, a buffer or the input."""
+    while node.op in ("call_function", "call_method", "call_module") and not _new_memory(node, root):
+        tensors = [item for item in node.all_input_nodes if _is_tensor(item) or
+                   (node.target is operator.getitem and item is node.args[0])]  # fmt: skip
+        if not tensors:
+            break
+        node = tensors[0]
+    return node
+
+
+def _slices(index: Any, rank: int) -> list[slice] | None:
+    """An index as one slice per leading dim (``...`` spread), or None where it is not slices of step 1."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    if items.count(...) == 1:
+        at = items.index(...)
+        items[at : at + 1] = [slice(None)] * (rank - len(items) + 1)
+    if len(items) > rank or not all(isinstance(item, slice) and _concrete(item.step) in (None, 1) for item in items):
+        return None
+    return items
+
+
+@functools.cache
+def _helper(kind: str) -> Callable[..., Any]:
+    """The function :data:`convcalc.torch_code.HELPERS` writes for ``kind`` (convcalc's own code, the code
+    ``--emit torch`` writes), to compare what a model's ops compute with it."""
+    import torch
+
+    from convcalc.torch_code import HELPERS
+
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(HELPERS[kind], namespace)
+    return namespace[kind]
+
+
+def _ancestors(node: Any, within: set[Any]) -> set[Any]:
+    """``node`` and the nodes of ``within`` it is computed from."""
+    found, stack = set(), [node]
+    while stack:
+        item = stack.pop()
+        if item not in found:
+            found.add(item)
+            stack += [source for source in item.all_input_nodes if source in within]
+    return found
+
+
+def _plus(left: Any, right: Any) -> Any:
+    """``left + right`` for sizes: an int where both are, else an expression."""
+    if isinstance(left, int) and isinstance(right, int):
+        return left + right
+    return _binary("+", _SUM, left, right)
 
 
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:

@@ -19,6 +19,7 @@ Made(shape=(56, 7), dtype='int64', largest=103)
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -53,21 +54,14 @@ def _window(args: dict[str, Any], axes: tuple[int, ...] = (2, 3)) -> tuple[int, 
     return sizes
 
 
-def _product(sizes: Any) -> int:
-    out = 1
-    for size in sizes:
-        out *= size
-    return out
-
-
 def relative_position_index(args: dict[str, Any]) -> Made:
     """Swin's (and MaxViT's, and Swin3D's) index of each pair of positions in a window into the relative position
     bias table: ``(Wh*Ww)**2`` integers, up to ``(2*Wh - 1)*(2*Ww - 1) - 1`` (with a third axis, ``2*Wd - 1``
     times as many); flat as Swin registers it, or ``(Wh*Ww, Wh*Ww)`` as MaxViT and Swin3D do (``flat: false``)."""
     window = _window(args)
-    tokens = _product(window)
+    tokens = math.prod(window)
     shape = (tokens * tokens,) if args.get("flat", True) else (tokens, tokens)
-    return Made(shape, "int64", _product(2 * size - 1 for size in window) - 1)
+    return Made(shape, "int64", math.prod(2 * size - 1 for size in window) - 1)
 
 
 def relative_coords_table(args: dict[str, Any]) -> Made:
@@ -99,8 +93,8 @@ def shifted_window_mask(args: dict[str, Any]) -> Made:
     for value, side in zip(shifts, window):
         if not 0 <= value < side:
             raise InvalidLayerError(f"shift_size {value} must lie in 0..{side - 1}, within the window")
-    windows = _product(length // side for length, side in zip(padded, window))
-    tokens = _product(window)
+    windows = math.prod(length // side for length, side in zip(padded, window))
+    tokens = math.prod(window)
     return Made((windows, tokens, tokens), "float32")
 
 

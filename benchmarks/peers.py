@@ -2,6 +2,7 @@
 
     pip install '.[bench]'             # torch, torchinfo, torchsummary
     python benchmarks/peers.py --runs 3
+    python benchmarks/peers.py --import --runs 7     # convcalc import of ResNet-50 against torchinfo
 
 For LeNet-5, AlexNet, VGG-16 and ResNet-50 (the stack files in examples/), the
 time and peak memory of a whole process that prints the network's summary:
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -95,10 +97,62 @@ def chart(results: dict[str, dict[str, float]], path: Path) -> None:
     path.write_text("\n".join(out) + "\n")
 
 
+def import_side_by_side(runs: int) -> None:
+    """``convcalc import`` of torchvision's ResNet-50 and its table, against ``torchinfo.summary`` of the same
+    model, in one process after ``import torch`` (which both pay, about a second), taking turns: medians of
+    ``runs`` each. convcalc builds the model on the meta device, traces it, writes and runs the file and renders
+    its table; torchinfo runs a forward pass with hooks, on the real model and on the meta device."""
+    import statistics
+    import time
+
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    import torchinfo
+
+    from convcalc.importer import import_module
+    from convcalc.render import console, show, stack_report
+    from tests.torchvision_models import models
+
+    shape = (1, 3, 224, 224)
+
+    def ours() -> None:
+        with torch.device("meta"):
+            model = models().resnet50()
+        imported = import_module(model, shape, title="resnet50")
+        output = console(io.StringIO())
+        show(output, stack_report(output, imported.result, "float32", None, None))
+
+    def theirs(device: str) -> None:
+        with torch.device(device):
+            model = models().resnet50()
+        torchinfo.summary(model, input_size=shape, device=device, verbose=0)
+
+    tools = {"convcalc import + table": ours, "torchinfo.summary, real model": lambda: theirs("cpu"),
+             "torchinfo.summary, device='meta'": lambda: theirs("meta")}  # fmt: skip
+    for tool in tools.values():  # first use: torch's lazy imports, caches
+        tool()
+    times: dict[str, list[float]] = {name: [] for name in tools}
+    for _ in range(runs):
+        for name, tool in tools.items():
+            start = time.perf_counter()
+            tool()
+            times[name].append(time.perf_counter() - start)
+    print(f"ResNet-50 at 1x3x224x224, in one process after import torch; median of {runs} runs each.\n")
+    print("| tool | seconds |\n|---|---:|")
+    for name, seconds in times.items():
+        print(f"| {name} | {statistics.median(seconds):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3, help="processes per command (default 3)")
+    parser.add_argument("--import", dest="imports", action="store_true",
+                        help="time convcalc import of ResNet-50 against torchinfo.summary, in one process")  # fmt: skip
     args = parser.parse_args()
+    if args.imports:
+        import_side_by_side(args.runs)
+        return
     python = sys.executable
     has = {name: importlib.util.find_spec(name) is not None for name in ("torch", "torchinfo", "torchsummary")}
     with tempfile.TemporaryDirectory() as folder:

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import inspect
 import json
 import operator
 import os
@@ -176,6 +177,20 @@ def _tracer_class() -> Any:
 
         def __setitem__(self, key: Any, value: Any) -> None:  # attn_mask[h0:h1, w0:w1] = count: recorded
             self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+        # v += 1 is in place on a tensor: recorded as such, not as v = v + 1 (torch.fx's Proxy has no __iadd__),
+        # so that another name for v's memory sees it
+        def __iadd__(self, other: Any) -> Any:
+            return self.tracer.create_proxy("call_function", operator.iadd, (self, other), {})
+
+        def __isub__(self, other: Any) -> Any:
+            return self.tracer.create_proxy("call_function", operator.isub, (self, other), {})
+
+        def __imul__(self, other: Any) -> Any:
+            return self.tracer.create_proxy("call_function", operator.imul, (self, other), {})
+
+        def __itruediv__(self, other: Any) -> Any:
+            return self.tracer.create_proxy("call_function", operator.itruediv, (self, other), {})
 
     class Tracer(torch.fx.Tracer):
         """torch.fx's tracer, which also runs each op on meta tensors, so that control flow on sizes takes the
@@ -397,7 +412,8 @@ def _yaml(value: Any) -> str:
         return "[" + ", ".join(_yaml(item) for item in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{key}: {_yaml(item)}" for key, item in value.items()) + "}"
-    raise AssertionError(type(value))
+    raise ImportRefused(f"{value!r} ({type(value).__name__}) has no place in a stack file: no stack file can say "
+                        "this; it would take that argument in the language")  # fmt: skip
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
@@ -474,6 +490,8 @@ def _number(value: Any) -> str:
 def _binary(symbol: str, strength: int, left: Any, right: Any) -> _Expr:
     if symbol == "**":  # right-associative
         return _Expr(f"{_wrap(left, strength + 1)} ** {_wrap(right, strength)}", strength)
+    if strength == _COMPARE:  # (a < 0) == 0, not the chain a < 0 == 0
+        return _Expr(f"{_wrap(left, strength + 1)} {symbol} {_wrap(right, strength + 1)}", strength)
     return _Expr(f"{_wrap(left, strength)} {symbol} {_wrap(right, strength, right=True)}", strength)
 
 
@@ -905,7 +923,7 @@ class _Convert:
                 continue
             target = node.args[0]
             root = _root(target, self.root)
-            if root.op == "get_attr" or self.seen(node, root, target):
+            if root is None or root.op == "get_attr" or self.seen(node, root, target):
                 continue
             rest = [user for item in (root, *(self.aliases(root) - {target, node} - self.aliases(node)))
                     for user in item.users if user > node]  # fmt: skip
@@ -929,6 +947,7 @@ class _Convert:
             view.meta.update({key: item for key, item in target.meta.items() if key != "value"})
             view.meta["value"] = _concrete(made)[_concrete(target.args[1])]
             self.reread(target, view, view)
+            self.reread(node, view, view)  # a1 = y[:, :2].mul_(3): a1 is that view of y, as y goes on changing
 
     def aliases(self, root: Any) -> set[Any]:
         """The nodes whose tensors may share memory with ``root``'s: the views of it, the views of those, the parts
@@ -1099,6 +1118,9 @@ class _Convert:
                 continue
             target = node.args[0]
             root = _root(target, self.root)
+            if root is None:
+                self.refuse(node, f"the in-place op {_name(node)} on a tensor whose memory is one of several",
+                            "an update of a tensor made by one op (this one may be any of its inputs)")  # fmt: skip
             others = self.aliases(root) - {node} - self.aliases(node)
             later = any(user > node for item in (root, *others) for user in item.users if user.target is not _guard)
             if root.op == "get_attr" or later:
@@ -1439,6 +1461,8 @@ class _Convert:
             self.alias[node] = tensors[0]
             return
         arguments = _module_arguments(kind, module)
+        if arguments.get("inplace") and self.read_after(node, tensors[0]):
+            arguments.pop("inplace")  # the same values; its input's other readers keep theirs (a clone's source)
         self.add(node, [_Line(kind, arguments, module=str(node.target))], tensors[0])
 
     def getitem(self, node: Any) -> None:
@@ -1584,6 +1608,8 @@ class _Convert:
                             else max(from_end, 0)  # fmt: skip
                     counted.append(from_end)
                 start, stop = counted
+                if isinstance(stop, _Expr) and _concrete(item.stop) > traced[dim]:  # x[..., :h] past the end
+                    stop = _Expr(f"min({_wrap(stop, 0)}, {_wrap(sizes[dim], 0)})", _ATOM)
                 length = _slice_length(sizes[dim], traced[dim], start, stop)
                 lines.append(_Line("narrow", {"dim": dim, "start": self.expression(start),
                                               "length": self.expression(length)}))  # fmt: skip
@@ -1698,7 +1724,17 @@ class _Convert:
         arguments = {key: item for key, item in bound.items() if item != defaults.get(key, REQUIRED)}
         if node.op == "call_method" and name.endswith("_"):
             arguments["inplace"] = True
+        if arguments.get("inplace") and self.read_after(node, tensor):
+            arguments.pop("inplace")  # the same values; its input's other readers keep theirs (a clone's source)
         self.add(node, [_Line(kind, arguments or None)], tensor)
+
+    def read_after(self, node: Any, tensor: Any) -> bool:
+        """Whether the tensor ``node`` reads, under any name the file gives it (a clone is its source's), is read
+        after ``node`` by another node: an in-place step there would change what that one reads."""
+        real = self.real(tensor)
+        names = {real, *(item for item in self.alias if self.real(item) is real)}
+        return any(user > node and user is not node for item in names for user in item.users
+                   if user.target is not _guard)  # fmt: skip
 
     def pool(self, node: Any, name: str) -> None:
         kind = _POOLS[name]
@@ -1708,7 +1744,8 @@ class _Convert:
         tensor = bound.pop("input")
         if bound.get("return_indices"):
             self.refuse(node, f"{name} with return_indices", "a pool step that returns a pair")
-        arguments = _drop_defaults(kind, {key: _plain(item) for key, item in bound.items()})
+        arguments = _drop_defaults(kind, {key: self.expression(self.size(item)) if _has_node(item) else _plain(item)
+                                          for key, item in bound.items()})  # fmt: skip
         if "stride" in arguments and arguments["stride"] in ([], None):
             arguments.pop("stride")
         self.add(node, [_Line(kind, arguments)], tensor)
@@ -2230,14 +2267,28 @@ def _in_place(node: Any, root: Any) -> bool:
         return bool(getattr(module, "inplace", False)) and bool(node.args) and _is_tensor(node.args[0])
     if node.op not in ("call_function", "call_method") or not node.args or not _is_tensor(node.args[0]):
         return False
-    name = _name(node)
+    name = _name(node).split(".")[0]  # torch.ops.aten.add_.Tensor: add_
     if (name.endswith("_") and not name.startswith("_")) or name in ("iadd", "isub", "imul", "itruediv"):
         return True
-    if name in _F_ACTIVATIONS:
-        _, parameters, defaults = _F_ACTIVATIONS[name]
-        if "inplace" in parameters:
-            return bool(_bind(name, parameters, defaults, node.args, node.kwargs).get("inplace"))
+    if node.kwargs.get("inplace") is True:
+        return True
+    signature = _with_inplace(node.target) if node.op == "call_function" else None
+    if signature is not None:  # F.threshold(x, 0.1, -1.0, True)
+        try:
+            return signature.bind(*node.args, **node.kwargs).arguments.get("inplace") is True
+        except TypeError:
+            return False
     return False
+
+
+@functools.cache
+def _with_inplace(target: Any) -> inspect.Signature | None:
+    """The signature of a function that takes ``inplace`` (torch.nn.functional's activations), else None."""
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    return signature if "inplace" in signature.parameters else None
 
 
 def _new_memory(node: Any, root: Any) -> bool:
@@ -2249,15 +2300,20 @@ def _new_memory(node: Any, root: Any) -> bool:
         return kind is not None and kind not in _ALIASING_LAYERS and not getattr(module, "inplace", False)
     if node.op not in ("call_function", "call_method"):
         return node.op != "output"
+    if _name(node) == "einsum" and len(node.args) == 2 and not isinstance(node.args[1], (list, tuple)):
+        return False  # torch.einsum("bchw->bhwc", x): a view of x
     return _name(node) in _NEW_MEMORY and not _in_place(node, root)
 
 
 def _root(node: Any, root: Any) -> Any:
-    """The node that made the memory ``node``'s tensor lives in: up through views and other aliases (the first
-    tensor argument of each) to new memory, a parameter, a buffer or the input."""
+    """The node that made the memory ``node``'s tensor lives in: up through views and other aliases (the tensor
+    argument of each) to new memory, a parameter, a buffer or the input. None where an alias has several tensor
+    arguments (``torch.broadcast_tensors``): its memory could be any of theirs."""
     while node.op in ("call_function", "call_method", "call_module") and not _new_memory(node, root):
         tensors = [item for item in node.all_input_nodes if _is_tensor(item) or
                    (node.target is operator.getitem and item is node.args[0])]  # fmt: skip
+        if len(tensors) > 1 and not (_in_place(node, root) or node.target is operator.getitem):
+            return None
         if not tensors:
             break
         node = tensors[0]
@@ -2304,6 +2360,13 @@ def _plus(left: Any, right: Any) -> Any:
     if isinstance(left, int) and isinstance(right, int):
         return left + right
     return _binary("+", _SUM, left, right)
+
+
+def _has_node(value: Any) -> bool:
+    """Whether a call's argument holds a traced value (a size read from a tensor)."""
+    if isinstance(value, (list, tuple)):
+        return any(_has_node(item) for item in value)
+    return hasattr(value, "op") and hasattr(value, "meta")
 
 
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:

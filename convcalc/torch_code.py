@@ -214,6 +214,12 @@ _CONSTANT_ARGUMENTS = {
 follows."""
 
 
+_FOLLOWING = {"Upsample": "interpolate", **{f"Adaptive{how}Pool{d}d": f"adaptive_{how.lower()}_pool{d}d"
+                                             for how in ("Avg", "Max") for d in (1, 2, 3)}}  # fmt: skip
+"""The function each layer whose size can follow the input is, with the same arguments: ``Upsample: {size: [H,
+W]}`` after ``Dims`` is ``F.interpolate(x, size=(H, W))``, worked out on each call."""
+
+
 def helpers(nodes: Sequence[Any]) -> list[str]:
     """The names of the helpers (in :data:`HELPERS`) that code for these nodes needs."""
     needed = {node.type for node in nodes if node.type in HELPERS}
@@ -306,9 +312,9 @@ def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | 
             return f"F.{node.type}({', '.join([first, _argument(node, kind.args[0].name, sizes), *named])})"
         if kind.form is Form.ATTENTION:
             return f"{attribute}({first}, {first}, {first}, need_weights=False)[0]"
-        if node.written:  # an Upsample whose size follows the input: the function, worked out on each call
+        if node.written and node.type in _FOLLOWING:  # a size that follows the input: the function, on each call
             named = [f"{name}={_argument(node, name, sizes)}" for name in node.given]
-            return f"F.interpolate({', '.join([first, *named])})"
+            return f"F.{_FOLLOWING[node.type]}({', '.join([first, *named])})"
         return f"{attribute}({first})"
     if node.type in ("Save", "Repeat", "Sequential", "From", "Output", "Dims", "Check", *SPLITS):
         return first

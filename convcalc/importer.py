@@ -19,7 +19,6 @@ import contextlib
 import functools
 import importlib
 import importlib.util
-import inspect
 import json
 import operator
 import os
@@ -29,8 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from convcalc.catalog import ELEMENTWISE, LAYERS, Form
+from convcalc.catalog import ELEMENTWISE, LAYERS
 from convcalc.errors import ConvcalcError
+from convcalc.fx_nodes import concrete, describe, guard, is_tensor, layer_kind, op_name
+from convcalc.fx_updates import Updates
 from convcalc.schema import REQUIRED, Type
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ def _tracer_class() -> Any:
                 self.meta_state[name] = tensor if tensor.is_meta else torch.empty_like(tensor, device="meta")
 
         def is_leaf_module(self, m: torch.nn.Module, qualified_name: str) -> bool:
-            if _layer_kind(m) is not None:
+            if layer_kind(m) is not None:
                 return True
             if isinstance(m, (torch.nn.Sequential, torch.nn.ModuleList, torch.nn.ModuleDict)):
                 return False
@@ -240,7 +241,7 @@ def _tracer_class() -> Any:
                 return value
             if kind == "output":
                 return None
-            cargs, ckwargs = _concrete(args), _concrete(kwargs)
+            cargs, ckwargs = concrete(args), concrete(kwargs)
             try:
                 with torch.fx._symbolic_trace._maybe_revert_all_patches():
                     return self.compute(kind, target, cargs, ckwargs)
@@ -255,7 +256,7 @@ def _tracer_class() -> Any:
             if kind == "call_method":
                 return getattr(cargs[0], target)(*cargs[1:], **ckwargs)
             leaf = self.root_module.get_submodule(target)  # call_module: a leaf, with meta stand-ins for its state
-            if _layer_kind(leaf) in _SHAPE_KEEPING and len(cargs) == 1 and not ckwargs:
+            if layer_kind(leaf) in _SHAPE_KEEPING and len(cargs) == 1 and not ckwargs:
                 return torch.empty_like(cargs[0])  # its output is its input's shape: no need to run it on meta
             state = {name[len(target) + 1 :]: tensor for name, tensor in self.meta_state.items()
                      if name.startswith(target + ".")}  # fmt: skip
@@ -270,7 +271,7 @@ def _tracer_class() -> Any:
                     "a branch per value, which no stack file has: the path depends on the data, not on sizes",
                 )
             outcome = bool(value)
-            self.create_proxy("call_function", _guard, (obj, outcome), {})
+            self.create_proxy("call_function", guard, (obj, outcome), {})
             return outcome
 
         def iter(self, obj: Any) -> Iterator[Any]:
@@ -286,39 +287,12 @@ _SHAPE_KEEPING = ELEMENTWISE | {f"{norm}{d}d" for norm in ("BatchNorm", "Instanc
 traced without running them on the meta device, where BatchNorm alone cost ResNet-50's import a third."""
 
 
-def _guard(condition: Any, outcome: bool, why: str = "") -> None:
-    """A marker in the traced graph: the code branched on ``condition``, which was ``outcome`` at the traced shape
-    (or the file needs it to stay so, ``why``)."""
-
-
 class _Refused(Exception):
     """An op failed on the meta device while tracing."""
 
     def __init__(self, node: Any, error: BaseException) -> None:
         self.node = node
         self.error = error
-
-
-def _concrete(value: Any) -> Any:
-    """``value`` with each proxy replaced by its value on the meta device (lists kept as plain lists)."""
-    import torch.fx
-
-    if isinstance(value, torch.fx.Proxy):
-        return value.node.meta["value"]
-    if isinstance(value, torch.fx.Node):
-        return value.meta.get("value")
-    if type(value) in (list, tuple) or isinstance(value, list):
-        items = [_concrete(item) for item in value]
-        return tuple(items) if isinstance(value, tuple) and type(value) is tuple else items
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        return type(value)(*(_concrete(item) for item in value))
-    if isinstance(value, tuple):
-        return tuple(_concrete(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _concrete(item) for key, item in value.items()}
-    if isinstance(value, slice):
-        return slice(_concrete(value.start), _concrete(value.stop), _concrete(value.step))
-    return value
 
 
 def _refusal(what: str, node: Any, needs: str, source: _Source | None = None, root: str = "") -> str:
@@ -340,26 +314,6 @@ def _module_path(node: Any) -> str:
     path, kind = list(stack.values())[-1]
     name = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1].strip("'>"))
     return f"{path} ({name})" if path else name
-
-
-def _layer_kind(module: Any) -> str | None:
-    """The catalogue's name for a module that is a torch.nn layer (or one of torchvision's the catalogue has), or
-    a subclass of one whose forward is the layer's own (torchvision's Conv3DSimple): traced as one step."""
-    for cls in type(module).__mro__:
-        name = cls.__name__
-        if name not in LAYERS or not _torch_class(cls, LAYERS[name].form):
-            continue
-        if type(module).forward is cls.forward:
-            return name
-        return None
-    return None
-
-
-def _torch_class(cls: type, form: Form) -> bool:
-    where = cls.__module__
-    if form is Form.TORCHVISION:
-        return where.startswith("torchvision.")
-    return where.startswith("torch.nn.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -768,7 +722,7 @@ class _Convert:
         if isinstance(value, torch.Tensor):
             self.refuse(node, "a tensor used as a size", "sizes read from a tensor's values, which depend on the data")
         target = node.target
-        read = node.args[0] if node.args and _is_tensor(node.args[0]) else None
+        read = node.args[0] if node.args and is_tensor(node.args[0]) else None
         if read is not None and self.real(read).op == "get_attr" and (
                 (node.op == "call_function" and target is getattr and node.args[1] == "shape")
                 or (node.op == "call_method" and target in ("size", "numel"))):  # fmt: skip
@@ -820,11 +774,11 @@ class _Convert:
         plain = isinstance(value, (int, float, bool)) or (
             isinstance(value, (tuple, list)) and all(isinstance(item, int) for item in value))  # fmt: skip
         if plain and self.follows_input(node):
-            self.refuse(node, f"{_describe(node)} of a size", "that size computation in the expression language "
+            self.refuse(node, f"{describe(node)} of a size", "that size computation in the expression language "
                         "(+ - * / // % **, comparisons, min, max, math.ceil and math.floor of a division)")  # fmt: skip
         if plain:  # from the sizes of parameters alone: the same at every input
             return list(value) if isinstance(value, (tuple, list)) else value
-        self.refuse(node, f"{_describe(node)} used as a size", "that size computation in the expression language")
+        self.refuse(node, f"{describe(node)} used as a size", "that size computation in the expression language")
         raise AssertionError
 
     def math(self, node: Any, value: Any) -> Any:
@@ -850,7 +804,7 @@ class _Convert:
 
     def frozen(self, node: Any, value: Any) -> None:
         source = node.meta.get("source")
-        self.notes.append(f"a size computed from {_describe(node)} is fixed at {value}, its value at the traced "
+        self.notes.append(f"a size computed from {describe(node)} is fixed at {value}, its value at the traced "
                           f"input{f' ({source})' if source else ''}")  # fmt: skip
 
     def expression(self, value: Any) -> Any:
@@ -871,7 +825,8 @@ class _Convert:
     def convert(self) -> None:
         import torch
 
-        self.functionalize()
+        updates = Updates(self.graph, self.root, self.refuse)
+        updates.functionalize()
         self.unfuse_linear()
         live = self.live()
         for node in self.graph.nodes:
@@ -890,9 +845,9 @@ class _Convert:
                 continue
             if node.op == "call_method" and node.target == "new_zeros" and self.mask(node):
                 continue
-            if node.op == "call_function" and _name(node) == "arange" and self.distance(node):
+            if node.op == "call_function" and op_name(node) == "arange" and self.distance(node):
                 continue
-            if node.op == "call_function" and node.target is _guard:
+            if node.op == "call_function" and node.target is guard:
                 self.guard(node)
                 continue
             if node.op == "call_function" and node.target is torch._assert:
@@ -902,100 +857,7 @@ class _Convert:
                 self.tensor(node)
             # else: a size, a rank, a tuple of them (written where a step uses them), or a tuple of tensors (its
             # parts are converted where they are taken)
-        self.mutations()
-
-    def functionalize(self) -> None:
-        """In-place updates rewritten as the values they make, where no other name sees the tensor change: ``y =
-        x.clone(); y[a:b].zero_()`` (Swin V2's qkv bias), ``attn[:, :, 1:, 1:] += rel_pos`` (MViT), ``t.add_(u)``
-        with ``t`` read again later. The update becomes its out-of-place op; an assignment into a slice becomes the
-        tensor put back together around the new slice (``torch.cat`` of the parts before it, the slice, the parts
-        after it: the same values); and each later reader of the tensor reads the new one. An update that a view
-        taken before it (or any other alias of the memory it writes) would show after it is left for
-        :meth:`mutations` to refuse."""
-        for node in list(self.graph.nodes):
-            if node.op == "call_function" and node.target is operator.setitem:
-                base, index, value = node.args
-                if _is_tensor(base) and _is_tensor(value) and self.writable(node, base, index, value):
-                    self.scatter(node, base, index, value)
-                    self.graph.erase_node(node)
-                continue
-            if not _in_place(node, self.root):
-                continue
-            target = node.args[0]
-            root = _root(target, self.root)
-            if root is None or root.op == "get_attr" or self.seen(node, root, target):
-                continue
-            rest = [user for item in (root, *(self.aliases(root) - {target, node} - self.aliases(node)))
-                    for user in item.users if user > node]  # fmt: skip
-            back = [user for user in node.users if user.target is operator.setitem and user.args[0] is root
-                    and user.args[2] is node]  # fmt: skip
-            scatter = target is not root and bool(set(rest) - set(back))
-            if scatter and not (target.target is operator.getitem and target.args[0] is root and
-                                self.writable(node, root, target.args[1], node, target)):  # fmt: skip
-                continue  # the memory it writes is read after it, and the update cannot be put back there
-            functional = _OUT_OF_PLACE.get(_name(node))
-            if functional == "zero":
-                node.op, node.target, node.args, node.kwargs = "call_method", "mul", (target, 0), {}
-            elif functional is not None:
-                node.target = functional if node.op == "call_method" else getattr(operator, functional)
-            if not scatter or back:
-                self.reread(target, node, node)
-                continue
-            made = self.scatter(node, root, target.args[1], node)
-            with self.graph.inserting_after(made):  # later readers of the view read the same view of the new one
-                view = self.graph.call_function(operator.getitem, (made, target.args[1]))
-            view.meta.update({key: item for key, item in target.meta.items() if key != "value"})
-            view.meta["value"] = _concrete(made)[_concrete(target.args[1])]
-            self.reread(target, view, view)
-            self.reread(node, view, view)  # a1 = y[:, :2].mul_(3): a1 is that view of y, as y goes on changing
-
-    def aliases(self, root: Any) -> set[Any]:
-        """The nodes whose tensors may share memory with ``root``'s: the views of it, the views of those, the parts
-        of a split, what an in-place op on any of them returns."""
-        import torch
-
-        found, stack = set(), [root]
-        while stack:
-            for user in stack.pop().users:
-                value = user.meta.get("value")
-                parts = isinstance(value, (tuple, list)) and any(isinstance(part, torch.Tensor) for part in value)
-                if user not in found and (_is_tensor(user) or parts) and not _new_memory(user, self.root):
-                    found.add(user)
-                    stack.append(user)
-        return found
-
-    def seen(self, at: Any, root: Any, target: Any) -> bool:
-        """Whether a name the update at ``at`` does not rebind shows it: an alias of ``root``'s memory (a view, a
-        split's part, a second name for it) made before ``at``, other than the one ``at`` writes, read after it."""
-        return any(alias < at and any(reader > at for reader in alias.users)
-                   for alias in self.aliases(root) - {target, at})  # fmt: skip
-
-    def writable(self, at: Any, base: Any, index: Any, value: Any, view: Any = None) -> bool:
-        """Whether ``base[index] = value`` at ``at`` can be written as ``base`` put back together around the new
-        slice: ``base`` is fresh memory no alias made before shows, the index is slices of step 1 whose parts
-        tile each sliced dim at the traced input (no empty slice but in its last sliced dim), and ``value`` has the
-        slice's shape and is not a view of ``base`` itself (an overlapping copy)."""
-        import torch
-
-        if _root(base, self.root) is not base or base.op == "get_attr" or self.seen(at, base, view or value):
-            return False
-        if value is not at and value in self.aliases(base):
-            return False
-        shape = tuple(base.meta["value"].shape)
-        items = _slices(index, len(shape))
-        if items is None:
-            return False
-        sliced = [dim for dim, item in enumerate(items) if not (item.start in (None, 0) and item.stop is None)]
-        for position, dim in enumerate(sliced):
-            size, item = shape[dim], _concrete(items[dim])
-            positions = range(size)
-            head = len(positions[: item.start]) if item.start is not None else 0
-            middle = len(positions[item.start : item.stop])
-            tail = len(positions[item.stop :]) if item.stop is not None else 0
-            if head + middle + tail != size or (not middle and position + 1 < len(sliced)):
-                return False
-        expected = torch.empty(shape, device="meta")[tuple(_concrete(item) for item in items)].shape
-        return tuple(value.meta["value"].shape) == tuple(expected)
+        updates.mutations(self.skip)
 
     def unfuse_linear(self) -> None:
         """``F.linear(x, self.weight, bias)`` with a bias computed in forward (Swin V2's qkv bias, its key part
@@ -1004,11 +866,11 @@ class _Convert:
         import torch
 
         for node in list(self.graph.nodes):
-            if node.op != "call_function" or _name(node) != "linear":
+            if node.op != "call_function" or op_name(node) != "linear":
                 continue
             bound = _bind("linear", _METHODS["linear"], _DEFAULTS["linear"], node.args, node.kwargs)
             bias, weight = bound["bias"], bound["weight"]
-            if not _is_tensor(bias) or bias.op == "get_attr" or not _is_tensor(weight) or weight.op != "get_attr":
+            if not is_tensor(bias) or bias.op == "get_attr" or not is_tensor(weight) or weight.op != "get_attr":
                 continue
             made = []
             for target, args in ((torch.t, (weight,)), (torch.matmul, (bound["input"], None)),
@@ -1017,119 +879,9 @@ class _Convert:
                 with self.graph.inserting_before(node):
                     made.append(self.graph.call_function(target, args, {}))
                 made[-1].meta.update({key: item for key, item in node.meta.items() if key != "value"})
-                made[-1].meta["value"] = target(*_concrete(args))
+                made[-1].meta["value"] = target(*concrete(args))
             node.replace_all_uses_with(made[-1])
             self.graph.erase_node(node)
-
-    def reread(self, old: Any, new: Any, at: Any, made: Sequence[Any] = ()) -> None:
-        """Each reader of ``old`` after ``at`` reads ``new`` instead (but ``new`` and the nodes ``made`` for it).
-        (torch.fx's nodes compare by their place in the graph.)"""
-        kept = {new, *made}
-        old.replace_all_uses_with(new, delete_user_cb=lambda user: user not in kept and user > at)
-
-    def scatter(self, at: Any, base: Any, index: Any, value: Any) -> Any:
-        """``base`` with ``base[index]`` replaced by ``value`` (where :meth:`writable` says it can be), built after
-        ``at`` as the parts of ``base`` around the slice and the slice, concatenated along each sliced dim; later
-        readers of ``base`` read it."""
-        import torch
-
-        items = _slices(index, base.meta["value"].dim())
-        assert items is not None  # :meth:`writable` said so
-        sliced = [dim for dim, item in enumerate(items) if not (item.start in (None, 0) and item.stop is None)]
-        if not sliced:  # x[:] = y: the whole of it
-            self.reread(base, value, at)
-            return value
-        cursor = [at]
-        created: list[Any] = []
-
-        def make(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
-            with self.graph.inserting_after(cursor[0]):
-                made = self.graph.call_function(target, args, kwargs or {})
-            made.meta.update({key: item for key, item in at.meta.items() if key != "value"})
-            made.meta["value"] = target(*_concrete(args), **_concrete(kwargs or {}))
-            cursor[0] = made
-            created.append(made)
-            return made
-
-        def part(whole: Any, dim: int, item: slice) -> Any | None:
-            """``whole[..., item]`` along ``dim``, or None where that is empty at the traced input (the file then
-            checks that it stays empty: convcalc makes no empty tensor)."""
-            if not _concrete(whole).shape[dim] or not len(range(_concrete(whole).shape[dim])[_concrete(item)]):
-                return None
-            return make(operator.getitem, (whole, (*(slice(None),) * dim, item)))
-
-        def empty(dim: int, bound: Any, at_start: bool) -> None:
-            size = make(getattr, (base, "shape"))
-            size = make(operator.getitem, (size, dim))
-            negative = make(operator.lt, (bound, 0))
-            if at_start:  # x[:start] stays empty: start == 0, or start < 0 and size + start <= 0
-                counted = make(operator.le, (make(operator.add, (size, bound)), 0))
-                condition = make(operator.add, (make(operator.eq, (bound, 0)),
-                                                make(operator.mul, (negative, counted))))  # fmt: skip
-            else:  # x[stop:] stays empty: stop >= 0 and size <= stop
-                condition = make(operator.mul, (make(operator.eq, (negative, 0)), make(operator.le, (size, bound))))
-            make(_guard, (condition, True, "the update of a slice is written as the parts around it, and a part "
-                                           "that is empty at the traced input is left out: this file takes sizes "
-                                           "where it stays empty"))  # fmt: skip
-
-        def build(whole: Any, position: int) -> Any:
-            dim = sliced[position]
-            item = items[dim]
-            parts = []
-            if item.start not in (None, 0):
-                head = part(whole, dim, slice(None, item.start))
-                parts += [head] if head is not None else []
-                if head is None:
-                    empty(dim, item.start, True)
-            if position + 1 < len(sliced):
-                middle = part(whole, dim, slice(item.start, item.stop))
-                if middle is None:
-                    return None
-                parts.append(build(middle, position + 1))
-            else:
-                parts.append(value)
-            if item.stop is not None:
-                tail = part(whole, dim, slice(item.stop, None))
-                parts += [tail] if tail is not None else []
-                if tail is None:
-                    empty(dim, item.stop, False)
-            return make(torch.cat, (parts,), {"dim": dim}) if len(parts) > 1 else parts[0]
-
-        made = build(base, 0)
-        assert made is not None and tuple(made.meta["value"].shape) == tuple(base.meta["value"].shape)
-        self.reread(base, made, at, created)
-        return made
-
-    def mutations(self) -> None:
-        """Refuse what :meth:`functionalize` left: an assignment into a tensor it could not write out of place, an
-        in-place op whose memory is read after it under another name (a view, a split's part, the tensor itself),
-        an update of a parameter or buffer, and an ``out=`` argument. (``out += identity`` rebinds ``out``, and
-        nothing reads the old one: that is an Add.)"""
-        for node in self.graph.nodes:
-            if node in self.skip or node.op not in ("call_function", "call_method", "call_module"):
-                continue
-            if node.kwargs.get("out") is not None:
-                self.refuse(node, f"{_describe(node)} with out=", "the result as a new tensor (no out=)")
-            if node.op == "call_function" and node.target is operator.setitem and _is_tensor(node.args[0]):
-                self.refuse(node, "an assignment into a tensor (x[...] = y) that is not written out of place",
-                            "slices of step 1 of a tensor that no view taken before reads after, and a value of "
-                            "the slice's shape (such an update is written as the parts around the slice)")  # fmt: skip
-            if not _in_place(node, self.root):
-                continue
-            target = node.args[0]
-            root = _root(target, self.root)
-            if root is None:
-                self.refuse(node, f"the in-place op {_name(node)} on a tensor whose memory is one of several",
-                            "an update of a tensor made by one op (this one may be any of its inputs)")  # fmt: skip
-            others = self.aliases(root) - {node} - self.aliases(node)
-            later = any(user > node for item in (root, *others) for user in item.users if user.target is not _guard)
-            if root.op == "get_attr" or later:
-                self.refuse(
-                    node,
-                    f"the in-place op {_name(node)} on a tensor read elsewhere too",
-                    "an update that no view taken before it reads after it, of a tensor that is no parameter or "
-                    "buffer (such an update is written out of place)",
-                )
 
     def is_param(self, node: Any) -> bool:
         if self.parameters is None:
@@ -1141,7 +893,7 @@ class _Convert:
 
         keep: set[Any] = set()
         stack = [node for node in self.graph.nodes if node.op == "output"
-                 or (node.op == "call_function" and node.target in (torch._assert, _guard))]  # fmt: skip
+                 or (node.op == "call_function" and node.target in (torch._assert, guard))]  # fmt: skip
         while stack:
             node = stack.pop()
             if node in keep:
@@ -1236,7 +988,7 @@ class _Convert:
             if not (isinstance(index, tuple) and len(index) == rank and all(isinstance(i, slice) for i in index)):
                 return False
             for axis, part in enumerate(index):
-                bands[axis][(_concrete(part.start), _concrete(part.stop))] = part
+                bands[axis][(concrete(part.start), concrete(part.stop))] = part
         window, shift, traced = [], [], [[], []]
         for axis in bands:  # (0, -window), (-window, -shift), (-shift, None), as torchvision slices each axis
             first = [(stop, part) for (start, stop), part in axis.items() if start == 0 and stop is not None]
@@ -1254,14 +1006,14 @@ class _Convert:
             return False
         from convcalc.tensors import shifted_window_mask
 
-        concrete = [int(item) for item in node.meta["value"].shape]
+        traced_size = [int(item) for item in node.meta["value"].shape]
         try:
-            made = shifted_window_mask({"size": concrete, "window_size": traced[0], "shift_size": traced[1]})
+            made = shifted_window_mask({"size": traced_size, "window_size": traced[0], "shift_size": traced[1]})
         except ConvcalcError:
             return False
         if made.shape != tuple(end.meta["value"].shape):
             return False
-        expected = _helper("shifted_window_mask")(concrete, *traced, torch.zeros(1))
+        expected = _helper("shifted_window_mask")(traced_size, *traced, torch.zeros(1))
         if not torch.equal(self.on_cpu(closure, end), expected):
             return False
         arguments = {"size": self.expression(size), "window_size": self.expression(window),
@@ -1276,13 +1028,13 @@ class _Convert:
 
         computed: dict[Any, Any] = {}
         for item in sorted(closure):  # torch.fx's nodes compare by their place in the graph
-            args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, _concrete(source)))
-            kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, _concrete(source)))
+            args = torch.fx.node.map_arg(item.args, lambda source: computed.get(source, concrete(source)))
+            kwargs = torch.fx.node.map_arg(item.kwargs, lambda source: computed.get(source, concrete(source)))
             if item.op == "call_method" and item.target == "new_zeros":
                 computed[item] = torch.zeros(*args[1:], **{**kwargs, "device": "cpu"})
             elif item.op == "call_method":
                 computed[item] = getattr(args[0], item.target)(*args[1:], **kwargs)
-            elif _name(item) == "arange":
+            elif op_name(item) == "arange":
                 computed[item] = item.target(*args, **{**kwargs, "device": "cpu"})
             else:
                 computed[item] = item.target(*args, **kwargs)
@@ -1299,7 +1051,7 @@ class _Convert:
         while frontier:  # the .long() this arange leads to, a few ops on, not going past it
             item, depth = frontier.pop()
             for user in item.users:
-                if user in seen or not _is_tensor(user) or depth > 6:
+                if user in seen or not is_tensor(user) or depth > 6:
                     continue
                 seen.add(user)
                 if user.op == "call_method" and user.target == "long":
@@ -1315,10 +1067,10 @@ class _Convert:
             if item in closure:
                 continue
             closure.add(item)
-            stack += [source for source in item.all_input_nodes if _is_tensor(source)]
-        aranges = sorted(item for item in closure if _name(item) == "arange")
+            stack += [source for source in item.all_input_nodes if is_tensor(source)]
+        aranges = sorted(item for item in closure if op_name(item) == "arange")
         read_elsewhere = any(user not in closure for item in closure - {end} for user in item.users
-                             if _is_tensor(user))  # fmt: skip
+                             if is_tensor(user))  # fmt: skip
         if len(aranges) != 2 or read_elsewhere or any(item.op not in ("call_function", "call_method")
                                                       for item in closure):  # fmt: skip
             return False
@@ -1333,7 +1085,7 @@ class _Convert:
         q, k = query.args[0], key.args[0]
         if not (self.ratio(closure, query, k, q) and self.ratio(closure, key, q, k)):
             return False
-        traced = [int(_concrete(q)), int(_concrete(k))]
+        traced = [int(concrete(q)), int(concrete(k))]
         if not torch.equal(self.on_cpu(closure, end), _helper("relative_distance")(traced, torch.empty(0))):
             return False
         self.constant(end, closure, "relative_distance", {"size": self.expression([self.size(q), self.size(k)])},
@@ -1344,9 +1096,9 @@ class _Convert:
         """Whether the steps of ``arange`` are scaled by ``max(numerator / denominator, 1.0)``, as MViT scales
         them (so that the Constant, which works the ratio out at each size, computes what the code would): the
         factor is that division, or 1.0 where the division was compared with 1.0 (``max`` took the 1.0)."""
-        factors = [argument for item in closure if _name(item) == "mul" and any(
+        factors = [argument for item in closure if op_name(item) == "mul" and any(
                        source in closure and arange in _ancestors(source, closure) for source in item.all_input_nodes)
-                   for argument in item.args if not _is_tensor(argument)]  # fmt: skip
+                   for argument in item.args if not is_tensor(argument)]  # fmt: skip
         if len(factors) != 1:
             return False
         divisions = [user for user in numerator.users if user.target is operator.truediv and
@@ -1354,7 +1106,7 @@ class _Convert:
         if hasattr(factors[0], "op"):
             return factors[0] in divisions
         return factors[0] == 1.0 and any(
-            user.target is operator.lt and any(guard.target is _guard for guard in user.users)
+            user.target is operator.lt and any(marker.target is guard for marker in user.users)
             for division in divisions for user in division.users)  # fmt: skip
 
     def constant(self, end: Any, closure: set[Any], kind: str, arguments: dict[str, Any], comment: str) -> None:
@@ -1448,11 +1200,11 @@ class _Convert:
 
     def module(self, node: Any) -> None:
         module = self.root.get_submodule(node.target)
-        kind = _layer_kind(module)
+        kind = layer_kind(module)
         if kind is None:
             self.refuse(node, f"the module {type(module).__module__}.{type(module).__name__}",
                         f"{type(module).__name__} in convcalc's catalogue of layers")  # fmt: skip
-        tensors = [argument for argument in node.args if _is_tensor(argument)]
+        tensors = [argument for argument in node.args if is_tensor(argument)]
         if kind == "MultiheadAttention":
             self.refuse(node, "MultiheadAttention's pair (output, weights) used whole", "a step that returns a pair")
         if len(tensors) != 1 or node.kwargs:
@@ -1473,7 +1225,7 @@ class _Convert:
         if isinstance(value, torch.Tensor):
             self.index(node, source, index)
             return
-        if source.op == "call_module" and _layer_kind(self.root.get_submodule(source.target)) == "MultiheadAttention":
+        if source.op == "call_module" and layer_kind(self.root.get_submodule(source.target)) == "MultiheadAttention":
             if index != 0:
                 self.refuse(node, "MultiheadAttention's attention weights", "a step that returns them")
             self.attention(node, source)
@@ -1484,7 +1236,7 @@ class _Convert:
                 self.alias[node] = part
             return
         if isinstance(value, (tuple, list)) and source.op in ("call_function", "call_method"):
-            method = _name(source)
+            method = op_name(source)
             if method in ("chunk", "split", "tensor_split", "unbind"):
                 self.split(source, method)
                 part = self.parts[source][index % len(value)]
@@ -1494,7 +1246,7 @@ class _Convert:
             if source.op == "call_function" and source.target in (tuple, list):
                 self.alias[node] = source.args[0][index]
                 return
-        self.refuse(node, f"item {index!r} of {_describe(source)}", "that op in convcalc's catalogue")
+        self.refuse(node, f"item {index!r} of {describe(source)}", "that op in convcalc's catalogue")
 
     def attention(self, node: Any, source: Any) -> None:
         module = self.root.get_submodule(source.target)
@@ -1593,7 +1345,7 @@ class _Convert:
                 stop = self.size(item.stop) if item.stop is not None else None
                 counted = []
                 for bound, traced_bound in ((start, item.start), (stop, item.stop)):
-                    value = _concrete(traced_bound)
+                    value = concrete(traced_bound)
                     if bound is None or value is None or value >= 0:
                         counted.append(bound)
                         continue
@@ -1608,13 +1360,13 @@ class _Convert:
                             else max(from_end, 0)  # fmt: skip
                     counted.append(from_end)
                 start, stop = counted
-                if isinstance(stop, _Expr) and _concrete(item.stop) > traced[dim]:  # x[..., :h] past the end
+                if isinstance(stop, _Expr) and concrete(item.stop) > traced[dim]:  # x[..., :h] past the end
                     stop = _Expr(f"min({_wrap(stop, 0)}, {_wrap(sizes[dim], 0)})", _ATOM)
                 length = _slice_length(sizes[dim], traced[dim], start, stop)
                 lines.append(_Line("narrow", {"dim": dim, "start": self.expression(start),
                                               "length": self.expression(length)}))  # fmt: skip
                 sizes[dim] = length
-                traced[dim] = len(range(traced[dim])[_concrete(item.start) : _concrete(item.stop)])
+                traced[dim] = len(range(traced[dim])[concrete(item.start) : concrete(item.stop)])
                 dim += 1
             else:
                 lines.append(_Line("select", {"dim": dim, "index": self.expression(self.size(item))}))
@@ -1650,7 +1402,7 @@ class _Convert:
         ]
 
     def function(self, node: Any) -> None:
-        name = _name(node)
+        name = op_name(node)
         args, kwargs = node.args, node.kwargs
         if name in _F_ACTIVATIONS:
             self.activation(node, name)
@@ -1708,7 +1460,7 @@ class _Convert:
         elif name in ("chunk", "split", "tensor_split", "unbind"):
             self.refuse(node, f"{name} used whole", f"{name}'s parts taken one by one")
         else:
-            self.refuse(node, _describe(node), "that op in convcalc's catalogue (tensor methods, torch.nn layers "
+            self.refuse(node, describe(node), "that op in convcalc's catalogue (tensor methods, torch.nn layers "
                         "and the functions docs/stack.md lists)")  # fmt: skip
 
     def activation(self, node: Any, name: str) -> None:
@@ -1734,7 +1486,7 @@ class _Convert:
         real = self.real(tensor)
         names = {real, *(item for item in self.alias if self.real(item) is real)}
         return any(user > node and user is not node for item in names for user in item.users
-                   if user.target is not _guard)  # fmt: skip
+                   if user.target is not guard)  # fmt: skip
 
     def pool(self, node: Any, name: str) -> None:
         kind = _POOLS[name]
@@ -1762,8 +1514,8 @@ class _Convert:
             self.refuse(node, f"{name} with alpha", "alpha in the language")
         if bound.get("rounding_mode") is not None:
             self.refuse(node, "div with a rounding mode", "rounding division in the language")
-        left_tensor, right_tensor = _is_tensor(left), _is_tensor(right)
-        if _name(node).startswith("r"):
+        left_tensor, right_tensor = is_tensor(left), is_tensor(right)
+        if op_name(node).startswith("r"):
             left, right = right, left
             left_tensor, right_tensor = right_tensor, left_tensor
         if left_tensor and right_tensor:
@@ -1828,7 +1580,7 @@ class _Convert:
         bound = _bind("repeat_interleave", _METHODS["repeat_interleave"], _DEFAULTS["repeat_interleave"], node.args,
                       node.kwargs)  # fmt: skip
         repeats, dim = self.size(bound["repeats"]), bound["dim"]
-        if dim is None or _is_tensor(bound["repeats"]) or bound.get("output_size") is not None:
+        if dim is None or is_tensor(bound["repeats"]) or bound.get("output_size") is not None:
             self.refuse(node, "repeat_interleave with a tensor of counts or no dim",
                         "repeat_interleave in the language (it is written with one count along one dim)")  # fmt: skip
         rank = node.meta["value"].dim()
@@ -1900,7 +1652,7 @@ class _Convert:
         text = str(equation).replace(" ", "")
         match = re.fullmatch(r"([a-zA-Z]*),([a-zA-Z]*)->([a-zA-Z]*)", text)
         refusal = (f"torch.einsum({equation!r})", "an einsum step (only products that contract one index map)")
-        if not match or len(operands) != 2 or not all(map(_is_tensor, operands)):
+        if not match or len(operands) != 2 or not all(map(is_tensor, operands)):
             self.refuse(node, *refusal)
             raise AssertionError
         left, right, out = match.groups()
@@ -2021,7 +1773,7 @@ class _Convert:
         """The nodes that read a node's tensor (not its sizes, not a branch marker)."""
         users = []
         for user in node.users:
-            if user.target in (_guard,) or (user.op == "call_function" and user.target is getattr) or (
+            if user.target in (guard,) or (user.op == "call_function" and user.target is getattr) or (
                     user.op == "call_method" and user.target in ("size", "dim")):  # fmt: skip
                 continue
             if user in self.alias:
@@ -2212,42 +1964,10 @@ def _index_table(node: Any) -> bool:
     what the language's ``index`` step takes (a Buffer of an index kind; other buffers are refused where read)."""
     import torch
 
-    while node.op in ("call_method", "call_function") and _name(node) in _KEEPS_VALUES and node.args and \
+    while node.op in ("call_method", "call_function") and op_name(node) in _KEEPS_VALUES and node.args and \
             isinstance(node.args[0], torch.fx.Node):  # fmt: skip
         node = node.args[0]
     return node.op == "get_attr" and isinstance(node.meta.get("value"), torch.Tensor)
-
-
-_OUT_OF_PLACE = {"iadd": "add", "isub": "sub", "imul": "mul", "itruediv": "truediv", "add_": "add", "sub_": "sub",
-                 "mul_": "mul", "div_": "div", "zero_": "zero"}  # fmt: skip
-"""In-place ops (Python's augmented assignments, tensor methods) and the ops they do out of place."""
-
-_NEW_MEMORY = {"add", "sub", "mul", "truediv", "floordiv", "div", "neg", "pow", "matmul", "radd", "rsub", "rmul",
-               "cat", "concat", "stack", "einsum", "conv1d", "conv2d", "conv3d", "linear", "layer_norm", "group_norm",
-               "batch_norm", "softmax", "log_softmax", "sigmoid", "tanh", "exp", "normalize", "interpolate", "pad",
-               "roll", "repeat", "repeat_interleave", "clone", "mean", "sum", "masked_fill", "new_zeros", "arange",
-               "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "avg_pool1d", "avg_pool2d",
-               "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d", "gelu", "silu", "mish", "hardswish",
-               "hardsigmoid", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "clamp", "long",
-               "t_matmul"}  # fmt: skip
-"""Ops whose result is new memory (an activation only when not in place): an update of it changes nothing else."""
-
-_ALIASING_LAYERS = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
-                    "FeatureAlphaDropout", "Flatten", "Unflatten"}  # fmt: skip
-"""Layers whose output may be their input (in eval mode) or a view of it."""
-
-
-def _arranged(labels: str, layout: list[str | None]) -> list[_Line]:
-    """The steps that lay a tensor with these einsum ``labels`` out as ``layout``: its dims in that order, a new
-    dim of 1 where the layout has a label it lacks (or None), which matmul broadcasts."""
-    present = [label for label in layout if label is not None and label in labels]
-    lines = []
-    if present != list(labels):
-        lines.append(_Line("permute", [labels.index(label) for label in present]))
-    missing = [at for at, label in enumerate(layout) if label is None or label not in labels]
-    if missing != list(range(len(missing))) or len(layout) - 2 in missing or len(layout) - 1 in missing:
-        lines += [_Line("unsqueeze", {"dim": at}) for at in missing]  # (leading dims it lacks broadcast as they are)
-    return lines
 
 
 def _minus(value: Any) -> Any:
@@ -2257,78 +1977,6 @@ def _minus(value: Any) -> Any:
     if value.strength == _UNARY and value.text.startswith("-"):
         return _Expr(value.text[1:], _UNARY)
     return _Expr(f"-{_wrap(value, _UNARY)}", _UNARY)
-
-
-def _in_place(node: Any, root: Any) -> bool:
-    """Whether ``node`` writes into its first tensor argument: a method ending in ``_``, ``+=`` and its kin,
-    ``torch.relu_``, an activation with ``inplace=True``, or a layer module built with ``inplace=True``."""
-    if node.op == "call_module":
-        module = root.get_submodule(node.target)
-        return bool(getattr(module, "inplace", False)) and bool(node.args) and _is_tensor(node.args[0])
-    if node.op not in ("call_function", "call_method") or not node.args or not _is_tensor(node.args[0]):
-        return False
-    name = _name(node).split(".")[0]  # torch.ops.aten.add_.Tensor: add_
-    if (name.endswith("_") and not name.startswith("_")) or name in ("iadd", "isub", "imul", "itruediv"):
-        return True
-    if node.kwargs.get("inplace") is True:
-        return True
-    signature = _with_inplace(node.target) if node.op == "call_function" else None
-    if signature is not None:  # F.threshold(x, 0.1, -1.0, True)
-        try:
-            return signature.bind(*node.args, **node.kwargs).arguments.get("inplace") is True
-        except TypeError:
-            return False
-    return False
-
-
-@functools.cache
-def _with_inplace(target: Any) -> inspect.Signature | None:
-    """The signature of a function that takes ``inplace`` (torch.nn.functional's activations), else None."""
-    try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):
-        return None
-    return signature if "inplace" in signature.parameters else None
-
-
-def _new_memory(node: Any, root: Any) -> bool:
-    """Whether ``node``'s tensor is new memory, never its input's (see :data:`_NEW_MEMORY`); everything else may
-    be a view or the input itself, and is followed as an alias of it."""
-    if node.op == "call_module":
-        module = root.get_submodule(node.target)
-        kind = _layer_kind(module)
-        return kind is not None and kind not in _ALIASING_LAYERS and not getattr(module, "inplace", False)
-    if node.op not in ("call_function", "call_method"):
-        return node.op != "output"
-    if _name(node) == "einsum" and len(node.args) == 2 and not isinstance(node.args[1], (list, tuple)):
-        return False  # torch.einsum("bchw->bhwc", x): a view of x
-    return _name(node) in _NEW_MEMORY and not _in_place(node, root)
-
-
-def _root(node: Any, root: Any) -> Any:
-    """The node that made the memory ``node``'s tensor lives in: up through views and other aliases (the tensor
-    argument of each) to new memory, a parameter, a buffer or the input. None where an alias has several tensor
-    arguments (``torch.broadcast_tensors``): its memory could be any of theirs."""
-    while node.op in ("call_function", "call_method", "call_module") and not _new_memory(node, root):
-        tensors = [item for item in node.all_input_nodes if _is_tensor(item) or
-                   (node.target is operator.getitem and item is node.args[0])]  # fmt: skip
-        if len(tensors) > 1 and not (_in_place(node, root) or node.target is operator.getitem):
-            return None
-        if not tensors:
-            break
-        node = tensors[0]
-    return node
-
-
-def _slices(index: Any, rank: int) -> list[slice] | None:
-    """An index as one slice per leading dim (``...`` spread), or None where it is not slices of step 1."""
-    items = list(index) if isinstance(index, tuple) else [index]
-    if items.count(...) == 1:
-        at = items.index(...)
-        items[at : at + 1] = [slice(None)] * (rank - len(items) + 1)
-    if len(items) > rank or not all(isinstance(item, slice) and _concrete(item.step) in (None, 1) for item in items):
-        return None
-    return items
 
 
 @functools.cache
@@ -2353,6 +2001,19 @@ def _ancestors(node: Any, within: set[Any]) -> set[Any]:
             found.add(item)
             stack += [source for source in item.all_input_nodes if source in within]
     return found
+
+
+def _arranged(labels: str, layout: list[str | None]) -> list[_Line]:
+    """The steps that lay a tensor with these einsum ``labels`` out as ``layout``: its dims in that order, a new
+    dim of 1 where the layout has a label it lacks (or None), which matmul broadcasts."""
+    present = [label for label in layout if label is not None and label in labels]
+    lines = []
+    if present != list(labels):
+        lines.append(_Line("permute", [labels.index(label) for label in present]))
+    missing = [at for at, label in enumerate(layout) if label is None or label not in labels]
+    if missing != list(range(len(missing))) or len(layout) - 2 in missing or len(layout) - 1 in missing:
+        lines += [_Line("unsqueeze", {"dim": at}) for at in missing]  # (leading dims it lacks broadcast as they are)
+    return lines
 
 
 def _plus(left: Any, right: Any) -> Any:
@@ -2393,46 +2054,6 @@ def _negate(expression: _Expr) -> str:
             left, right = expression.text.split(marker, 1)
             return f"{left} {opposite} {right}"
     return f"{_wrap(expression, _COMPARE + 1)} == 0"
-
-
-def _is_tensor(value: Any) -> bool:
-    import torch
-
-    return hasattr(value, "meta") and isinstance(value.meta.get("value"), torch.Tensor)
-
-
-def _name(node: Any) -> str:
-    """The op's name: a method's, or a function's (``torch.flatten``, ``F.relu``, ``operator.add``)."""
-    if node.op == "call_method":
-        return str(node.target)
-    return getattr(node.target, "__name__", str(node.target))
-
-
-def _describe(node: Any) -> str:
-    if node.op == "call_method":
-        return f"the tensor method .{node.target}()"
-    if node.op == "call_function":
-        module = getattr(node.target, "__module__", None) or ""
-        name = getattr(node.target, "__name__", str(node.target))
-        for inner, public in _PUBLIC.items():  # torch._C._fft.fft_rfft2 is torch.fft.rfft2 to its user
-            if module.startswith(inner):
-                module, name = public[0], name.removeprefix(public[1])
-        if module in ("_operator", "operator"):
-            return f"the operator {name}"
-        return f"the function {module + '.' if module else ''}{name}"
-    if node.op == "call_module":
-        return f"the module {node.target}"
-    return f"{node.op} {node.target}"
-
-
-_PUBLIC = {
-    "torch._C._fft": ("torch.fft", "fft_"),
-    "torch._C._linalg": ("torch.linalg", "linalg_"),
-    "torch._C._special": ("torch.special", "special_"),
-    "torch._C._nn": ("torch.nn.functional", ""),
-    "torch._C._VariableFunctions": ("torch", ""),
-}
-"""Where torch's compiled functions are, and the names users call them by."""
 
 
 def _plain(value: Any) -> Any:
@@ -2597,7 +2218,7 @@ def _trace(module: Any, shape: tuple[int, ...]) -> Any:
         if isinstance(error, AssertionError):
             raise ImportRefused(f"the model refuses the input {'x'.join(map(str, shape))}: {error}"
                                 f"{_at(refused.node)}") from None  # fmt: skip
-        raise ImportRefused(_refusal(f"{_describe(refused.node)} failed on the meta device ({type(error).__name__}: "
+        raise ImportRefused(_refusal(f"{describe(refused.node)} failed on the meta device ({type(error).__name__}: "
                                      f"{_first_line(error)})", refused.node,
                                      "an op that runs on the meta device")) from None  # fmt: skip
     except Exception as error:  # torch.fx's own refusals (TraceError, len() and the like)

@@ -750,6 +750,10 @@ def _kinds() -> dict[str, Kind]:
         Arg("recompute_scale_factor", Type.BOOL, None))  # fmt: skip
     # a size that follows another tensor (size: [H, W] after Dims) is worked out on every call: F.interpolate
     kinds["Upsample"] = dataclasses.replace(kinds["Upsample"], follows=True)
+    # so are a pool's (no weights: F.avg_pool2d(x, x.shape[2:]), F.adaptive_avg_pool2d(x, (h // 2, w // 2)))
+    for d in (1, 2, 3):
+        for pool in (f"MaxPool{d}d", f"AvgPool{d}d", f"LPPool{d}d", f"AdaptiveAvgPool{d}d", f"AdaptiveMaxPool{d}d"):
+            kinds[pool] = dataclasses.replace(kinds[pool], follows=True)
     add("PixelShuffle", _pixel_shuffle, Arg("upscale_factor", Type.INT))
     add("PixelUnshuffle", _pixel_unshuffle, Arg("downscale_factor", Type.INT))
     add("PReLU", _prelu, Arg("num_parameters", Type.INT, 1, check=_at_least(0)),

@@ -261,7 +261,14 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
         ]
     top = [node for node in nodes if id(node) not in inside]
     modules = _modules(top, calls={id(block.node): block for block in blocks})
-    body, outputs = _forward(top, result.outputs, calls={id(block.node): block for block in blocks})
+    last = next((node for node in reversed(top) if node.parent is None), None)  # the stack goes on from it (from
+    # a split, its first part): not always the last node computed
+    named = result.outputs or ({"": last} if last is not None else {})
+    body, outputs = _forward(top, named, calls={id(block.node): block for block in blocks})
+    final = "x"
+    if not result.outputs and outputs:
+        ((_, final),) = outputs
+        outputs = []
     returned = "dict[str, torch.Tensor]" if outputs else "torch.Tensor"
     ending = ["        return {", *(f"            {value(key)}: {variable}," for key, variable in outputs), "        }"]
     lines = [
@@ -276,7 +283,7 @@ def emit_torch(specs: list[LayerSpec], result: StackResult, name: str = "network
         "",
         f"    def forward(self, x: torch.Tensor) -> {returned}:",
         *body,
-        *(ending if outputs else ["        return x"]),
+        *(ending if outputs else [f"        return {final}"]),
         "",
         *_main(result, "Network()"),
     ]

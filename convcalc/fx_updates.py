@@ -49,7 +49,7 @@ class Updates:
                 continue
             target = node.args[0]
             root = memory_root(target, self.root)
-            if root is None or root.op == "get_attr" or self.seen(node, root, target):
+            if root is None or root.op == "get_attr" or self.seen(node, root, target) or self.overlaps(node, root):
                 continue
             rest = [user for item in (root, *(self.aliases(root) - {target, node} - self.aliases(node)))
                     for user in item.users if user > node]  # fmt: skip
@@ -74,6 +74,14 @@ class Updates:
             view.meta["value"] = concrete(made)[concrete(target.args[1])]
             self.reread(target, view, view)
             self.reread(node, view, view)  # a1 = y[:, :2].mul_(3): a1 is that view of y, as y goes on changing
+
+    def overlaps(self, node: Any, root: Any) -> bool:
+        """Whether the in-place op ``node`` also reads its memory through another view (``y[..., 1:] +=
+        y[..., :-1]``, ``y -= y[:, :1]``): torch then computes it element by element, each element reading the ones
+        written before it (or refuses it), which no out-of-place op computes. Reading the very tensor it writes
+        (``y.add_(y)``) is no overlap."""
+        memory = {root, *self.aliases(root)} - {node.args[0]}
+        return any(source in memory for source in node.all_input_nodes[1:] if source is not node.args[0])
 
     def aliases(self, root: Any) -> set[Any]:
         """The nodes whose tensors may share memory with ``root``'s: the views of it, the views of those, the parts
@@ -224,6 +232,10 @@ class Updates:
             if root is None:
                 self.refuse(node, f"the in-place op {op_name(node)} on a tensor whose memory is one of several",
                             "an update of a tensor made by one op (this one may be any of its inputs)")  # fmt: skip
+            if self.overlaps(node, root):
+                self.refuse(node, f"the in-place op {op_name(node)} reading the memory it writes (another view of it)",
+                            "an update that reads no other view of its own memory: torch computes it element by "
+                            "element, each seeing the ones written before, where it does not refuse it")  # fmt: skip
             others = self.aliases(root) - {node} - self.aliases(node)
             later = any(user > node for item in (root, *others) for user in item.users if user.target is not guard)
             if root.op == "get_attr" or later:

@@ -2173,8 +2173,15 @@ def import_module(module: Any, input_shape: Sequence[int], *, title: str | None 
     try:
         graph = _trace(module, shape)
         convert = _Convert(graph, module, shape)
-        convert.convert()
-        lines = convert.lines()
+        try:
+            convert.convert()
+            lines = convert.lines()
+        except ConvcalcError:
+            raise
+        except Exception as error:  # one line, never a traceback: torch refused an op convcalc ran to follow one
+            raise ImportRefused(f"convcalc import cannot follow this model ({type(error).__name__}: "
+                                f"{_first_line(error)}): no stack file was written; it is a bug in convcalc import or "
+                                "an op it does not follow") from None  # fmt: skip
     finally:
         module.train(was_training)
     unused = _unused(module, graph)

@@ -214,8 +214,11 @@ _CONSTANT_ARGUMENTS = {
 follows."""
 
 
-_FOLLOWING = {"Upsample": "interpolate", **{f"Adaptive{how}Pool{d}d": f"adaptive_{how.lower()}_pool{d}d"
-                                             for how in ("Avg", "Max") for d in (1, 2, 3)}}  # fmt: skip
+_FOLLOWING = {
+    "Upsample": "interpolate",
+    **{f"Adaptive{how}Pool{d}d": f"adaptive_{how.lower()}_pool{d}d" for how in ("Avg", "Max") for d in (1, 2, 3)},
+    **{f"{how}Pool{d}d": f"{how.lower()}_pool{d}d" for how in ("Max", "Avg", "LP") for d in (1, 2, 3)},
+}
 """The function each layer whose size can follow the input is, with the same arguments: ``Upsample: {size: [H,
 W]}`` after ``Dims`` is ``F.interpolate(x, size=(H, W))``, worked out on each call."""
 
@@ -329,7 +332,8 @@ def expression(node: Any, inputs: Sequence[str], attribute: str, sizes: Sizes | 
             return f"{first}.unbind({value(parent['dim'])})[{node.arguments['index']}]"
         sections = {"chunk": "chunks", "split": "split_size_or_sections", "tensor_split": "sections"}
         how = node.arguments["of"]
-        return f"{first}.{how}({value(parent[sections[how]])}, dim={value(parent['dim'])})[{node.arguments['index']}]"
+        cut = _argument(node.parent, sections[how], sizes)  # sections may follow the input (split: "W // 2")
+        return f"{first}.{how}({cut}, dim={value(parent['dim'])})[{node.arguments['index']}]"
     if node.type == "matmul":
         return f"torch.matmul({first}, {inputs[1]})"
     if node.type == "index":

@@ -626,6 +626,21 @@ class _Aliased(nn.Module):
             return y[..., : y.shape[-2] + 3] * 1
         elif case == "pool to a size":
             return nn.functional.adaptive_avg_pool2d(y, y.shape[-2:]) * 1
+        elif case == "pool to half the size":
+            return nn.functional.adaptive_avg_pool2d(y, (y.shape[2] // 2, y.shape[3] // 2))
+        elif case == "pool the whole map":
+            return nn.functional.avg_pool2d(y, y.shape[2:])
+        elif case == "a running sum":
+            y[..., 1:] += y[..., :-1]
+        elif case == "minus its own column":
+            y -= y[:, :, :, :1]
+        elif case == "the first chunk":
+            return y.chunk(2, 1)[0]
+        elif case == "split at a size":
+            return y.split(y.shape[-1] // 2, -1)[0]
+        elif case == "requires_grad_":
+            y[..., :2] *= 2.0
+            y.requires_grad_()
         return y * 2
 
 
@@ -643,7 +658,11 @@ class _Aliased(nn.Module):
                                            ("celu in place", "refused"), ("aten add_", "refused"),
                                            ("einsum view", "refused"), ("broadcast_tensors", "refused"),
                                            ("view as a dtype", "refused"), ("stop from a size", "equal"),
-                                           ("stop past the end", "equal"), ("pool to a size", "equal")])  # fmt: skip
+                                           ("stop past the end", "equal"), ("pool to a size", "equal"),
+                                           ("pool to half the size", "equal"), ("pool the whole map", "equal"),
+                                           ("a running sum", "refused"), ("minus its own column", "refused"),
+                                           ("the first chunk", "equal"), ("split at a size", "equal"),
+                                           ("requires_grad_", "refused")])  # fmt: skip
 def test_an_update_seen_through_another_name_is_torchs_or_refused(case: str, outcome: str) -> None:
     """Found by a hostile round: each of these was written as steps that lost the update (or crashed)."""
     build = lambda: _Aliased(case)  # noqa: E731
@@ -656,7 +675,14 @@ def test_an_update_seen_through_another_name_is_torchs_or_refused(case: str, out
     assert outcome == "equal", result.text
     problems, checked = zoo.check_outputs(build, result, [(1, 3, 6, 7)], run=True)
     assert problems == [] and "outputs equal" in checked, (problems, checked)
-    if case in ("pool to a size", "stop past the end"):  # sizes that follow the input, in the emitted code too
+    if case in (
+        "pool to a size",
+        "stop past the end",
+        "pool to half the size",
+        "pool the whole map",
+        "split at a size",
+    ):  # sizes that follow the input, in the file and in the emitted code
+        assert zoo.check_counts(build(), result, (1, 3, 6, 7), (2, 3, 8, 13)) == []
         problems, checked = zoo.check_outputs(build, result, [(2, 3, 5, 9)], run=True)
         assert problems == [] and "outputs equal at 2x3x5x9" in checked, (problems, checked)
     if case == "from the end":  # traced where nothing is before the slice: at 8 rows there are 2, and it says so

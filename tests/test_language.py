@@ -287,6 +287,46 @@ def test_a_window_partition_follows_any_input(shape: tuple[int, ...], window: in
     assert tuple(namespace["Network"]()(torch.zeros(shape)).shape) == expected
 
 
+@settings(max_examples=scaled(300))
+@given(built_on=st.lists(st.integers(2, 12), min_size=2, max_size=2), shape=st.lists(st.integers(1, 12), min_size=2,
+       max_size=2), how=st.sampled_from(["AvgPool2d", "MaxPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "split",
+                                         "tensor_split"]), divisor=st.integers(1, 3))  # fmt: skip
+def test_a_pool_and_a_split_whose_sizes_follow_the_input(built_on: list[int], shape: list[int], how: str,
+                                                         divisor: int) -> None:  # fmt: skip
+    """``F.avg_pool2d(x, (h // d, w // d))``, ``F.adaptive_avg_pool2d(x, ...)``, ``x.split(w // d, -1)``: sizes
+    worked out on every input, by the file and by the emitted code, whatever input the network was built on; torch
+    computes them itself, from the same expressions in Python."""
+    h, w = shape
+    x = torch.randn(1, 2, h, w, generator=torch.Generator().manual_seed(h * 13 + w))
+    sizes = [f"H // {divisor}", f"W // {divisor}"]
+    if how in ("split", "tensor_split"):
+        count = len(torch.zeros(1, 2, *built_on).split(max(built_on[1] // divisor, 1), -1))
+        key = "split_size_or_sections" if how == "split" else "sections"
+        argument: Any = "max(W // " + str(divisor) + ", 1)" if how == "split" else [sizes[1]]
+        step = (how, {key: argument, "dim": -1, "names": [f"p{i}" for i in range(count if how == "split" else 2)]})
+        compute = (lambda: x.split(max(w // divisor, 1), -1)[0]) if how == "split" else \
+            (lambda: x.tensor_split([w // divisor], -1)[0])  # fmt: skip
+        if how == "split" and len(x.split(max(w // divisor, 1), -1)) != count:
+            compute = None  # another number of parts than the file names: convcalc refuses
+    else:
+        key = "output_size" if how.startswith("Adaptive") else "kernel_size"
+        step = (how, {key: sizes})
+        function = {"AvgPool2d": F.avg_pool2d, "MaxPool2d": F.max_pool2d, "AdaptiveAvgPool2d": F.adaptive_avg_pool2d,
+                    "AdaptiveMaxPool2d": F.adaptive_max_pool2d}[how]  # fmt: skip
+        compute = lambda: function(x, (h // divisor, w // divisor))  # noqa: E731
+    specs = resolve((name, args, None) for name, args in [("Dims", {"names": ["B", "C", "H", "W"]}), step])
+    built = run_stack((1, 2, *built_on), specs)
+    assume(built.error is None)
+    expected = theirs(compute) if compute is not None else None
+    assume(expected is None or 0 not in expected)
+    result = run_stack((1, 2, h, w), specs, inferred=built.inferred)
+    assert (None if result.error else result.output) == expected, (built_on, shape, how, divisor)
+    if expected is not None:
+        namespace: dict[str, Any] = {"__name__": "emitted"}
+        exec(emit_torch(specs, built, "follows"), namespace)
+        assert torch.equal(namespace["Network"]()(x), compute())
+
+
 @settings(max_examples=scaled(500))
 @given(a=st.integers(-50, 50), b=st.integers(-50, 50), c=st.integers(1, 9),
        form=st.sampled_from(["a // c", "(a - b) % c", "a * b + c", "-a", "a if a > b else b", "min(a, b) - max(b, c)",

@@ -258,7 +258,10 @@ _NEW_MEMORY = {"add", "sub", "mul", "truediv", "floordiv", "div", "neg", "pow", 
                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "avg_pool1d", "avg_pool2d",
                "avg_pool3d", "max_pool1d", "max_pool2d", "max_pool3d", "gelu", "silu", "mish", "hardswish",
                "hardsigmoid", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "softplus", "clamp", "long",
-               "t_matmul"}  # fmt: skip
+               "t_matmul", "gt", "lt", "ge", "le", "eq", "ne", "logical_not", "logical_and", "logical_or", "flip",
+               "abs", "sqrt", "rsqrt", "log", "log2", "sin", "cos", "erf", "where", "mm", "bmm", "square", "reciprocal",
+               "floor", "ceil", "round", "sign", "maximum", "minimum", "amax", "amin", "std", "var", "norm", "cumsum",
+               "new_ones", "new_full", "zeros_like", "ones_like", "full_like", "randn_like", "rand_like"}  # fmt: skip
 """Ops whose result is new memory (an activation only when not in place): an update of it changes nothing else."""
 
 _ALIASING_LAYERS = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",

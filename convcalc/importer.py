@@ -636,6 +636,8 @@ class _Convert:
         """Nodes another step stands for (the ops that build Swin's shifted window mask: one Constant step)."""
         self.constants: set[Any] = set()
         """Nodes a Constant step of an index kind makes (MViT's relative distances)."""
+        self.first_part: dict[Any, Any] = {}
+        """A split's parts but its first, each with the first: the part the file goes on from after the split."""
         self.following: dict[Any, bool] = {}
         """Whether each node's value depends on the input's sizes (see :meth:`follows_input`)."""
 
@@ -675,7 +677,12 @@ class _Convert:
         if named is None:
             named = self.dims[node] = {}
             self.dims_count += 1
-            self.after.setdefault(node, []).append(_Line("Dims", None))  # filled in at the end
+            first = self.first_part.get(node)
+            if first is None:
+                self.after.setdefault(node, []).append(_Line("Dims", None))  # filled in at the end
+            else:  # a split goes on from its first part: name another's sizes from it, then go back
+                self.after.setdefault(node, []).extend([_Line("From", self.name(node)), _Line("Dims", None),
+                                                        _Line("From", self.name(first))])  # fmt: skip
         if dim not in named:
             if node is self.input:
                 letters = {2: "NC", 3: "NCL", 4: "NCHW", 5: "NCTHW"}.get(rank, "")
@@ -1286,6 +1293,7 @@ class _Convert:
             parts[index] = key
             self.saved[key] = names[-1]
         self.parts[source] = parts
+        self.first_part.update({part: parts[0] for index, part in parts.items() if index})
         arguments: dict[str, Any] = {}
         sections = {"chunk": "chunks", "split": "split_size_or_sections", "tensor_split": "sections"}.get(method)
         if sections:
@@ -1415,6 +1423,9 @@ class _Convert:
             self.add(node, [_Line("matmul", {"with": self.name(second)})], first, [second])
         elif name in ("cat", "concat"):
             bound = _bind(name, _METHODS[name], _DEFAULTS[name], args, kwargs)
+            if not isinstance(bound["tensors"], (list, tuple)):  # torch.cat(parts[::-1]), torch.cat(x.chunk(2))
+                self.refuse(node, f"torch.{name} of a sequence made in forward (a split's parts, or a slice of "
+                            "them)", "the tensors listed one by one: torch.cat([p[1], p[0]])")  # fmt: skip
             tensors = list(bound["tensors"])
             first, rest = tensors[0], tensors[1:]
             arguments: dict[str, Any] = {"with": [self.name(other) for other in rest]}
@@ -1661,12 +1672,16 @@ class _Convert:
                 or any(label not in out and label not in contracted for label in left + right)
                 or any(label not in left + right for label in out)):  # fmt: skip
             self.refuse(node, *refusal)
+        first, second = operands
+        sized = [dict(zip(labels, operand.meta["value"].shape)) for labels, operand in ((left, first), (right, second))]
+        if any(sized[0][label] != sized[1][label] for label in sized[0] if label in sized[1]):
+            self.refuse(node, f"torch.einsum({equation!r}) broadcasting an index of size 1",
+                        "an index of one size in both operands")  # fmt: skip
         index = contracted[0]
         rows = [label for label in out if label in left and label not in right]
         columns = [label for label in out if label in right and label not in left]
         row, column = (rows[-1] if rows else None), (columns[-1] if columns else None)
         leading: list[str | None] = [label for label in out if label not in (row, column)]
-        first, second = operands
         matrix = self.fresh(f"{node.name}_b")
         second_lines = _arranged(right, [*leading, index, column])
         first_lines = _arranged(left, [*leading, row, index])
@@ -1690,16 +1705,34 @@ class _Convert:
 
         output = next(node for node in self.graph.nodes if node.op == "output")
         value = output.args[0]
+        if isinstance(value, torch.fx.Node) and not is_tensor(value) and isinstance(value.meta.get("value"), tuple):
+            value = tuple(self.part(value, index) for index in range(len(value.meta["value"])))  # return x.chunk(2)
         if isinstance(value, torch.fx.Node):
             return [(None, value)]
         if isinstance(value, dict):
-            return [(str(key), item) for key, item in value.items() if item is not None]
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return [(str(key), item) for key, item in zip(value._fields, value) if item is not None]
-        if isinstance(value, (tuple, list)):
-            return [(str(index), item) for index, item in enumerate(value) if item is not None]
-        raise ImportRefused(f"the module returns a {type(value).__name__}, which is no tensor: a stack file's outputs "
-                            "are tensors")  # fmt: skip
+            named = [(str(key), item) for key, item in value.items() if item is not None]
+        elif isinstance(value, tuple) and hasattr(value, "_fields"):
+            named = [(str(key), item) for key, item in zip(value._fields, value) if item is not None]
+        elif isinstance(value, (tuple, list)):
+            named = [(str(index), item) for index, item in enumerate(value) if item is not None]
+        else:
+            named = []
+        if not named or not all(is_tensor(item) for _, item in named):
+            raise ImportRefused(f"the module returns {_shown(value)}: a stack file's outputs are tensors, one each "
+                                "(a tuple or dict of them, not nested)")  # fmt: skip
+        return named
+
+    def part(self, source: Any, index: int) -> Any:
+        """Part ``index`` of a split returned whole: the node that takes it, made where the graph has none."""
+        for user in source.users:
+            if user.target is operator.getitem and user.args[1] == index:
+                return user
+        with self.graph.inserting_after(source):
+            made = self.graph.call_function(operator.getitem, (source, index))
+        made.meta.update({key: item for key, item in source.meta.items() if key != "value"})
+        made.meta["value"] = source.meta["value"][index]
+        self.getitem(made)
+        return made
 
     def lines(self) -> list[Any]:
         """The whole stack: each step's items, a From before a step that reads another tensor than the current
@@ -1888,13 +1921,17 @@ def _walk(entries: list[Any]) -> Iterator[_Line]:
 
 
 def _prune(entries: list[Any], referenced: set[str]) -> list[Any]:
-    """The entries without the Saves nothing reads (a join a block now makes read them by name)."""
-    out = []
+    """The entries without the Saves nothing reads (a join a block now makes read them by name), and without a
+    From that another From follows at once."""
+    out: list[Any] = []
     for entry in entries:
         if isinstance(entry, _Line) and entry.type == "Save" and entry.arguments not in referenced:
             continue
         if isinstance(entry, _Block):
             entry.branches = [_prune(branch, referenced) for branch in entry.branches]
+        if isinstance(entry, _Line) and entry.type == "From" and out and isinstance(out[-1], _Line) and \
+                out[-1].type == "From":  # fmt: skip
+            out.pop()
         out.append(entry)
     return out
 
@@ -2028,6 +2065,19 @@ def _has_node(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_node(item) for item in value)
     return hasattr(value, "op") and hasattr(value, "meta")
+
+
+def _shown(value: Any) -> str:
+    """What a module returned, for a message: its structure, tensors as such."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {', '.join(_shown(item) for item in value)}"
+    if isinstance(value, dict):
+        return f"a dict of {', '.join(f'{key!r}: {_shown(item)}' for key, item in value.items())}"
+    if is_tensor(value):
+        return "a tensor"
+    if hasattr(value, "meta") and isinstance(value.meta.get("value"), (tuple, list)):
+        return f"a tuple of {len(value.meta['value'])} tensors"
+    return f"a {type(value.meta.get('value') if hasattr(value, 'meta') else value).__name__}"
 
 
 def _slice_length(size: Any, traced: int, start: Any, stop: Any) -> Any:

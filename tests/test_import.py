@@ -638,6 +638,15 @@ class _Aliased(nn.Module):
             return y.chunk(2, 1)[0]
         elif case == "split at a size":
             return y.split(y.shape[-1] // 2, -1)[0]
+        elif case == "sizes of the second part":
+            _, second = y.tensor_split(2, 3)
+            return second * second.shape[3]
+        elif case == "a split returned whole":
+            return y.chunk(2, 1)
+        elif case == "nested outputs":
+            return y, (y + 1, y)
+        elif case == "a slice of the parts":
+            return torch.cat(y.chunk(2, 1)[::-1], 1)
         elif case == "requires_grad_":
             y[..., :2] *= 2.0
             y.requires_grad_()
@@ -662,7 +671,9 @@ class _Aliased(nn.Module):
                                            ("pool to half the size", "equal"), ("pool the whole map", "equal"),
                                            ("a running sum", "refused"), ("minus its own column", "refused"),
                                            ("the first chunk", "equal"), ("split at a size", "equal"),
-                                           ("requires_grad_", "refused")])  # fmt: skip
+                                           ("requires_grad_", "refused"), ("sizes of the second part", "equal"),
+                                           ("a split returned whole", "equal"), ("nested outputs", "refused"),
+                                           ("a slice of the parts", "refused")])  # fmt: skip
 def test_an_update_seen_through_another_name_is_torchs_or_refused(case: str, outcome: str) -> None:
     """Found by a hostile round: each of these was written as steps that lost the update (or crashed)."""
     build = lambda: _Aliased(case)  # noqa: E731
@@ -681,6 +692,7 @@ def test_an_update_seen_through_another_name_is_torchs_or_refused(case: str, out
         "pool to half the size",
         "pool the whole map",
         "split at a size",
+        "sizes of the second part",
     ):  # sizes that follow the input, in the file and in the emitted code
         assert zoo.check_counts(build(), result, (1, 3, 6, 7), (2, 3, 8, 13)) == []
         problems, checked = zoo.check_outputs(build, result, [(2, 3, 5, 9)], run=True)

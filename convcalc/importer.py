@@ -612,7 +612,8 @@ class _Step:
 
 
 class _Convert:
-    """The traced graph, walked once, as a flat list of steps; then written with Save and From where a step reads a
+    """The traced graph, its updates made out of place first (:class:`convcalc.fx_updates.Updates`), then walked
+    once, as a flat list of steps; then written with Save and From where a step reads a
     tensor other than the one just made."""
 
     def __init__(self, graph: Any, root: Any, shape: tuple[int, ...]) -> None:
@@ -1136,8 +1137,9 @@ class _Convert:
 
     def check_frozen(self, node: Any) -> None:
         """A size the model's code turned into a Python number (``int(2 * max(q_h, k_h) - 1)``): fixed at its traced
-        value, as the header notes; where it is an expression over the input's sizes, a Check that it keeps that
-        value, so that at a size where it would not the file says so rather than compute something else."""
+        value; where it is an expression over the input's sizes, a Check that it keeps that value, so that at a size
+        where it would not the file says so rather than compute something else. Refused where it follows the input
+        and has no expression."""
         value, source = node.meta["frozen"]
         named = {item: set(names) for item, names in self.dims.items()}
         try:

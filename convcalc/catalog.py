@@ -813,8 +813,9 @@ def _kinds() -> dict[str, Kind]:
     method("unsqueeze", tensor_ops.unsqueeze, Arg("dim", Type.INT))
     method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
     method("expand", tensor_ops.expand, Arg("shape", Type.SIZES, check=some), varargs=True)
-    method("mean", tensor_ops.mean, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
-           needs=(("keepdim", "dim"),))  # fmt: skip
+    for name, reduce in (("mean", tensor_ops.mean), ("sum", tensor_ops.sum_)):
+        method(name, reduce, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
+               needs=(("keepdim", "dim"),))  # fmt: skip
     # functions of each element, and the ones attention needs along the way
     method("contiguous", _itself_copied)
     method("exp", tensor_ops.elementwise)

@@ -977,11 +977,11 @@ def _rules() -> dict[str, Rule]:
     rules["Tanhshrink"] = Rule(saves=(_made("tanh", _input_shape),))  # x - tanh(x)
     rules["LogSigmoid"] = Rule(saves=(INPUT, _made("buffer", _input_shape)))
     # tensor methods: views (expand too: its backward sums to a size), reshapes (a copy where no view can be made)
-    # and a mean (which saves only sizes)
+    # and a mean or sum (which save only sizes)
     for name in ("permute", "transpose", "view", "squeeze", "unsqueeze", "select", "expand"):
         rules[name] = Rule(output=Out.VIEW)
     rules["reshape"] = rules["flatten"] = Rule(output=Out.RESHAPE)
-    rules["mean"] = Rule()
+    rules["mean"] = rules["sum"] = Rule()
     rules["narrow"] = rules["Permute"] = Rule(output=Out.VIEW)
     rules["contiguous"] = Rule(output=Out.CONTIGUOUS)  # a copy saves nothing
     # elementwise methods: exp and sigmoid keep their output, clamp its input; by a number, mul, add, sub and div

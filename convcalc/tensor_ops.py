@@ -1,7 +1,7 @@
 """Shape rules of what a network does that is no ``torch.nn`` layer: tensor methods, learned tensors, attention.
 
 - Tensor methods, under torch's names: ``permute``, ``transpose``, ``reshape``,
-  ``view``, ``flatten``, ``squeeze``, ``unsqueeze``, ``select``, ``mean``.
+  ``view``, ``flatten``, ``squeeze``, ``unsqueeze``, ``select``, ``mean``, ``sum``.
   ``view`` fails where torch's does: convcalc follows the strides of a tensor
   through tensor methods and elementwise layers (see :func:`view_strides`).
 - Learned tensors, with their parameters counted: ``ClassToken`` (ViT's class
@@ -363,6 +363,15 @@ def select(shape: Shape, args: dict[str, Any]) -> Step:
 
 def mean(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.mean(dim, keepdim)``: over the dims given (every dim for null)."""
+    return _reduce("mean", shape, args)
+
+
+def sum_(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.sum(dim, keepdim)``: the same shapes as a mean (``sum_``: Python's ``sum`` keeps its name)."""
+    return _reduce("sum", shape, args)
+
+
+def _reduce(name: str, shape: Shape, args: dict[str, Any]) -> Step:
     dim, keep = args["dim"], args["keepdim"]
     if dim is None or dim in ([], ()):  # torch reduces over every dim for an empty list too
         reduced = set(range(len(shape)))
@@ -370,7 +379,7 @@ def mean(shape: Shape, args: dict[str, Any]) -> Step:
         given = dim if isinstance(dim, (tuple, list)) else (dim,)
         wrapped = [wrap_dim(d, len(shape)) for d in given]
         if len(set(wrapped)) != len(wrapped):
-            raise _fail(f"mean names a dim twice: {list(given)}")
+            raise _fail(f"{name} names a dim twice: {list(given)}")
         reduced = set(wrapped)
     if keep:
         out = tuple(1 if d in reduced else n for d, n in enumerate(shape))

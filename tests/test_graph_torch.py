@@ -73,9 +73,9 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
         return x.unsqueeze(args["dim"])
     if name == "select":
         return x.select(args["dim"], args["index"])
-    if name == "mean":  # only the keywords given, as the code --emit writes: x.mean(keepdim=True) is a TypeError
+    if name in ("mean", "sum"):  # only the keywords given, as --emit writes them: x.mean(keepdim=True) is a TypeError
         given = {key: tuple(value) if isinstance(value, list) else value for key, value in args.items()}
-        return x.mean(**given)
+        return getattr(x, name)(**given)
     if name == "ReLU":
         return torch.relu(x)  # elementwise: keeps the input's strides
     if name == "Linear":
@@ -105,8 +105,8 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
 
 
 METHODS = ("permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze", "unsqueeze", "select",
-           "mean", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax", "LogSigmoid", "PReLU",
-           "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
+           "mean", "sum", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax", "LogSigmoid",
+           "PReLU", "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
 
 
 @st.composite
@@ -131,7 +131,7 @@ def method(draw: st.DrawFn, rank: int, names: tuple[str, ...] = ()) -> tuple[str
         return name, {"dim": draw(dim)}
     if name == "select":
         return name, {"dim": draw(dim), "index": draw(st.integers(-3, 3))}
-    if name == "mean":  # keepdim alone is a TypeError in torch; an empty list of dims reduces every dim
+    if name in ("mean", "sum"):  # keepdim alone is a TypeError in torch; an empty list of dims reduces every dim
         args: dict[str, Any] = {"keepdim": draw(st.booleans())} if draw(st.integers(0, 2)) else {}
         if draw(st.integers(0, 3)):
             args["dim"] = draw(st.one_of(dim, st.lists(dim, max_size=3), st.none()))

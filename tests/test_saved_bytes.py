@@ -284,7 +284,7 @@ def method_arguments(draw: st.DrawFn, name: str, shape: Shape) -> dict[str, Any]
         lead = draw(st.lists(st.integers(1, 3), max_size=2))
         kept = [draw(st.sampled_from([-1, n] + ([1, 2, 3] if n == 1 else []))) for n in shape]
         return {"shape": lead + kept}
-    assert name == "mean"
+    assert name in ("mean", "sum")
     return {"dim": draw(st.sampled_from([None, draw(dim)])), "keepdim": draw(st.booleans())}
 
 
@@ -428,7 +428,7 @@ def test_joins_and_blocks_save_what_torch_saves(case: tuple[Shape, Items, str]) 
 VIEWS = ("permute", "transpose", "select", "unsqueeze", "squeeze", "flatten", "reshape", "expand")
 LAYOUT = ("Linear", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
           "Flatten", "Unflatten", "reshape", "flatten", "view", "Conv1d", "Conv2d", "MaxPool1d", "AvgPool2d",
-          "Softmax", "GELU", "Hardswish", "Dropout", "Dropout1d", "mean", "select", "LayerScale", "PReLU",
+          "Softmax", "GELU", "Hardswish", "Dropout", "Dropout1d", "mean", "sum", "select", "LayerScale", "PReLU",
           "MultiheadAttention", "Identity", "contiguous", "exp", "clamp", "mul", "roll", "narrow", "pad", "normalize",
           "StochasticDepth", "FrozenBatchNorm2d", "Permute")  # fmt: skip
 """Layers whose saved tensors or output storage depend on how their input is laid out."""

@@ -139,6 +139,10 @@ def meta_run(model: Any, shape: Sequence[int]) -> tuple[Any, int] | None:
 
     state = {name: torch.empty_like(t, device="meta")
              for name, t in [*model.named_parameters(), *model.named_buffers()]}  # fmt: skip
+    # functional_call leaves a module known by two names (self.c = self.a) holding the meta copies: put them back
+    held = [
+        (store, key, t) for m in model.modules() for store in (m._parameters, m._buffers) for key, t in store.items()
+    ]
     floating = [t for t in state.values() if t.is_floating_point()]
     x = torch.empty(tuple(shape), device="meta", dtype=floating[0].dtype if floating else torch.float32)
     model.eval()
@@ -147,6 +151,9 @@ def meta_run(model: Any, shape: Sequence[int]) -> tuple[Any, int] | None:
             out = torch.func.functional_call(model, state, (x,))
     except Exception:
         return None
+    finally:
+        for store, key, t in held:
+            store[key] = t
     return out, counter.get_total_flops() // 2
 
 
@@ -185,11 +192,9 @@ def check_counts(model: Any, imported: Any, shape: tuple[int, ...], second: tupl
     if reached is None:
         return [f"torch refuses {shape} itself"]
     out, macs = reached
-    unused = sum(count for _, count in imported.unused)
+    unused = sum(count for _, count, _ in imported.unused)
     params = sum(p.numel() for p in model.parameters()) - unused
-    buffers = sum(b.numel() for b in model.buffers()) - sum(
-        b.numel() for name, _ in imported.unused for b in model.get_submodule(name).buffers()
-    )
+    buffers = sum(b.numel() for b in model.buffers()) - sum(count for _, _, count in imported.unused)
     if file_shapes(result) != shapes(out):
         problems.append(f"output {file_shapes(result)} vs torch {shapes(out)}")
     if result.total_params != params:
@@ -243,8 +248,10 @@ def check_outputs(build: Callable[[], Any], imported: Any, smalls: Sequence[tupl
     randomize(original, seed=7)
     emitted = emitted_module(imported)
     state = original.state_dict()
-    unused = [name for name, _ in imported.unused]
-    state = {key: value for key, value in state.items() if not any(key.startswith(name + ".") for name in unused)}
+    unused = [name for name, _, _ in imported.unused]
+    aliases = {alias for alias, _ in imported.aliases}
+    state = {key: value for key, value in state.items()
+             if key not in aliases and not any(key.startswith(name + ".") for name in unused)}  # fmt: skip
     renamed = [note for note in imported.notes if "module_key" in note]
     try:
         if renamed:
@@ -354,7 +361,9 @@ def check(model: Model, outputs: bool = True) -> Verdict:
         verdict += ", path fixed"
     if "renamed by module_key" in checked:
         verdict += ", renamed"
-    notes = [f"{name} ({count:,} params) never called" for name, count in imported.unused] + limits
+    from convcalc.importer import held
+
+    notes = [f"{name} ({held(count, buffers)}) never called" for name, count, buffers in imported.unused] + limits
     return Verdict(model.name, model.family, verdict, "; ".join([checked, *notes]), seconds, imported)
 
 

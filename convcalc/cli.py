@@ -808,15 +808,15 @@ def import_(target: str, input_shape: tuple[int, ...], output: str | None, table
         _usage("--output '' is not a file name: give a file name, or - for standard output")
     if table and output in (None, "-"):
         _usage("--table needs --output FILE: standard output holds the table then")
-    from convcalc.importer import import_target
+    from convcalc.importer import held, import_target
 
     try:
         with _working("torch is tracing the model"):
             imported = import_target(target, input_shape)
     except ConvcalcError as error:
         _fail(str(error), None)
-    for name, count in imported.unused:
-        click.echo(printable(f"Note: {name} ({count:,} parameters) is never called by forward in eval mode: it is "
+    for name, count, buffers in imported.unused:
+        click.echo(printable(f"Note: {name} ({held(count, buffers)}) is never called by forward in eval mode: it is "
                              "not in the file"), err=True)  # fmt: skip
     for note in imported.notes:
         click.echo(printable(f"Note: {note}"), err=True)

@@ -48,12 +48,15 @@ class ImportRefused(ConvcalcError):
 @dataclass(frozen=True, kw_only=True)
 class Imported:
     """A module imported as a stack file: the file's text, the run it gives at the traced input, the modules its
-    forward never calls (qualified name, parameters), and notes for the user."""
+    forward never calls, and notes for the user."""
 
     text: str
     result: StackResult
-    unused: tuple[tuple[str, int], ...] = ()
+    unused: tuple[tuple[str, int, int], ...] = ()
+    """(name, parameters, buffer elements) of each module forward never calls, which the file leaves out."""
     notes: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    """(key, name): keys of the original's state_dict() that name a tensor the file holds under another name."""
 
     def __repr__(self) -> str:
         return f"<Imported {len(self.text.splitlines())} lines, {self.result!r}>"
@@ -502,6 +505,7 @@ _METHODS = {
     "unsqueeze": ("input", "dim"),
     "select": ("input", "dim", "index"),
     "mean": ("input", "dim", "keepdim", "dtype"),
+    "sum": ("input", "dim", "keepdim", "dtype"),
     "contiguous": ("input", "memory_format"),
     "exp": ("input",),
     "clamp": ("input", "min", "max"),
@@ -541,6 +545,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "flatten": {"start_dim": 0, "end_dim": -1},
     "squeeze": {"dim": None},
     "mean": {"dim": None, "keepdim": False, "dtype": None},
+    "sum": {"dim": None, "keepdim": False, "dtype": None},
     "clamp": {"min": None, "max": None},
     "roll": {"dims": None},
     "normalize": {"p": 2.0, "dim": 1, "eps": 1e-12},
@@ -833,10 +838,12 @@ class _Convert:
     def convert(self) -> None:
         import torch
 
+        self.unstack()
         updates = Updates(self.graph, self.root, self.refuse)
         updates.functionalize()
         self.unfuse_linear()
         live = self.live()
+        self.refuse_shared_weights(live)
         for node in self.graph.nodes:
             if "frozen" in node.meta and node not in self.skip:
                 self.check_frozen(node)
@@ -866,6 +873,30 @@ class _Convert:
             # else: a size, a rank, a tuple of them (written where a step uses them), or a tuple of tensors (its
             # parts are converted where they are taken)
         updates.mutations(self.skip)
+
+    def unstack(self) -> None:
+        """``torch.stack(tensors, dim)``: ``torch.cat([t.unsqueeze(dim) for t in tensors], dim)``, the same values
+        and the same refusals (unequal shapes, a dim out of range), new memory as stack's; no step of its own."""
+        import torch
+
+        for node in list(self.graph.nodes):
+            if node.op != "call_function" or node.target is not torch.stack or set(node.kwargs) - {"tensors", "dim"}:
+                continue
+            bound = _bind("stack", ("tensors", "dim"), {"dim": 0}, node.args, node.kwargs)
+            tensors, dim = bound["tensors"], bound["dim"]
+            if not isinstance(tensors, (list, tuple)) or not all(map(is_tensor, tensors)) or not isinstance(dim, int):
+                continue  # a sequence made in forward (torch.stack(x.unbind(1))): refused as an op not mapped
+            parts = []
+            for tensor in tensors:
+                with self.graph.inserting_before(node):
+                    parts.append(self.graph.call_method("unsqueeze", (tensor, dim)))
+                parts[-1].meta.update({key: item for key, item in node.meta.items() if key != "value"})
+                parts[-1].meta["value"] = tensor.meta["value"].unsqueeze(dim)
+            with self.graph.inserting_before(node):
+                joined = self.graph.call_function(torch.cat, (parts, dim))
+            joined.meta.update(node.meta)
+            node.replace_all_uses_with(joined)
+            self.graph.erase_node(node)
 
     def unfuse_linear(self) -> None:
         """``F.linear(x, self.weight, bias)`` with a bias computed in forward (Swin V2's qkv bias, its key part
@@ -909,6 +940,49 @@ class _Convert:
             keep.add(node)
             stack.extend(node.all_input_nodes)
         return keep
+
+    def refuse_shared_weights(self, live: set[Any]) -> None:
+        """A tensor an earlier call or read holds too: a module called twice, modules tied to one weight, a module's
+        weight read in forward besides the module's call (a Siamese network, tied weights). Each step of a stack file
+        holds its own, so the file would count it twice. A module without any tensor (ReLU) may be called again."""
+        holder: dict[int, Any] = {}
+        for node in self.graph.nodes:
+            if node not in live or node.op not in ("call_module", "get_attr"):
+                continue
+            tensors = self.tensors_of(node)
+            earlier = next((holder[id(t)] for t in tensors if id(t) in holder), None)
+            if earlier is None:
+                holder.update((id(t), node) for t in tensors)
+                continue
+            if earlier.op == node.op == "call_module" and earlier.target == node.target:
+                module = self.root.get_submodule(str(node.target))
+                params = sum(t.numel() for t in module.parameters())
+                buffers = sum(t.numel() for t in module.buffers())
+                what = f"the module {node.target} ({type(module).__name__}, {held(params, buffers)}) is called twice"
+            elif earlier.op == node.op == "call_module":
+                what = f"the modules {earlier.target} and {node.target} share weights"
+            else:
+                what = f"{self.holds(earlier)} and {self.holds(node)} use the same tensor"
+            where = "; then ".join(str(n.meta["source"]) for n in (earlier, node) if n.meta.get("source"))
+            raise ImportRefused(f"{what}{f' ({where})' if where else ''}: no stack file can say this, as each of its "
+                                "steps holds its own weights and the file would count them twice; it would take "
+                                "weights shared between layers in the language")  # fmt: skip
+
+    def tensors_of(self, node: Any) -> list[Any]:
+        """The parameters and buffers a module call or an attribute read holds (the module's own objects)."""
+        if node.op == "call_module":
+            module = self.root.get_submodule(str(node.target))
+            return [*module.parameters(), *module.buffers()]
+        for get in (self.root.get_parameter, self.root.get_buffer):
+            try:
+                return [get(str(node.target))]
+            except AttributeError:
+                continue
+        return []
+
+    @staticmethod
+    def holds(node: Any) -> str:
+        return f"the module {node.target}" if node.op == "call_module" else f"the tensor {node.target} read in forward"
 
     def add(self, node: Any, lines: list[_Line], primary: Any | None, others: Sequence[Any] = (),
             names: dict[Any, str] | None = None, last: Any = None) -> None:  # fmt: skip
@@ -1453,7 +1527,7 @@ class _Convert:
             key = {"permute": "dims", "expand": "size"}.get(name, "shape")
             sizes = self.expression(self.size(bound[key]))
             self.add(node, [_Line(name, sizes if name != "permute" else list(sizes))], bound["input"])
-        elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "exp", "clamp", "roll",
+        elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "sum", "exp", "clamp", "roll",
                       "narrow", "normalize", "pad"):  # fmt: skip
             self.method(node, name)
         elif name == "repeat_interleave":
@@ -1571,8 +1645,8 @@ class _Convert:
         parameters = _METHODS[name]
         bound = _bind(name, parameters, _DEFAULTS.get(name, {}), node.args, node.kwargs)
         tensor = bound.pop("input")
-        if name == "mean" and bound.pop("dtype", None) is not None:
-            self.refuse(node, "mean with a dtype", "dtypes in the language")
+        if name in ("mean", "sum") and bound.pop("dtype", None) is not None:
+            self.refuse(node, f"{name} with a dtype", "dtypes in the language")
         if name == "normalize":
             bound.pop("out", None)
         if name == "contiguous":
@@ -1583,6 +1657,8 @@ class _Convert:
                      if not (key in _DEFAULTS.get(name, {}) and item == _DEFAULTS[name][key])}  # fmt: skip
         if name == "squeeze" and "dim" not in arguments:
             arguments = {}
+        if name in ("mean", "sum") and "keepdim" in arguments and "dim" not in arguments:
+            arguments = {"dim": None, **arguments}  # x.sum(keepdim=True) alone is a TypeError; with dim=None, every dim
         if name == "pad" and "value" in arguments and arguments["value"] == 0:
             arguments.pop("value")
         self.add(node, [_Line(name, arguments or None)], tensor)
@@ -2246,19 +2322,26 @@ def import_module(module: Any, input_shape: Sequence[int], *, title: str | None 
                              f"{renamed[0]!r}: each is written with _ in their place ({module_key(renamed[0])!r}), so "
                              "the module --emit torch writes takes the original's state_dict with its keys renamed "
                              "the same way (convcalc.importer.module_key)")  # fmt: skip
+    aliases = _aliases(module, unused)
+    if aliases:
+        shown = ", ".join(f"{alias} is {name}" for alias, name in aliases[:2]) + (", ..." if len(aliases) > 2 else "")
+        convert.notes.append(f"{len(aliases)} keys of the original's state_dict() are other names of tensors it "
+                             f"holds ({shown}); the file and the module --emit torch writes hold each tensor once, "
+                             "under the first name, so load the original's state_dict() without those keys "
+                             "(convcalc.importer.Imported.aliases)")  # fmt: skip
     notes = list(dict.fromkeys(convert.notes))
     header = _header(module, shape, title, unused, notes)
     text = "\n".join([*header, f"input: {_yaml(list(shape))}", "layers:", *_render(lines, "  ")])
     text += "\n"
     result = _run(text, title or type(module).__name__)
-    expected = sum(p.numel() for p in module.parameters()) - sum(count for _, count in unused)
+    expected = sum(p.numel() for p in module.parameters()) - sum(count for _, count, _ in unused)
     if result.total_params != expected:
         notes.append(f"the file holds {result.total_params:,} parameters and the module {expected:,} (those its "
                      "forward calls): some were not mapped")  # fmt: skip
     for note in notes:
         if note.startswith("the file holds"):
             raise ImportRefused(note)
-    return Imported(text=text, result=result, unused=tuple(unused), notes=tuple(notes))
+    return Imported(text=text, result=result, unused=tuple(unused), notes=tuple(notes), aliases=tuple(aliases))
 
 
 def _trace(module: Any, shape: tuple[int, ...]) -> Any:
@@ -2344,26 +2427,55 @@ def _unused(module: Any, graph: Any) -> list[tuple[str, int]]:
             while "." in path:
                 path = path.rsplit(".", 1)[0]
                 reached.add(path)
+    tensors = [*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)]
+    read = {id(tensor) for name, tensor in tensors
+            if name in reached or any(name.startswith(leaf + ".") for leaf in leaves)}  # fmt: skip
     unused = []
     for name, child in module.named_modules():
         if not name or name in reached or any(name.startswith(leaf + ".") for leaf in leaves):
             continue
-        if any(name.startswith(other + ".") for other, _ in unused):
+        if any(name.startswith(other + ".") for other, _, _ in unused):
             continue
-        count = sum(p.numel() for p in child.parameters())
-        if count:
-            unused.append((name, count))
+        count = sum(p.numel() for p in child.parameters() if id(p) not in read)  # a weight tied to a called one is in
+        buffers = sum(b.numel() for b in child.buffers() if id(b) not in read)
+        if count or buffers:
+            unused.append((name, count, buffers))
     return unused
 
 
-def _header(module: Any, shape: tuple[int, ...], title: str | None, unused: list[tuple[str, int]],
+def held(params: int, buffers: int) -> str:
+    """``3 parameters``, ``7 buffer elements``, or both: what a module holds, in words."""
+    return " and ".join(f"{count:,} {what}" for count, what in ((params, "parameters"), (buffers, "buffer elements"))
+                        if count) or "nothing"  # fmt: skip
+
+
+def _aliases(module: Any, unused: Sequence[tuple[str, int, int]]) -> list[tuple[str, str]]:
+    """(alias, name) for each key of the module's state_dict that names a tensor an earlier key names too (``self.b
+    = self.a``): the file holds it once, under the name torch.fx calls it by. Keys in unused modules are left out:
+    they are not loaded anyway."""
+    first: dict[int, str] = {}
+    aliases = []
+    for name, tensor in [
+        *module.named_parameters(remove_duplicate=False),
+        *module.named_buffers(remove_duplicate=False),
+    ]:
+        if any(name.startswith(other + ".") for other, _, _ in unused):
+            continue
+        if id(tensor) in first:
+            aliases.append((name, first[id(tensor)]))
+        else:
+            first[id(tensor)] = name
+    return aliases
+
+
+def _header(module: Any, shape: tuple[int, ...], title: str | None, unused: list[tuple[str, int, int]],
             notes: list[str]) -> list[str]:  # fmt: skip
     size = "x".join(map(str, shape))
     params = sum(p.numel() for p in module.parameters())
     lines = [f"# {title or type(module).__name__} ({type(module).__name__}), imported by convcalc at {size}: "
              f"{params:,} parameters."]  # fmt: skip
-    for name, count in unused:
-        lines.append(f"# {name}: {count:,} parameters that forward never calls (in eval mode), not in this file.")
+    for name, count, buffers in unused:
+        lines.append(f"# {name}: {held(count, buffers)} that forward never calls (in eval mode), not in this file.")
     for note in notes:
         lines.append(f"# Note: {note}.")
     return lines

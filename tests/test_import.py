@@ -321,7 +321,7 @@ def test_unused_modules_are_reported_not_counted() -> None:
             return self.conv(x)
 
     result = import_module(WithAux(), (1, 3, 8, 8))
-    assert result.unused == (("aux", 110),)
+    assert result.unused == (("aux", 110, 0),)
     assert "# aux: 110 parameters that forward never calls" in result.text
     assert result.result.total_params == 112
 
@@ -334,6 +334,70 @@ def test_refusal_is_a_convcalc_error() -> None:
     with pytest.raises(ImportRefused, match=r"rfft2.*test_import\.py, line \d+: return torch\.fft\.rfft2"):
         import_module(Fourier(), (1, 3, 8, 8))
     assert issubclass(ImportRefused, ConvcalcError)
+
+
+class _Shared(nn.Module):
+    """A module's tensors used by two calls, in each way a model can: one module called twice, two modules tied to
+    one weight, a module of buffers alone called twice; and a weightless ReLU called twice, which maps."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.a = nn.Conv2d(3, 3, 3, padding=1)
+        self.b = nn.Conv2d(3, 3, 3, padding=1)
+        if form in ("tied", "tied, one called"):
+            self.b.weight = self.a.weight
+        if form == "another name":
+            self.c = self.a
+        self.norm = nn.BatchNorm2d(3, affine=False)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.form == "twice":
+            return self.a(self.a(x))
+        if self.form == "tied":
+            return self.b(self.a(x))
+        if self.form == "buffers":
+            return self.norm(self.norm(x))
+        if self.form == "called and read":
+            return self.a(x) + self.a.bias.view(1, 3, 1, 1)
+        if self.form == "another name":
+            return self.c(x)
+        return self.act(self.a(self.act(x)))
+
+
+@pytest.mark.parametrize("form, names", [
+    ("twice", "the module a (Conv2d, 84 parameters) is called twice"),
+    ("tied", "the modules a and b share weights"),
+    ("buffers", "the module norm (BatchNorm2d, 7 buffer elements) is called twice"),
+    ("called and read", "the module a and the tensor a.bias read in forward use the same tensor"),
+])  # fmt: skip
+def test_weights_used_by_two_calls_are_refused_by_name(form: str, names: str) -> None:
+    """torch counts a shared tensor once; a stack file's layers each hold their own, so the import refuses, naming
+    the module and both lines, rather than the count it used to give (the file's parameters against the module's)."""
+    with pytest.raises(ImportRefused, match=re.escape(names) + r".*test_import\.py, line \d+: .*; then .*test_import"):
+        import_module(_Shared(form), (1, 3, 8, 8))
+    result = import_module(_Shared("relu"), (1, 3, 8, 8))  # a ReLU holds nothing: called twice, it maps
+    assert result.result.total_params == sum(p.numel() for p in _Shared("relu").a.parameters())
+
+
+@pytest.mark.parametrize("form", ["tied, one called", "another name"])
+def test_a_tensor_under_two_names_but_used_once_maps(form: str) -> None:
+    """``b.weight = a.weight`` with only ``a`` called: ``b``'s own bias is unused (its weight is ``a``'s, which the
+    file holds); ``self.c = self.a``: ``c.*`` are other names of ``a.*``, left out of the state_dict to load."""
+    build = lambda: _Shared(form)  # noqa: E731
+    result = import_module(build(), (1, 3, 8, 8))
+    assert zoo.check_counts(build(), result, (1, 3, 8, 8), (2, 3, 5, 7)) == []
+    if form == "another name":
+        assert result.aliases == (("c.weight", "a.weight"), ("c.bias", "a.bias")) and result.unused == (
+            ("b", 84, 0),
+            ("norm", 0, 7),
+        )
+        assert "other names of tensors" in result.text
+    else:
+        assert result.unused == (("b", 3, 0), ("norm", 0, 7)) and result.aliases == ()
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 8, 8)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)
 
 
 def test_swin_t_through_its_wrapped_attention() -> None:
@@ -781,4 +845,42 @@ def test_repeat_interleave_with_one_count_is_torchs(repeats: int, dim: int) -> N
     shape[dim] *= repeats
     result = import_module(build(), tuple(shape))
     problems, checked = zoo.check_outputs(build, result, [tuple(shape)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+class _Stacked(nn.Module):
+    """``torch.stack`` of the input and convolutions of it along ``dim``, then a sum (or a mean) over ``over``."""
+
+    def __init__(self, parts: list[str], dim: int, reduce: str, over: Any, keepdim: bool) -> None:
+        super().__init__()
+        self.parts, self.dim, self.reduce, self.over, self.keepdim = parts, dim, reduce, over, keepdim
+        self.convs = nn.ModuleList(nn.Conv2d(2, 2, 3, padding=p) for p in range(len(parts)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tensors = [x if part == "x" else conv(x) for part, conv in zip(self.parts, self.convs)]
+        stacked = torch.stack(tensors, self.dim) if self.dim is not None else torch.stack(tensors)
+        if self.over is None:  # dim=None with keepdim: every dim, kept as dims of size 1
+            return getattr(stacked, self.reduce)(dim=None, keepdim=True) if self.keepdim else \
+                getattr(stacked, self.reduce)()  # fmt: skip
+        return getattr(stacked, self.reduce)(self.over, keepdim=self.keepdim)
+
+
+@settings(max_examples=scaled(60))
+@given(st.lists(st.sampled_from(["x", "conv"]), min_size=1, max_size=3), st.one_of(st.none(), st.integers(-6, 5)),
+       st.sampled_from(["sum", "mean"]), st.one_of(st.none(), st.integers(-6, 5), st.lists(st.integers(-6, 5),
+       max_size=3)), st.booleans(), st.integers(5, 9))  # fmt: skip
+def test_stack_and_sum_are_torchs_at_any_size(parts: list[str], dim: int | None, reduce: str, over: Any,
+                                              keepdim: bool, size: int) -> None:  # fmt: skip
+    """torch.stack is written as the parts unsqueezed and concatenated; x.sum as the language's sum. Whether a dim is
+    out of range or names an axis twice, the import refuses where torch refuses, and the file follows torch at
+    another size; the emitted module takes the state_dict and computes the same values."""
+    build = lambda: _Stacked(parts, dim, reduce, over, keepdim)  # noqa: E731
+    shape = (1, 2, 6, 7)
+    if zoo.meta_run(build(), shape) is None:
+        with pytest.raises(ImportRefused):
+            import_module(build(), shape)
+        return
+    result = import_module(build(), shape)
+    assert zoo.check_counts(build(), result, shape, (2, 2, size, size + 2)) == []
+    problems, checked = zoo.check_outputs(build, result, [(2, 2, size, size - 1)], run=True)
     assert problems == [] and "outputs equal" in checked, (problems, checked)

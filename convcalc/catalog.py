@@ -813,6 +813,7 @@ def _kinds() -> dict[str, Kind]:
     method("unsqueeze", tensor_ops.unsqueeze, Arg("dim", Type.INT))
     method("select", tensor_ops.select, Arg("dim", Type.INT), Arg("index", Type.INT))
     method("expand", tensor_ops.expand, Arg("shape", Type.SIZES, check=some), varargs=True)
+    method("repeat", tensor_ops.repeat, Arg("repeats", Type.SIZES, check=some), varargs=True)
     for name, reduce in (("mean", tensor_ops.mean), ("sum", tensor_ops.sum_)):
         method(name, reduce, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
                needs=(("keepdim", "dim"),))  # fmt: skip

@@ -344,6 +344,24 @@ def expand(shape: Shape, args: dict[str, Any]) -> Step:
     return _step(output=tuple(out), dims=tuple(i + extra for i in range(len(shape))), restride=restride)
 
 
+def repeat(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.repeat(*repeats)``: a new tensor, the input tiled ``repeats[i]`` times along each dim, with new dims in
+    front where more repeats than dims are given (a user ViT's ``cls_token.repeat(B, 1, 1)``). Each output unit
+    reads one input unit, so the receptive fields are the input's, as after ``roll``."""
+    repeats = list(args["repeats"])
+    extra = len(repeats) - len(shape)
+    if extra < 0:
+        raise _fail(f"repeat {repeats} gives {len(repeats)} counts for the {len(shape)} dims of {_text(shape)}: "
+                    "give at least one per dim")  # fmt: skip
+    out = tuple(size * count for size, count in zip((1,) * extra + tuple(shape), repeats))
+    if any(size < 0 for size in out):
+        raise _fail(f"repeat {repeats} of {_text(shape)} gives a negative size: {list(out)}")
+    if math.prod(out) >= 2**63:
+        raise _fail(f"repeat {repeats} of {_text(shape)} gives {math.prod(out):,} elements, more than torch counts "
+                    "(2**63 - 1)")  # fmt: skip
+    return _step(output=out, dims=tuple(i + extra for i in range(len(shape))))
+
+
 def select(shape: Shape, args: dict[str, Any]) -> Step:
     """``x.select(dim, index)``: ``x[:, 0]`` is ``select: [1, 0]``."""
     if not shape:

@@ -71,6 +71,8 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
             else x.squeeze()  # fmt: skip
     if name == "unsqueeze":
         return x.unsqueeze(args["dim"])
+    if name == "repeat":
+        return x.repeat(*args["repeats"])
     if name == "select":
         return x.select(args["dim"], args["index"])
     if name in ("mean", "sum"):  # only the keywords given, as --emit writes them: x.mean(keepdim=True) is a TypeError
@@ -105,8 +107,8 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
 
 
 METHODS = ("permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze", "unsqueeze", "select",
-           "mean", "sum", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax", "LogSigmoid",
-           "PReLU", "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
+           "mean", "sum", "repeat", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax",
+           "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
 
 
 @st.composite
@@ -131,6 +133,9 @@ def method(draw: st.DrawFn, rank: int, names: tuple[str, ...] = ()) -> tuple[str
         return name, {"dim": draw(dim)}
     if name == "select":
         return name, {"dim": draw(dim), "index": draw(st.integers(-3, 3))}
+    if name == "repeat":  # too few counts now and then; a count of 0 is left out (convcalc stops at empty tensors)
+        return name, {"repeats": draw(st.lists(st.integers(-1, 3).filter(bool), min_size=max(rank - 1, 1),
+                                               max_size=rank + 1))}  # fmt: skip
     if name in ("mean", "sum"):  # keepdim alone is a TypeError in torch; an empty list of dims reduces every dim
         args: dict[str, Any] = {"keepdim": draw(st.booleans())} if draw(st.integers(0, 2)) else {}
         if draw(st.integers(0, 3)):

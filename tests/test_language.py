@@ -191,6 +191,29 @@ def test_expand_is_torchs_and_so_is_writing_into_it(shape: tuple[int, ...], size
     assert ours(shape, items) == expected, (shape, sizes, after)
 
 
+@settings(max_examples=scaled(600))
+@given(shape=shapes,
+       repeats=st.lists(st.one_of(st.integers(-3, 4), st.integers(-(2**63), 2**63 - 1)), min_size=1, max_size=6),
+       after=st.sampled_from([None, "view", "transpose"]))  # fmt: skip
+def test_repeat_is_torchs(shape: tuple[int, ...], repeats: list[int], after: str | None) -> None:
+    """``x.repeat(*repeats)`` on the meta device: too few counts, a negative count and sizes past int64 refused
+    where torch refuses; the result a new contiguous tensor, so that a view after it works where torch's does."""
+
+    def compute() -> torch.Tensor:
+        base = torch.zeros(shape, device="meta") if shape else torch.zeros((1,), device="meta").mean()
+        out = base.repeat(*repeats)
+        return out.view(-1) if after == "view" else out.transpose(0, -1) if after == "transpose" else out
+
+    padded = (1,) * (len(repeats) - len(shape)) + shape
+    elements = math.prod(n * r for n, r in zip(padded, repeats)) if len(repeats) >= len(shape) else 0
+    assume(not 2**61 <= elements < 2**63)  # torch: no room for the float32 storage (no verdict on the layer itself)
+    expected = theirs(compute)
+    assume(expected is None or 0 not in expected)  # convcalc stops at an empty tensor, on purpose (docs/stack.md)
+    steps = {"view": [("view", {"shape": [-1]})], "transpose": [("transpose", {"dim0": 0, "dim1": -1})]}
+    items = [("repeat", {"repeats": repeats}), *steps.get(after or "", [])]
+    assert ours(shape, items) == expected, (shape, repeats, after)
+
+
 @settings(max_examples=scaled(300))
 @given(queries=st.integers(1, 70), keys=st.integers(1, 70), width=st.integers(1, 3), spare=st.integers(-2, 2))
 def test_mvit_relative_distances_index_the_table_as_torchvision_does(queries: int, keys: int, width: int,

@@ -284,6 +284,8 @@ def method_arguments(draw: st.DrawFn, name: str, shape: Shape) -> dict[str, Any]
         lead = draw(st.lists(st.integers(1, 3), max_size=2))
         kept = [draw(st.sampled_from([-1, n] + ([1, 2, 3] if n == 1 else []))) for n in shape]
         return {"shape": lead + kept}
+    if name == "repeat":  # new leading dims too
+        return {"repeats": draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank + 2))}
     assert name in ("mean", "sum")
     return {"dim": draw(st.sampled_from([None, draw(dim)])), "keepdim": draw(st.booleans())}
 

@@ -526,6 +526,7 @@ _METHODS = {
     "sub": ("input", "other", "alpha"),
     "div": ("input", "other", "rounding_mode"),
     "expand": ("input", "*size"),
+    "repeat": ("input", "*repeats"),
     "repeat_interleave": ("input", "repeats", "dim", "output_size"),
     "size": ("input", "dim"),
     "dim": ("input",),
@@ -1522,9 +1523,9 @@ class _Convert:
             if bound["training"]:
                 self.refuse(node, "stochastic_depth in training mode", "random row drops in the language")
             self.add(node, [_Line("StochasticDepth", {"p": bound["p"], "mode": bound["mode"]})], args[0])
-        elif name in ("permute", "reshape", "view", "expand"):
+        elif name in ("permute", "reshape", "view", "expand", "repeat"):
             bound = _bind(name, _METHODS[name], {}, args, kwargs)
-            key = {"permute": "dims", "expand": "size"}.get(name, "shape")
+            key = {"permute": "dims", "expand": "size", "repeat": "repeats"}.get(name, "shape")
             sizes = self.expression(self.size(bound[key]))
             self.add(node, [_Line(name, sizes if name != "permute" else list(sizes))], bound["input"])
         elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "sum", "exp", "clamp", "roll",

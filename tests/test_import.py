@@ -884,3 +884,39 @@ def test_stack_and_sum_are_torchs_at_any_size(parts: list[str], dim: int | None,
     assert zoo.check_counts(build(), result, shape, (2, 2, size, size + 2)) == []
     problems, checked = zoo.check_outputs(build, result, [(2, 2, size, size - 1)], run=True)
     assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+class _Tiled(nn.Module):
+    """``x.repeat(...)`` (or a learned token's) with counts that are numbers or sizes read from the input."""
+
+    def __init__(self, counts: list[Any], token: bool, as_list: bool) -> None:
+        super().__init__()
+        self.counts, self.as_list = counts, as_list
+        self.token = nn.Parameter(torch.randn(1, 2, 1)) if token else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        counts = [x.shape[int(count[1])] if isinstance(count, str) else count for count in self.counts]
+        tensor = self.token if self.token is not None else x
+        return tensor.repeat(counts) if self.as_list else tensor.repeat(*counts)
+
+
+@settings(max_examples=scaled(60))
+@given(st.lists(st.one_of(st.integers(1, 3), st.sampled_from([-1, 0, "s0", "s1", "s2"])), min_size=1, max_size=5),
+       st.booleans(), st.booleans(), st.integers(1, 4))  # fmt: skip
+def test_repeat_follows_the_sizes_it_reads(counts: list[Any], token: bool, as_list: bool, size: int) -> None:
+    """Counts read from the input stay expressions: the file tiles as torch does at another size too, and refuses
+    where torch refuses (too few counts, a negative one)."""
+    build = lambda: _Tiled(counts, token, as_list)  # noqa: E731
+    shape = (2, 3, 4)
+    reached = zoo.meta_run(build(), shape)
+    if reached is None or 0 in reached[0].shape:
+        with pytest.raises(ConvcalcError):  # refused, or stopped at an empty tensor as convcalc does
+            import_module(build(), shape)
+        return
+    result = import_module(build(), shape)
+    second = (size, 3, size + 1)
+    theirs = zoo.meta_run(build(), second)
+    if theirs is None or 0 not in theirs[0].shape:
+        assert zoo.check_counts(build(), result, shape, second) == []
+    problems, checked = zoo.check_outputs(build, result, [shape], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)

@@ -290,6 +290,11 @@ _SHAPE_KEEPING = ELEMENTWISE | {f"{norm}{d}d" for norm in ("BatchNorm", "Instanc
 traced without running them on the meta device, where BatchNorm alone cost ResNet-50's import a third."""
 
 
+_VIEWS = frozenset({"getitem", "view", "reshape", "permute", "transpose", "unsqueeze", "squeeze", "flatten", "narrow",
+                    "select", "expand", "contiguous", "clone", "detach", "t"})  # fmt: skip
+"""Ops that make no MACs (views, or copies of one): left over unused by the update passes, they are let be."""
+
+
 class _Refused(Exception):
     """An op failed on the meta device while tracing."""
 
@@ -844,6 +849,7 @@ class _Convert:
         updates.functionalize()
         self.unfuse_linear()
         live = self.live()
+        self.refuse_dead(live)
         self.refuse_shared_weights(live)
         for node in self.graph.nodes:
             if "frozen" in node.meta and node not in self.skip:
@@ -941,6 +947,21 @@ class _Convert:
             keep.add(node)
             stack.extend(node.all_input_nodes)
         return keep
+
+    def refuse_dead(self, live: set[Any]) -> None:
+        """An op whose result forward never uses (``_ = y @ y.T``, ``self.head(x)`` left over): torch runs it all the
+        same, so its MACs count and an input it refuses is refused; a file without it would count fewer and take
+        more. Views left behind by the update passes (a slice written out of place) make nothing and are let be."""
+        import torch
+
+        for node in self.graph.nodes:
+            if node in live or node in self.skip or node.op not in ("call_function", "call_method", "call_module"):
+                continue
+            if not isinstance(node.meta.get("value"), torch.Tensor) or op_name(node) in _VIEWS:
+                continue
+            self.refuse(node, f"{describe(node)}, whose result forward never uses (torch runs it all the same: its "
+                        "MACs count, and an input it refuses is refused)", "the op taken out of forward, or its "
+                        "result used")  # fmt: skip
 
     def refuse_shared_weights(self, live: set[Any]) -> None:
         """A tensor an earlier call or read holds too: a module called twice, modules tied to one weight, a module's

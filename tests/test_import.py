@@ -400,6 +400,42 @@ def test_a_tensor_under_two_names_but_used_once_maps(form: str) -> None:
     assert problems == [] and "outputs equal" in checked, (problems, checked)
 
 
+class _Unused(nn.Module):
+    """An op whose result forward drops: torch runs it all the same."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        if self.form == "matmul":
+            _ = y @ y.transpose(-2, -1)
+        elif self.form == "module":
+            self.head(y)
+        elif self.form == "stack":
+            torch.stack([y, y.transpose(2, 3)])
+        elif self.form == "view":
+            _ = y.view(-1)
+        return y
+
+
+@pytest.mark.parametrize("form, op", [("matmul", "the operator matmul"), ("module", "the module head"),
+                                      ("stack", "torch.cat")])  # fmt: skip
+def test_an_op_whose_result_is_never_used_is_refused(form: str, op: str) -> None:
+    """torch counts the MACs of an op whose result forward drops, and refuses an input it cannot take (a stack of a
+    non-square map and its transpose): a file without the op counted fewer MACs than torch and took inputs torch
+    refuses. A view left unused makes nothing and maps."""
+    model = _Unused(form)
+    assert zoo.meta_run(model, (1, 3, 8, 9)) is None or form != "stack"  # torch refuses the stack at 8x9
+    with pytest.raises(ImportRefused, match=re.escape(op) + r".*never uses.*test_import\.py, line \d+"):
+        import_module(model, (1, 3, 8, 8))
+    result = import_module(_Unused("view"), (1, 3, 8, 8))
+    assert zoo.check_counts(_Unused("view"), result, (1, 3, 8, 8), (2, 3, 9, 7)) == []
+
+
 def test_swin_t_through_its_wrapped_attention() -> None:
     """torch.fx.wrap'ed shifted_window_attention traced through: F.linear on the module's weights, the relative
     position index as a Buffer, the mask torchvision builds with slice assignments as one Constant, the patch

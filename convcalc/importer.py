@@ -1971,6 +1971,8 @@ class _Convert:
         if not readers(fork) <= {chain[0] for chain in chains if chain} | {len(out)}:
             return None
         branches = [[out[index] for index in chain] for chain in chains]
+        if self.reads_sizes_across(branches):
+            return None  # a[:, :, :u.shape[2]] + u: one branch needs the other's sizes first; written flat instead
         if kind == "Add" and len(branches) == 2:
             body, shortcut = sorted(branches, key=len, reverse=True)
             line = _Line("Residual", None)
@@ -1984,6 +1986,36 @@ class _Convert:
         compound = _Step(join.node, [line], fork, [], {}, join.last)
         compound.branches = parts
         return [*out[:start], compound]
+
+    def reads_sizes_across(self, branches: list[list[_Step]]) -> bool:
+        """Whether a branch reads a size of a tensor that another branch makes (a crop to the other's size): a
+        block runs its branches one after the other, each from the fork, so the size would not be known yet."""
+        members = [{self.real(node) for step in branch for node in _inner(step)} for branch in branches]
+        for index, branch in enumerate(branches):
+            others = set().union(*(nodes for other, nodes in enumerate(members) if other != index))
+            for step in branch:
+                for node in _inner(step):
+                    if _size_sources(node, self.real) & others:
+                        return True
+        return False
+
+
+def _size_sources(node: Any, real: Callable[[Any], Any]) -> set[Any]:
+    """The tensors whose sizes ``node`` reads through the non-tensor values it takes (``u.shape[2]``, ``h - 1``)."""
+    found: set[Any] = set()
+    stack = [item for item in node.all_input_nodes if not is_tensor(item)]
+    seen: set[Any] = set()
+    while stack:
+        item = stack.pop()
+        if item in seen:
+            continue
+        seen.add(item)
+        for source in item.all_input_nodes:
+            if is_tensor(source):
+                found.add(real(source))
+            else:
+                stack.append(source)
+    return found
 
 
 @dataclass

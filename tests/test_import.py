@@ -956,3 +956,33 @@ def test_repeat_follows_the_sizes_it_reads(counts: list[Any], token: bool, as_li
         assert zoo.check_counts(build(), result, shape, second) == []
     problems, checked = zoo.check_outputs(build, result, [shape], run=True)
     assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+class _CropTo(nn.Module):
+    """A skip cropped to the size of the tensor it joins (the original U-Net's crop), at the corner or the centre."""
+
+    def __init__(self, centre: bool, join: str) -> None:
+        super().__init__()
+        self.centre, self.join = centre, join
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Sequential(nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.a(x)
+        u = self.b(a)
+        h, w = u.shape[2], u.shape[3]
+        top, left = ((a.shape[2] - h) // 2, (a.shape[3] - w) // 2) if self.centre else (0, 0)
+        cropped = a[:, :, top : top + h, left : left + w]
+        return torch.cat([cropped, u], 1) if self.join == "cat" else cropped + u
+
+
+@pytest.mark.parametrize("centre", [False, True])
+@pytest.mark.parametrize("join", ["add", "cat"])
+def test_a_crop_to_another_branchs_size_is_written_flat(centre: bool, join: str) -> None:
+    """One branch reads the other's sizes: as a block the file read a size not yet bound (it could not run at its
+    own input); written flat, with Save and From, it follows torch at another size and computes its outputs."""
+    build = lambda: _CropTo(centre, join)  # noqa: E731
+    result = import_module(build(), (1, 3, 16, 16))
+    assert zoo.check_counts(build(), result, (1, 3, 16, 16), (2, 3, 11, 14)) == []
+    problems, checked = zoo.check_outputs(build, result, [(1, 3, 13, 10)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)

@@ -1746,6 +1746,11 @@ class _Convert:
             self.refuse(node, f"{name} with these arguments", f"{name} in the catalogue")
         for item in tensors.values():
             self.alias_param(item)
+        if not owner:  # the model's own tensors: a step's module: names a module, and the top has no name
+            held = ", ".join(str(item.target) for item in tensors.values())
+            self.notes.append(f"{describe(node)} reads the model's own top-level tensors ({held}), which the {kind} "
+                              "step holds: the module --emit torch writes keeps them under that step's name, not the "
+                              "original's keys")  # fmt: skip
         self.add(node, [_Line(kind, arguments, module=owner or None)], tensor)
 
     def alias_param(self, node: Any) -> None:

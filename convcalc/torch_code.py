@@ -119,13 +119,22 @@ HELPERS = {
     root: nn.Module, path: str, item: nn.Module | torch.Tensor, buffer: bool = False
 ) -> None:
     """Put a module, parameter or buffer at a dotted path under root, making the modules between as needed: the
-    names the model it came from gives its state."""
+    names the model it came from gives its state. A module placed where its children already are (a layer whose
+    child came first) takes them over."""
     *parents, leaf = path.split(".")
     for name in parents:
         if name not in root._modules:
             root.add_module(name, nn.Module())
         root = root._modules[name]
     if isinstance(item, nn.Module):
+        held = root._modules.get(leaf)
+        if held is not None:
+            for name, child in held.named_children():
+                item.add_module(name, child)
+            for name, tensor in held.named_parameters(recurse=False):
+                item.register_parameter(name, tensor)
+            for name, tensor in held.named_buffers(recurse=False):
+                item.register_buffer(name, tensor)
         root.add_module(leaf, item)
     elif buffer:
         root.register_buffer(leaf, item)

@@ -986,3 +986,61 @@ def test_a_crop_to_another_branchs_size_is_written_flat(centre: bool, join: str)
     assert zoo.check_counts(build(), result, (1, 3, 16, 16), (2, 3, 11, 14)) == []
     problems, checked = zoo.check_outputs(build, result, [(1, 3, 13, 10)], run=True)
     assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+class _StaticSame(nn.Conv2d):
+    """efficientnet-pytorch's Conv2dStaticSamePadding: a Conv2d that owns its padding module and convolves with its
+    own weight functionally."""
+
+    def __init__(self) -> None:
+        super().__init__(3, 4, 3, stride=2, bias=False)
+        self.static_padding = nn.ZeroPad2d((0, 1, 0, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding,
+                                          self.dilation, self.groups)  # fmt: skip
+
+
+class _NormedLinear(nn.Linear):
+    """A Linear that owns a LayerNorm with weights, applied before its own weight."""
+
+    def __init__(self) -> None:
+        super().__init__(4, 2)
+        self.norm = nn.LayerNorm(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(self.norm(x), self.weight, self.bias)
+
+
+class _OwnChildren(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _StaticSame()
+        self.head = _NormedLinear()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stem(x).mean((2, 3)))
+
+
+def test_a_layer_whose_child_comes_first_keeps_it_in_the_emitted_module() -> None:
+    """The child's step (stem.static_padding, head.norm) comes before its parent's layer (stem, head): the emitted
+    module placed the child, then replaced the placeholder holding it with the layer, so its forward failed
+    (no static_padding) or the state_dict did not load (head.norm.* unexpected)."""
+    result = import_module(_OwnChildren(), (1, 3, 9, 9))
+    assert zoo.check_counts(_OwnChildren(), result, (1, 3, 9, 9), (2, 3, 12, 7)) == []
+    problems, checked = zoo.check_outputs(_OwnChildren, result, [(1, 3, 9, 9)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)
+
+
+def test_a_functional_layer_on_the_models_own_tensors_says_its_keys_differ() -> None:
+    class Top(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(4, 3, 3, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv2d(x, self.weight, padding=1)
+
+    result = import_module(Top(), (1, 3, 8, 8))
+    assert zoo.check_counts(Top(), result, (1, 3, 8, 8), (2, 3, 5, 9)) == []
+    assert any("top-level tensors (weight)" in note and "not the original's keys" in note for note in result.notes)

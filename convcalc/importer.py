@@ -845,6 +845,7 @@ class _Convert:
         import torch
 
         self.unstack()
+        self.unshape_as()
         updates = Updates(self.graph, self.root, self.refuse)
         updates.functionalize()
         self.unfuse_linear()
@@ -903,6 +904,24 @@ class _Convert:
                 joined = self.graph.call_function(torch.cat, (parts, dim))
             joined.meta.update(node.meta)
             node.replace_all_uses_with(joined)
+            self.graph.erase_node(node)
+
+    def unshape_as(self) -> None:
+        """``y.expand_as(x)``, ``y.view_as(x)``, ``y.reshape_as(x)`` (the original SE block's gate): the method with
+        ``x.size()``, so the sizes follow ``x`` as the file's expressions follow it."""
+        for node in list(self.graph.nodes):
+            if node.op != "call_method" or node.target not in ("expand_as", "view_as", "reshape_as") or node.kwargs:
+                continue
+            if len(node.args) != 2 or not all(map(is_tensor, node.args)):
+                continue
+            tensor, other = node.args
+            with self.graph.inserting_before(node):
+                size = self.graph.call_method("size", (other,))
+                made = self.graph.call_method(str(node.target).removesuffix("_as"), (tensor, size))
+            size.meta.update({key: item for key, item in node.meta.items() if key != "value"})
+            size.meta["value"] = other.meta["value"].size()
+            made.meta.update(node.meta)
+            node.replace_all_uses_with(made)
             self.graph.erase_node(node)
 
     def unfuse_linear(self) -> None:

@@ -1044,3 +1044,32 @@ def test_a_functional_layer_on_the_models_own_tensors_says_its_keys_differ() -> 
     result = import_module(Top(), (1, 3, 8, 8))
     assert zoo.check_counts(Top(), result, (1, 3, 8, 8), (2, 3, 5, 9)) == []
     assert any("top-level tensors (weight)" in note and "not the original's keys" in note for note in result.notes)
+
+
+class _ShapedAs(nn.Module):
+    """The original SE block's ``y.expand_as(x)``, and ``view_as``/``reshape_as``."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.how == "expand_as":
+            return x * torch.sigmoid(self.fc(x.mean((2, 3)))).view(x.size(0), -1, 1, 1).expand_as(x)
+        flat = x.flatten(1)
+        return x + (flat.view_as(x) if self.how == "view_as" else flat.reshape_as(x.transpose(2, 3)))
+
+
+@pytest.mark.parametrize("how", ["expand_as", "view_as", "reshape_as"])
+def test_a_shape_taken_from_another_tensor_follows_it(how: str) -> None:
+    """``y.expand_as(x)`` is ``y.expand(x.size())``: the sizes stay expressions over x's, so the file follows torch
+    at another size (and refuses where it does: reshape_as a transposed non-square map cannot be added)."""
+    build = lambda: _ShapedAs(how)  # noqa: E731
+    result = import_module(build(), (1, 3, 8, 8))
+    for second in ((2, 3, 5, 5), (2, 3, 5, 7)):
+        assert zoo.check_counts(build(), result, (1, 3, 8, 8), second) == [], second
+    problems, checked = zoo.check_outputs(build, result, [(2, 3, 6, 6)], run=True)
+    assert problems == [] and "outputs equal" in checked, (problems, checked)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from convcalc.catalog import ELEMENTWISE, LAYERS
 from convcalc.errors import ConvcalcError
 from convcalc.fx_nodes import concrete, describe, guard, is_tensor, layer_kind, op_name
-from convcalc.fx_updates import Updates
+from convcalc.fx_updates import Updates, in_place, memory_root
 from convcalc.schema import REQUIRED, Type
 
 if TYPE_CHECKING:
@@ -162,19 +162,20 @@ def _tracer_class() -> Any:
         def __len__(self) -> int:
             return len(self.node.meta["value"])
 
-        def _frozen(self, kind: Callable[[Any], Any]) -> Any:
+        def _frozen(self, kind: Callable[[Any], Any], index: bool = False) -> Any:
             value = self.node.meta["value"]
             if isinstance(value, torch.Tensor):
                 self.tracer.refuse(self.node, f"{kind.__name__}() of a tensor's value (data-dependent)",
                                    "sizes that depend on the data, which no stack file follows")  # fmt: skip
             self.tracer.frozen.append((self.node, kind(value), _user_frame()))
+            self.tracer.indexed.append(index)
             return kind(value)
 
         def __int__(self) -> int:
             return self._frozen(int)
 
         def __index__(self) -> int:
-            return self._frozen(int)
+            return self._frozen(int, index=True)
 
         def __float__(self) -> float:
             return self._frozen(float)
@@ -206,6 +207,8 @@ def _tracer_class() -> Any:
             self.root_module = root
             self.example = example
             self.frozen: list[tuple[Any, Any, _Source | None]] = []
+            self.indexed: list[bool] = []  # for each event: by __index__ (int() and float() call __int__, __float__)
+            self.settled = 0  # the events before the last node was made: frozen for good
             self.meta_state: dict[str, Any] = {}
             for name, tensor in [*root.named_parameters(remove_duplicate=False),
                                  *root.named_buffers(remove_duplicate=False)]:  # fmt: skip
@@ -228,7 +231,15 @@ def _tracer_class() -> Any:
                          type_expr: Any = None, proxy_factory_fn: Any = None) -> Any:  # fmt: skip
             proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
             node = proxy.node
-            node.meta["source"] = _user_frame()
+            # torch's C argument parser reads a size proxy's __index__ before it hands the call to torch.fx with the
+            # proxy itself (F.avg_pool2d(x, x.size(3))): a size this node takes whole was not frozen after all
+            taken, source = set(node.all_input_nodes), _user_frame()
+            while len(self.frozen) > self.settled and self.indexed[-1] and self.frozen[-1][0] in taken and \
+                    self.frozen[-1][2] == source:  # fmt: skip
+                self.frozen.pop()
+                self.indexed.pop()
+            self.settled = len(self.frozen)
+            node.meta["source"] = source
             node.meta["value"] = self.run(kind, target, args, kwargs, node)
             return proxy
 
@@ -970,11 +981,26 @@ class _Convert:
     def refuse_dead(self, live: set[Any]) -> None:
         """An op whose result forward never uses (``_ = y @ y.T``, ``self.head(x)`` left over): torch runs it all the
         same, so its MACs count and an input it refuses is refused; a file without it would count fewer and take
-        more. Views left behind by the update passes (a slice written out of place) make nothing and are let be."""
+        more. What an update reads (``y[i] = z * 3``, ``y.add_(u)``) is left to the update passes, which write it
+        out of place or refuse it; views they leave behind make nothing and are let be."""
         import torch
 
+        writes = [
+            node
+            for node in self.graph.nodes
+            if in_place(node, self.root)
+            or (node.op == "call_function" and node.target is operator.setitem and is_tensor(node.args[0]))
+        ]
+        # a write into memory that nothing live reads (z = y @ y.T; z.relu_()) is as dead as z
+        roots = [memory_root(node.args[0], self.root) for node in writes]
+        used, stack = set(live), [node for node, root in zip(writes, roots) if root is None or root in live]
+        while stack:
+            node = stack.pop()
+            if node not in used:
+                used.add(node)
+                stack.extend(node.all_input_nodes)
         for node in self.graph.nodes:
-            if node in live or node in self.skip or node.op not in ("call_function", "call_method", "call_module"):
+            if node in used or node in self.skip or node.op not in ("call_function", "call_method", "call_module"):
                 continue
             if not isinstance(node.meta.get("value"), torch.Tensor) or op_name(node) in _VIEWS:
                 continue

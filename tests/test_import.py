@@ -419,11 +419,14 @@ class _Unused(nn.Module):
             torch.stack([y, y.transpose(2, 3)])
         elif self.form == "view":
             _ = y.view(-1)
+        elif self.form == "written":  # an update of memory nothing reads is as unused
+            z = y @ y.transpose(-2, -1)
+            z.relu_()
         return y
 
 
 @pytest.mark.parametrize("form, op", [("matmul", "the operator matmul"), ("module", "the module head"),
-                                      ("stack", "torch.cat")])  # fmt: skip
+                                      ("stack", "torch.cat"), ("written", "the operator matmul")])  # fmt: skip
 def test_an_op_whose_result_is_never_used_is_refused(form: str, op: str) -> None:
     """torch counts the MACs of an op whose result forward drops, and refuses an input it cannot take (a stack of a
     non-square map and its transpose): a file without the op counted fewer MACs than torch and took inputs torch
@@ -514,6 +517,42 @@ def test_a_size_turned_into_a_number_is_checked_at_other_sizes() -> None:
     assert zoo.meta_run(Scaled(), (1, 2, 8, 32))[0].shape == (1, 2, 48, 8)
     assert other.error is not None and "turns this size into a Python number" in str(other.error)
     assert "keeps its value at 1x2x8x31, 46" in str(other.error)
+
+
+class _PooledBySize(nn.Module):
+    """A pool whose window is the map's own size, as CIFAR ResNets (``F.avg_pool2d(out, out.size()[3])``) and CBAM
+    (``F.avg_pool2d(x, (x.size(2), x.size(3)), stride=...)``) write it; ``frozen``: the same through ``int()``,
+    which does make a Python number."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.form == "cifar":
+            return nn.functional.avg_pool2d(out, out.size()[3]).view(out.size(0), -1)
+        if self.form == "cbam":
+            size = (out.size(2), out.size(3))
+            return nn.functional.avg_pool2d(out, size, stride=size) + nn.functional.max_pool2d(out, size)
+        return nn.functional.avg_pool2d(out, int(out.size(3)))
+
+
+@pytest.mark.parametrize("form", ["cifar", "cbam", "frozen"])
+def test_a_pool_over_the_maps_own_size_follows_it(form: str) -> None:
+    """torch's argument parser reads a size proxy's ``__index__`` before torch.fx records the call with the proxy
+    itself: the size was not frozen, and the file took it for one (a Check refused every other size). Through
+    ``int()`` it is a Python number, and the Check stays."""
+    build = lambda: _PooledBySize(form)  # noqa: E731
+    result = import_module(build(), (1, 3, 8, 8))
+    problems = zoo.check_counts(build(), result, (1, 3, 8, 8), (2, 3, 12, 12))
+    if form == "frozen":
+        assert "Check" in result.text and problems and "turns this size into a Python number" in problems[0]
+    else:
+        assert "Check" not in result.text and problems == []
+    checked = zoo.check_outputs(build, result, [(1, 3, 8, 8)], run=True)
+    assert checked[0] == [] and "outputs equal" in checked[1], checked
 
 
 def test_a_size_computed_with_an_op_the_expressions_lack_is_refused() -> None:

@@ -817,6 +817,7 @@ def _kinds() -> dict[str, Kind]:
     for name, reduce in (("mean", tensor_ops.mean), ("sum", tensor_ops.sum_)):
         method(name, reduce, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False),
                needs=(("keepdim", "dim"),))  # fmt: skip
+    method("amax", tensor_ops.amax, Arg("dim", Type.PER_AXIS, None, empty=True), Arg("keepdim", Type.BOOL, False))
     # functions of each element, and the ones attention needs along the way
     method("contiguous", _itself_copied)
     method("exp", tensor_ops.elementwise)

@@ -522,6 +522,7 @@ _METHODS = {
     "select": ("input", "dim", "index"),
     "mean": ("input", "dim", "keepdim", "dtype"),
     "sum": ("input", "dim", "keepdim", "dtype"),
+    "amax": ("input", "dim", "keepdim"),
     "contiguous": ("input", "memory_format"),
     "exp": ("input",),
     "clamp": ("input", "min", "max"),
@@ -563,6 +564,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "squeeze": {"dim": None},
     "mean": {"dim": None, "keepdim": False, "dtype": None},
     "sum": {"dim": None, "keepdim": False, "dtype": None},
+    "amax": {"dim": (), "keepdim": False},
     "clamp": {"min": None, "max": None},
     "roll": {"dims": None},
     "normalize": {"p": 2.0, "dim": 1, "eps": 1e-12},
@@ -1594,8 +1596,8 @@ class _Convert:
             key = {"permute": "dims", "expand": "size", "repeat": "repeats"}.get(name, "shape")
             sizes = self.expression(self.size(bound[key]))
             self.add(node, [_Line(name, sizes if name != "permute" else list(sizes))], bound["input"])
-        elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "sum", "exp", "clamp", "roll",
-                      "narrow", "normalize", "pad"):  # fmt: skip
+        elif name in ("transpose", "flatten", "squeeze", "unsqueeze", "select", "mean", "sum", "amax", "exp", "clamp",
+                      "roll", "narrow", "normalize", "pad"):  # fmt: skip
             self.method(node, name)
         elif name == "repeat_interleave":
             self.repeat_interleave(node)

@@ -982,6 +982,7 @@ def _rules() -> dict[str, Rule]:
         rules[name] = Rule(output=Out.VIEW)
     rules["reshape"] = rules["flatten"] = Rule(output=Out.RESHAPE)
     rules["mean"] = rules["sum"] = rules["repeat"] = Rule()  # repeat's backward sums the tiles: it needs sizes only
+    rules["amax"] = Rule(saves=(INPUT, OUTPUT))  # the gradient goes to the elements equal to the largest
     rules["narrow"] = rules["Permute"] = Rule(output=Out.VIEW)
     rules["contiguous"] = Rule(output=Out.CONTIGUOUS)  # a copy saves nothing
     # elementwise methods: exp and sigmoid keep their output, clamp its input; by a number, mul, add, sub and div

@@ -389,6 +389,12 @@ def sum_(shape: Shape, args: dict[str, Any]) -> Step:
     return _reduce("sum", shape, args)
 
 
+def amax(shape: Shape, args: dict[str, Any]) -> Step:
+    """``x.amax(dim, keepdim)``: the largest value over the dims given (every dim for none), the shapes of a mean's;
+    ``keepdim`` needs no ``dim`` here (CBAM's channel pooling, a max over dim 1)."""
+    return _reduce("amax", shape, args)
+
+
 def _reduce(name: str, shape: Shape, args: dict[str, Any]) -> Step:
     dim, keep = args["dim"], args["keepdim"]
     if dim is None or dim in ([], ()):  # torch reduces over every dim for an empty list too

@@ -75,7 +75,11 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
         return x.repeat(*args["repeats"])
     if name == "select":
         return x.select(args["dim"], args["index"])
-    if name in ("mean", "sum"):  # only the keywords given, as --emit writes them: x.mean(keepdim=True) is a TypeError
+    if name in (
+        "mean",
+        "sum",
+        "amax",
+    ):  # only the keywords given, as --emit writes them: x.mean(keepdim=True) is a TypeError
         given = {key: tuple(value) if isinstance(value, list) else value for key, value in args.items()}
         return getattr(x, name)(**given)
     if name == "ReLU":
@@ -107,7 +111,7 @@ def torch_method(x: torch.Tensor, name: str, args: dict[str, Any], saved: dict[s
 
 
 METHODS = ("permute", "permute", "transpose", "reshape", "view", "view", "flatten", "squeeze", "unsqueeze", "select",
-           "mean", "sum", "repeat", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax",
+           "mean", "sum", "amax", "repeat", "ReLU", "Linear", "Flatten", "MaxPool1d", "GLU", "Unflatten", "Softmax",
            "LogSigmoid", "PReLU", "ZeroPad1d", "RReLU", "Save", "Add", "Mul", "MultiheadAttention")  # fmt: skip
 
 
@@ -136,7 +140,11 @@ def method(draw: st.DrawFn, rank: int, names: tuple[str, ...] = ()) -> tuple[str
     if name == "repeat":  # too few counts now and then; a count of 0 is left out (convcalc stops at empty tensors)
         return name, {"repeats": draw(st.lists(st.integers(-1, 3).filter(bool), min_size=max(rank - 1, 1),
                                                max_size=rank + 1))}  # fmt: skip
-    if name in ("mean", "sum"):  # keepdim alone is a TypeError in torch; an empty list of dims reduces every dim
+    if name in (
+        "mean",
+        "sum",
+        "amax",
+    ):  # keepdim alone is a TypeError (but amax's) in torch; an empty list of dims reduces every dim
         args: dict[str, Any] = {"keepdim": draw(st.booleans())} if draw(st.integers(0, 2)) else {}
         if draw(st.integers(0, 3)):
             args["dim"] = draw(st.one_of(dim, st.lists(dim, max_size=3), st.none()))

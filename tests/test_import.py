@@ -942,13 +942,13 @@ class _Stacked(nn.Module):
 
 @settings(max_examples=scaled(60))
 @given(st.lists(st.sampled_from(["x", "conv"]), min_size=1, max_size=3), st.one_of(st.none(), st.integers(-6, 5)),
-       st.sampled_from(["sum", "mean"]), st.one_of(st.none(), st.integers(-6, 5), st.lists(st.integers(-6, 5),
+       st.sampled_from(["sum", "mean", "amax"]), st.one_of(st.none(), st.integers(-6, 5), st.lists(st.integers(-6, 5),
        max_size=3)), st.booleans(), st.integers(5, 9))  # fmt: skip
 def test_stack_and_sum_are_torchs_at_any_size(parts: list[str], dim: int | None, reduce: str, over: Any,
                                               keepdim: bool, size: int) -> None:  # fmt: skip
-    """torch.stack is written as the parts unsqueezed and concatenated; x.sum as the language's sum. Whether a dim is
-    out of range or names an axis twice, the import refuses where torch refuses, and the file follows torch at
-    another size; the emitted module takes the state_dict and computes the same values."""
+    """torch.stack is written as the parts unsqueezed and concatenated; x.sum and x.amax as the language's. Where a
+    dim is out of range or names an axis twice, the import refuses where torch refuses, and the file follows torch
+    at another size; the emitted module takes the state_dict and computes the same values."""
     build = lambda: _Stacked(parts, dim, reduce, over, keepdim)  # noqa: E731
     shape = (1, 2, 6, 7)
     if zoo.meta_run(build(), shape) is None:

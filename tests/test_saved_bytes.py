@@ -286,7 +286,7 @@ def method_arguments(draw: st.DrawFn, name: str, shape: Shape) -> dict[str, Any]
         return {"shape": lead + kept}
     if name == "repeat":  # new leading dims too
         return {"repeats": draw(st.lists(st.integers(1, 3), min_size=rank, max_size=rank + 2))}
-    assert name in ("mean", "sum")
+    assert name in ("mean", "sum", "amax")
     return {"dim": draw(st.sampled_from([None, draw(dim)])), "keepdim": draw(st.booleans())}
 
 
@@ -430,9 +430,9 @@ def test_joins_and_blocks_save_what_torch_saves(case: tuple[Shape, Items, str]) 
 VIEWS = ("permute", "transpose", "select", "unsqueeze", "squeeze", "flatten", "reshape", "expand")
 LAYOUT = ("Linear", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
           "Flatten", "Unflatten", "reshape", "flatten", "view", "Conv1d", "Conv2d", "MaxPool1d", "AvgPool2d",
-          "Softmax", "GELU", "Hardswish", "Dropout", "Dropout1d", "mean", "sum", "select", "LayerScale", "PReLU",
-          "MultiheadAttention", "Identity", "contiguous", "exp", "clamp", "mul", "roll", "narrow", "pad", "normalize",
-          "StochasticDepth", "FrozenBatchNorm2d", "Permute")  # fmt: skip
+          "Softmax", "GELU", "Hardswish", "Dropout", "Dropout1d", "mean", "sum", "amax", "select", "LayerScale",
+          "PReLU", "MultiheadAttention", "Identity", "contiguous", "exp", "clamp", "mul", "roll", "narrow", "pad",
+          "normalize", "StochasticDepth", "FrozenBatchNorm2d", "Permute")  # fmt: skip
 """Layers whose saved tensors or output storage depend on how their input is laid out."""
 
 

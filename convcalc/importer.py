@@ -874,6 +874,8 @@ class _Convert:
             if node in self.skip:
                 continue
             if node.op == "get_attr":
+                if not self.tensor_users(node):
+                    continue  # self.conv.weight.size(-1): its sizes are constants, its tensor no step of the file
                 if isinstance(value, torch.nn.Parameter) or (isinstance(value, torch.Tensor) and self.is_param(node)):
                     self.parameter(node)
                 elif isinstance(value, torch.Tensor):
@@ -1018,6 +1020,8 @@ class _Convert:
         for node in self.graph.nodes:
             if node not in live or node.op not in ("call_module", "get_attr"):
                 continue
+            if node.op == "get_attr" and not self.tensor_users(node):
+                continue  # self.conv.weight.size(): its sizes read, the tensor held by no step
             tensors = self.tensors_of(node)
             earlier = next((holder[id(t)] for t in tensors if id(t) in holder), None)
             if earlier is None:

@@ -363,6 +363,9 @@ class _Shared(nn.Module):
             return self.a(x) + self.a.bias.view(1, 3, 1, 1)
         if self.form == "another name":
             return self.c(x)
+        if self.form == "sizes read":  # a TF-same padding helper reads the kernel's size off the weight
+            pad = self.a.weight.size(-1) // 2
+            return self.a(nn.functional.pad(x, (pad - 1, pad - 1, pad - 1, pad - 1)))
         return self.act(self.a(self.act(x)))
 
 
@@ -381,10 +384,11 @@ def test_weights_used_by_two_calls_are_refused_by_name(form: str, names: str) ->
     assert result.result.total_params == sum(p.numel() for p in _Shared("relu").a.parameters())
 
 
-@pytest.mark.parametrize("form", ["tied, one called", "another name"])
+@pytest.mark.parametrize("form", ["tied, one called", "another name", "sizes read"])
 def test_a_tensor_under_two_names_but_used_once_maps(form: str) -> None:
     """``b.weight = a.weight`` with only ``a`` called: ``b``'s own bias is unused (its weight is ``a``'s, which the
-    file holds); ``self.c = self.a``: ``c.*`` are other names of ``a.*``, left out of the state_dict to load."""
+    file holds); ``self.c = self.a``: ``c.*`` are other names of ``a.*``, left out of the state_dict to load; a
+    weight whose sizes alone are read besides its module's call is held once (it was refused as shared)."""
     build = lambda: _Shared(form)  # noqa: E731
     result = import_module(build(), (1, 3, 8, 8))
     assert zoo.check_counts(build(), result, (1, 3, 8, 8), (2, 3, 5, 7)) == []
@@ -394,6 +398,8 @@ def test_a_tensor_under_two_names_but_used_once_maps(form: str) -> None:
             ("norm", 0, 7),
         )
         assert "other names of tensors" in result.text
+    elif form == "sizes read":
+        assert result.unused == (("b", 84, 0), ("norm", 0, 7)) and result.aliases == ()
     else:
         assert result.unused == (("b", 3, 0), ("norm", 0, 7)) and result.aliases == ()
     problems, checked = zoo.check_outputs(build, result, [(1, 3, 8, 8)], run=True)

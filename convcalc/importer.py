@@ -160,22 +160,24 @@ def _tracer_class() -> Any:
         """A proxy that knows its value at the traced shape: ``len()`` and ``int()`` read it (and freeze it)."""
 
         def __len__(self) -> int:
-            return len(self.node.meta["value"])
+            value = self.node.meta["value"]
+            if type(value) is list:  # len([0] * H): a number made from a size (a shape's length is its rank)
+                return self._frozen(len)
+            return len(value)
 
-        def _frozen(self, kind: Callable[[Any], Any], index: bool = False) -> Any:
+        def _frozen(self, kind: Callable[[Any], Any]) -> Any:
             value = self.node.meta["value"]
             if isinstance(value, torch.Tensor):
                 self.tracer.refuse(self.node, f"{kind.__name__}() of a tensor's value (data-dependent)",
                                    "sizes that depend on the data, which no stack file follows")  # fmt: skip
             self.tracer.frozen.append((self.node, kind(value), _user_frame()))
-            self.tracer.indexed.append(index)
             return kind(value)
 
         def __int__(self) -> int:
             return self._frozen(int)
 
         def __index__(self) -> int:
-            return self._frozen(int, index=True)
+            return self._frozen(int)
 
         def __float__(self) -> float:
             return self._frozen(float)
@@ -207,8 +209,6 @@ def _tracer_class() -> Any:
             self.root_module = root
             self.example = example
             self.frozen: list[tuple[Any, Any, _Source | None]] = []
-            self.indexed: list[bool] = []  # for each event: by __index__ (int() and float() call __int__, __float__)
-            self.settled = 0  # the events before the last node was made: frozen for good
             self.meta_state: dict[str, Any] = {}
             for name, tensor in [*root.named_parameters(remove_duplicate=False),
                                  *root.named_buffers(remove_duplicate=False)]:  # fmt: skip
@@ -231,14 +231,7 @@ def _tracer_class() -> Any:
                          type_expr: Any = None, proxy_factory_fn: Any = None) -> Any:  # fmt: skip
             proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
             node = proxy.node
-            # torch's C argument parser reads a size proxy's __index__ before it hands the call to torch.fx with the
-            # proxy itself (F.avg_pool2d(x, x.size(3))): a size this node takes whole was not frozen after all
-            taken, source = set(node.all_input_nodes), _user_frame()
-            while len(self.frozen) > self.settled and self.indexed[-1] and self.frozen[-1][0] in taken and \
-                    self.frozen[-1][2] == source:  # fmt: skip
-                self.frozen.pop()
-                self.indexed.pop()
-            self.settled = len(self.frozen)
+            source = _user_frame()
             node.meta["source"] = source
             node.meta["value"] = self.run(kind, target, args, kwargs, node)
             return proxy

@@ -546,19 +546,45 @@ class _PooledBySize(nn.Module):
 
 
 @pytest.mark.parametrize("form", ["cifar", "cbam", "frozen"])
-def test_a_pool_over_the_maps_own_size_follows_it(form: str) -> None:
-    """torch's argument parser reads a size proxy's ``__index__`` before torch.fx records the call with the proxy
-    itself: the size was not frozen, and the file took it for one (a Check refused every other size). Through
-    ``int()`` it is a Python number, and the Check stays."""
+def test_a_pool_over_the_maps_own_size_is_checked_never_wrong(form: str) -> None:
+    """torch's argument parser reads a size's ``__index__`` before torch.fx records the call (and reads it
+    differently by argument form), so a read of the size there cannot be told from ``int()`` or ``range(s)`` on the
+    same line: the file keeps the traced value with a Check, which refuses other sizes by name. (A rule that took
+    such reads for no freeze let ``range(s)`` on the same line through, and gave wrong shapes: a hostile round.)"""
     build = lambda: _PooledBySize(form)  # noqa: E731
     result = import_module(build(), (1, 3, 8, 8))
+    assert "Check" in result.text
     problems = zoo.check_counts(build(), result, (1, 3, 8, 8), (2, 3, 12, 12))
-    if form == "frozen":
-        assert "Check" in result.text and problems and "turns this size into a Python number" in problems[0]
-    else:
-        assert "Check" not in result.text and problems == []
+    assert len(problems) == 1 and "turns this size into a Python number" in problems[0], problems
     checked = zoo.check_outputs(build, result, [(1, 3, 8, 8)], run=True)
     assert checked[0] == [] and "outputs equal" in checked[1], checked
+
+
+class _SameLine(nn.Module):
+    """A size frozen by ``range()`` or ``len([0] * s)`` beside a pool that takes it whole: a hostile round's cases."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.size(3)
+        if self.form == "range":
+            return nn.functional.avg_pool2d(x, (s, 1), stride=(1, len(range(s)) // 4))
+        n = len([0] * s)
+        return nn.functional.avg_pool2d(x, s).expand(1, 3, 1, n)
+
+
+@pytest.mark.parametrize("form", ["range", "len"])
+def test_a_size_frozen_beside_a_pool_never_gives_a_wrong_shape(form: str) -> None:
+    build = lambda: _SameLine(form)  # noqa: E731
+    try:
+        result = import_module(build(), (1, 3, 8, 8))
+    except ImportRefused:
+        return  # refused by name: never wrong
+    for second in ((1, 3, 16, 16), (1, 3, 8, 12)):
+        problems = zoo.check_counts(build(), result, (1, 3, 8, 8), second)
+        assert all("turns this size into a Python number" in problem for problem in problems), problems
 
 
 def test_a_size_computed_with_an_op_the_expressions_lack_is_refused() -> None:

@@ -33,6 +33,7 @@ from convcalc.errors import ConvcalcError
 from convcalc.fx_nodes import concrete, describe, guard, is_tensor, layer_kind, op_name
 from convcalc.fx_updates import Updates, in_place, memory_root
 from convcalc.schema import REQUIRED, Type
+from convcalc.text import printable
 
 if TYPE_CHECKING:
     from convcalc.network import StackResult
@@ -2581,7 +2582,7 @@ def _header(module: Any, shape: tuple[int, ...], title: str | None, unused: list
         lines.append(f"# {name}: {held(count, buffers)} that forward never calls (in eval mode), not in this file.")
     for note in notes:
         lines.append(f"# Note: {note}.")
-    return lines
+    return [printable(line) for line in lines]  # a class name or title may hold a newline or ESC
 
 
 def _run(text: str, name: str) -> StackResult:

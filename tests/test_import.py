@@ -326,6 +326,42 @@ def test_unused_modules_are_reported_not_counted() -> None:
     assert result.result.total_params == 112
 
 
+_BREAKERS = "\x1b\n\r\x07\x85\u2028\u202e\ufffe\uffff\ud800#:'\""
+_NAMES = st.lists(st.one_of(st.characters(exclude_categories=()), st.sampled_from(_BREAKERS)), min_size=1).map("".join)
+"""All of Unicode, lone surrogates included, with the characters that can break a line, a terminal or YAML drawn
+often (a list joined: ``st.text`` folds such an alphabet into one that never draws U+FFFE or a surrogate)."""
+
+
+@settings(max_examples=scaled(200))
+@given(
+    _NAMES.filter(lambda name: not re.search("[\x00\ud800-\udfff]", name)),  # type() refuses these: Python's rule
+    st.one_of(st.none(), _NAMES),
+    _NAMES.filter(lambda name: "." not in name and name != "conv" and not hasattr(nn.Module(), name)),
+)
+def test_any_class_name_title_or_module_name_stays_in_its_comment(
+    class_name: str, title: str | None, unused_name: str
+) -> None:
+    """Names from anywhere in Unicode (newlines, ESC, U+FFFE, lone surrogates) are escaped in the header: the file
+    still reads back (import_module runs it), and torch's own count of what forward calls is the file's.
+    (Found by a hostile check: a class name holding ESC and a newline broke out of its comment.)"""
+
+    def init(self: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.add_module(unused_name, nn.Linear(3, 4))
+
+    cls = type(class_name, (nn.Module,), {"__init__": init, "forward": lambda self, x: self.conv(x)})
+    model = cls()
+    result = import_module(model, (1, 1, 8, 8), title=title)
+    header = result.text.split("\ninput:")[0].splitlines()
+    assert all(line.startswith("# ") for line in header)
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]",
+                         result.text)  # fmt: skip
+    assert result.result.total_params == sum(p.numel() for p in model.conv.parameters())
+    unused = model.get_submodule(unused_name)
+    assert len(result.unused) == 1 and result.unused[0][1] == sum(p.numel() for p in unused.parameters())
+
+
 def test_refusal_is_a_convcalc_error() -> None:
     class Fourier(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
